@@ -1,0 +1,12 @@
+"""Differentiable dynamic programs of FTCL (FSD and LCS) as batched kernels.
+
+    kernels.fsd(match, gap, *, gamma=0.1, lengths=None, backend="auto") -> Tensor[B]
+    kernels.lcs(sim, *, threshold=0.92, gamma=0.0, lengths=None, backend="auto") -> Tensor[B]
+
+Backends: "naive" (per-cell loops, the specification), "torch" (vectorised anti-diagonal wavefront,
+the CPU path), "triton" (one program per pair; CUDA, or CPU under TRITON_INTERPRET=1), "auto".
+This package depends on nothing else in the repository.
+"""
+from kernels.api import BACKENDS, fsd, lcs
+
+__all__ = ["BACKENDS", "fsd", "lcs"]

@@ -1,0 +1,136 @@
+"""Public entry points: argument checks and backend dispatch for FSD and LCS."""
+import math
+import os
+
+import torch
+
+from kernels import naive, wavefront
+
+BACKENDS = ("auto", "naive", "torch", "triton")
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _check_table(name, x):
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 3:
+        raise ValueError(f"{name} must have shape [B, N, M], got {tuple(x.shape)}")
+    if x.dtype not in _FLOAT_DTYPES:
+        raise ValueError(f"{name} must be float16, bfloat16, float32 or float64, got {x.dtype}")
+    if x.shape[1] < 1 or x.shape[2] < 1:
+        raise ValueError(f"{name} needs N >= 1 and M >= 1, got {tuple(x.shape)}")
+
+
+def _check_gamma(gamma):
+    gamma = float(gamma)
+    if not (gamma >= 0 and math.isfinite(gamma)):
+        raise ValueError(f"gamma must be a finite number >= 0, got {gamma}")
+    return gamma
+
+
+def _check_lengths(lengths, shape, device):
+    """None, or an int64 [B, 2] tensor of (n, m) with 1 <= n <= N, 1 <= m <= M, on `device`."""
+    if lengths is None:
+        return None
+    batch, n_rows, n_cols = shape
+    lengths = torch.as_tensor(lengths)
+    if lengths.dtype.is_floating_point or lengths.dtype.is_complex or lengths.dtype == torch.bool:
+        raise ValueError(f"lengths must be an integer tensor, got {lengths.dtype}")
+    if tuple(lengths.shape) != (batch, 2):
+        raise ValueError(f"lengths must have shape [{batch}, 2], got {tuple(lengths.shape)}")
+    lengths = lengths.to(device=device, dtype=torch.long)
+    if batch:
+        n, m = lengths[:, 0], lengths[:, 1]
+        bad = (n < 1) | (n > n_rows) | (m < 1) | (m > n_cols)
+        if bool(bad.any()):
+            b = int(bad.nonzero()[0, 0])
+            raise ValueError(f"lengths[{b}] = {lengths[b].tolist()} is outside 1..{n_rows} x 1..{n_cols}")
+    return lengths
+
+
+def _pick_backend(backend, tensors):
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    on_cuda = tensors[0].is_cuda
+    if backend == "auto":
+        has_float64 = any(t.dtype == torch.float64 for t in tensors)
+        return "triton" if on_cuda and not has_float64 else "torch"
+    if backend == "triton":
+        if not on_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+            raise ValueError("backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 set before import)")
+        if any(t.dtype == torch.float64 for t in tensors):
+            raise ValueError("backend 'triton' computes in float32; pass float32/float16/bfloat16 "
+                             "or use backend='torch' for float64")
+    return backend
+
+
+def _full_lengths(shape, device):
+    batch, n_rows, n_cols = shape
+    return torch.tensor([[n_rows, n_cols]], device=device).expand(batch, 2)
+
+
+def fsd(match, gap, *, gamma=0.1, lengths=None, backend="auto"):
+    """Differentiable FSD alignment score of each video pair.
+
+    C[0, .] = C[., 0] = 0 and, 1-indexed, C[i, j] = match[i, j] + max_gamma(C[i-1, j-1],
+    gap[i, j] + C[i-1, j], gap[i, j] + C[i, j-1]) with max_gamma(x) = gamma * logsumexp(x / gamma)
+    (the hard max, first maximum winning, when gamma = 0).
+
+    Args:
+        match, gap: [B, N, M] float16/bfloat16/float32 (float64 on the naive and torch backends).
+        gamma: smoothing temperature >= 0 (the release uses 0.1).
+        lengths: optional integer [B, 2] of per-pair (n, m); the result is C[n, m] of each pair.
+        backend: "auto" | "naive" | "torch" | "triton".
+
+    Returns:
+        [B] float32 (float64 for float64 inputs), differentiable w.r.t. match and gap.
+    """
+    _check_table("match", match)
+    _check_table("gap", gap)
+    if match.shape != gap.shape:
+        raise ValueError(f"match and gap must have the same shape, got {tuple(match.shape)} and {tuple(gap.shape)}")
+    if match.device != gap.device:
+        raise ValueError(f"match and gap must be on one device, got {match.device} and {gap.device}")
+    gamma = _check_gamma(gamma)
+    lengths = _check_lengths(lengths, match.shape, match.device)
+    backend = _pick_backend(backend, (match, gap))
+    if backend == "naive":
+        dtype = wavefront._compute_dtype(match, gap)
+        full = lengths if lengths is not None else _full_lengths(match.shape, match.device)
+        return naive.fsd_naive(match.to(dtype), gap.to(dtype), gamma, full.tolist())
+    if backend == "torch":
+        return wavefront.FSDFunction.apply(match, gap, gamma, lengths)
+    from kernels import triton_dp
+    return triton_dp.FSDTriton.apply(match, gap, gamma, lengths)
+
+
+def lcs(sim, *, threshold=0.92, gamma=0.0, lengths=None, backend="auto"):
+    """Differentiable thresholded longest common subsequence score of each video pair.
+
+    C[0, .] = C[., 0] = 0 and, 1-indexed, C[i, j] = C[i-1, j-1] + sim[i, j] if sim[i, j] > threshold,
+    else max_gamma(C[i-1, j], C[i, j-1]); at gamma = 0 a tie takes the upper neighbour C[i-1, j].
+
+    Args:
+        sim: [B, N, M] float16/bfloat16/float32 (float64 on the naive and torch backends).
+        threshold: strict match threshold on sim (the release uses 0.92).
+        gamma: smoothing temperature >= 0 (the release uses 0, the hard max).
+        lengths: optional integer [B, 2] of per-pair (n, m); the result is C[n, m] of each pair.
+        backend: "auto" | "naive" | "torch" | "triton".
+
+    Returns:
+        [B] float32 (float64 for float64 inputs), differentiable w.r.t. sim.
+    """
+    _check_table("sim", sim)
+    threshold = float(threshold)
+    if math.isnan(threshold):
+        raise ValueError("threshold must be a number, got nan")
+    gamma = _check_gamma(gamma)
+    lengths = _check_lengths(lengths, sim.shape, sim.device)
+    backend = _pick_backend(backend, (sim,))
+    if backend == "naive":
+        full = lengths if lengths is not None else _full_lengths(sim.shape, sim.device)
+        return naive.lcs_naive(sim.to(wavefront._compute_dtype(sim)), threshold, gamma, full.tolist())
+    if backend == "torch":
+        return wavefront.LCSFunction.apply(sim, threshold, gamma, lengths)
+    from kernels import triton_dp
+    return triton_dp.LCSTriton.apply(sim, threshold, gamma, lengths)

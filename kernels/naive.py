@@ -1,0 +1,52 @@
+"""The specification: FSD and LCS as readable per-cell loops in torch.
+
+Slow (one autograd node per cell) but obviously right; every other backend is tested against it,
+and it is float64-gradcheckable. Tables are 1-indexed with a zero first row and column.
+"""
+import torch
+
+
+def _smooth_max(values, gamma):
+    """max_gamma over a list of 0-d tensors; at gamma = 0 the first maximum wins (and takes the gradient)."""
+    if gamma == 0:
+        best = values[0]
+        for value in values[1:]:
+            if value > best:
+                best = value
+        return best
+    return gamma * torch.logsumexp(torch.stack(values) / gamma, dim=0)
+
+
+def fsd_naive(match, gap, gamma, lengths):
+    """FSD value per pair. match, gap: [B, N, M]; lengths: per pair [n, m] (B of them). Returns [B]."""
+    out = []
+    for b in range(match.shape[0]):
+        n, m = lengths[b]
+        zero = match.new_zeros(())
+        table = [[zero] * (m + 1) for _ in range(n + 1)]
+        for i in range(1, n + 1):
+            for j in range(1, m + 1):
+                g = gap[b, i - 1, j - 1]
+                candidates = [table[i - 1][j - 1], g + table[i - 1][j], g + table[i][j - 1]]
+                table[i][j] = match[b, i - 1, j - 1] + _smooth_max(candidates, gamma)
+        out.append(table[n][m])
+    return torch.stack(out) if out else match.new_zeros(0)
+
+
+def lcs_naive(sim, threshold, gamma, lengths):
+    """Thresholded LCS value per pair. sim: [B, N, M]; lengths: per pair [n, m] (B of them). Returns [B]."""
+    out = []
+    for b in range(sim.shape[0]):
+        n, m = lengths[b]
+        zero = sim.new_zeros(())
+        table = [[zero] * (m + 1) for _ in range(n + 1)]
+        for i in range(1, n + 1):
+            for j in range(1, m + 1):
+                s = sim[b, i - 1, j - 1]
+                if s > threshold:
+                    table[i][j] = table[i - 1][j - 1] + s
+                else:
+                    # The upper neighbour comes first, so it wins ties at gamma = 0 (as the release's max()).
+                    table[i][j] = _smooth_max([table[i - 1][j], table[i][j - 1]], gamma)
+        out.append(table[n][m])
+    return torch.stack(out) if out else sim.new_zeros(0)

@@ -1,0 +1,397 @@
+"""The "triton" backend: FSD and LCS forward and backward, one program per video pair.
+
+Each program sweeps its pair's n x m table one anti-diagonal d = i + j at a time (1-indexed cells),
+lanes across the diagonal (chunks of BLOCK rows when it is longer), with a block barrier between
+diagonals. The only per-cell state is the table itself, stored diagonal-major and compact (N*M
+float32 per pair), so every diagonal is one contiguous, coalesced store and its neighbours are
+contiguous loads that hit cache. Inputs are read and gradients written in their own layout (any
+strides): consecutive diagonals walk along each row, so those sectors are reused from L1/L2.
+
+Backward is the reverse wavefront. Each cell recomputes its soft-max weights from the saved table
+(its three neighbours and its gap), then pushes adjoint x weight to its three predecessors through
+small per-pair ring buffers (3 + 2 + 2 rows of N + 2 floats), so no per-cell weights are stored.
+"""
+import torch
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # the other backends work without Triton
+    triton = None
+
+_MAX_BLOCK = 1024
+_LOG2E = 1.4426950408889634
+
+if triton is not None:
+
+    @triton.jit
+    def _row_bounds(d, n, m):
+        """First and last row of anti-diagonal d inside an n x m table."""
+        return tl.maximum(d - m, 1), tl.minimum(d - 1, n)
+
+    @triton.jit
+    def _pair_lengths(len_ptr, i_b, N, M, HAS_LENGTHS: tl.constexpr):
+        if HAS_LENGTHS:
+            n = tl.load(len_ptr + 2 * i_b).to(tl.int32)
+            m = tl.load(len_ptr + 2 * i_b + 1).to(tl.int32)
+        else:
+            n = N + tl.zeros((), tl.int32)
+            m = M + tl.zeros((), tl.int32)
+        return n, m
+
+    @triton.jit
+    def _neighbours(p_table, i, j, mask, off_1, lo_1, off_2, lo_2):
+        """C[i-1, j-1], C[i-1, j], C[i, j-1] from the two previous diagonals (0 on the border)."""
+        b_diag = tl.load(p_table + off_2 + (i - 1 - lo_2), mask=mask & (i > 1) & (j > 1), other=0.0)
+        b_up = tl.load(p_table + off_1 + (i - 1 - lo_1), mask=mask & (i > 1), other=0.0)
+        b_left = tl.load(p_table + off_1 + (i - lo_1), mask=mask & (j > 1), other=0.0)
+        return b_diag, b_up, b_left
+
+    @triton.jit
+    def _fsd_weights(b_diag, b_up, b_left, inv_gamma_log2, HARD: tl.constexpr):
+        """Soft-max (or first-arg-max) weights of the three candidates, and their max_gamma / gamma."""
+        if HARD:
+            w_diag = ((b_diag >= b_up) & (b_diag >= b_left)).to(tl.float32)
+            w_up = (1.0 - w_diag) * (b_up >= b_left).to(tl.float32)
+            w_left = 1.0 - w_diag - w_up
+            return w_diag, w_up, w_left
+        b_max = tl.maximum(tl.maximum(b_diag, b_up), b_left)
+        e_diag = tl.exp2((b_diag - b_max) * inv_gamma_log2)
+        e_up = tl.exp2((b_up - b_max) * inv_gamma_log2)
+        e_left = tl.exp2((b_left - b_max) * inv_gamma_log2)
+        inv_sum = 1.0 / (e_diag + e_up + e_left)
+        return e_diag * inv_sum, e_up * inv_sum, e_left * inv_sum
+
+    @triton.jit
+    def _pushed(p_ring, i, j, mask, n, m, d, stride_slot):
+        """Adjoint of the cells on diagonal d, summed from what their three successors pushed."""
+        slot_diag = (d + 2) % 3
+        slot_side = (d + 1) % 2
+        b_adj = tl.load(p_ring + slot_diag * stride_slot + i + 1, mask=mask & (i < n) & (j < m), other=0.0)
+        b_adj += tl.load(p_ring + (3 + slot_side) * stride_slot + i + 1, mask=mask & (i < n), other=0.0)
+        b_adj += tl.load(p_ring + (5 + slot_side) * stride_slot + i, mask=mask & (j < m), other=0.0)
+        return b_adj
+
+    @triton.jit
+    def _push(p_ring, i, mask, d, stride_slot, b_to_diag, b_to_up, b_to_left):
+        tl.store(p_ring + (d % 3) * stride_slot + i, b_to_diag, mask=mask)
+        tl.store(p_ring + (3 + d % 2) * stride_slot + i, b_to_up, mask=mask)
+        tl.store(p_ring + (5 + d % 2) * stride_slot + i, b_to_left, mask=mask)
+
+    @triton.jit
+    def fsd_fwd_kernel(
+        match_ptr,  # [B, N, M] any float dtype, any strides
+        gap_ptr,  # [B, N, M]
+        table_ptr,  # [B, N*M] float32, diagonal-major per pair
+        out_ptr,  # [B] float32
+        len_ptr,  # [B, 2] int64, read only when HAS_LENGTHS
+        stride_mb, stride_mn, stride_mm,
+        stride_gb, stride_gn, stride_gm,
+        N, M,
+        gamma,
+        inv_gamma_log2,
+        HAS_LENGTHS: tl.constexpr,
+        HARD: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
+        i_b = tl.program_id(0).to(tl.int64)
+        n, m = _pair_lengths(len_ptr, i_b, N, M, HAS_LENGTHS)
+        p_table = table_ptr + i_b * N * M
+        p_match = match_ptr + i_b * stride_mb
+        p_gap = gap_ptr + i_b * stride_gb
+        o_i = tl.arange(0, BLOCK)
+        off_0 = 0  # offset of the current diagonal in the table
+        off_1, lo_1 = 0, 1  # previous diagonal
+        off_2, lo_2 = 0, 1  # the one before
+        for d in range(2, n + m + 1):
+            lo, hi = _row_bounds(d, n, m)
+            for start in range(lo, hi + 1, BLOCK):
+                i = start + o_i  # [BLOCK] rows, 1-indexed
+                j = d - i
+                mask = i <= hi
+                b_match = tl.load(p_match + (i - 1) * stride_mn + (j - 1) * stride_mm, mask=mask, other=0.0)
+                b_gap = tl.load(p_gap + (i - 1) * stride_gn + (j - 1) * stride_gm, mask=mask, other=0.0)
+                b_gap = b_gap.to(tl.float32)
+                b_diag, b_up, b_left = _neighbours(p_table, i, j, mask, off_1, lo_1, off_2, lo_2)
+                b_up += b_gap
+                b_left += b_gap
+                b_max = tl.maximum(tl.maximum(b_diag, b_up), b_left)
+                if HARD:
+                    b_best = b_max
+                else:
+                    b_sum = (tl.exp2((b_diag - b_max) * inv_gamma_log2) + tl.exp2((b_up - b_max) * inv_gamma_log2)
+                             + tl.exp2((b_left - b_max) * inv_gamma_log2))
+                    b_best = b_max + gamma * tl.log(b_sum)
+                tl.store(p_table + off_0 + (i - lo), b_match.to(tl.float32) + b_best, mask=mask)
+            # Every lane's diagonal must be visible before any lane reads it as a neighbour.
+            tl.debug_barrier()
+            off_2, lo_2 = off_1, lo_1
+            off_1, lo_1 = off_0, lo
+            off_0 += hi - lo + 1
+        tl.store(out_ptr + i_b, tl.load(p_table + off_0 - 1))
+
+    @triton.jit
+    def fsd_bwd_kernel(
+        gap_ptr,  # [B, N, M]
+        table_ptr,  # [B, N*M] float32, from the forward
+        grad_out_ptr,  # [B] float32
+        grad_match_ptr,  # [B, N, M] zero-filled, contiguous
+        grad_gap_ptr,  # [B, N, M] zero-filled, contiguous
+        ring_ptr,  # [B, 7, N + 2] float32 scratch
+        len_ptr,  # [B, 2] int64
+        stride_gb, stride_gn, stride_gm,
+        N, M,
+        inv_gamma_log2,
+        HAS_LENGTHS: tl.constexpr,
+        HARD: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
+        i_b = tl.program_id(0).to(tl.int64)
+        n, m = _pair_lengths(len_ptr, i_b, N, M, HAS_LENGTHS)
+        p_table = table_ptr + i_b * N * M
+        p_gap = gap_ptr + i_b * stride_gb
+        p_grad_match = grad_match_ptr + i_b * N * M
+        p_grad_gap = grad_gap_ptr + i_b * N * M
+        stride_slot = N + 2
+        p_ring = ring_ptr + i_b * 7 * stride_slot
+        b_grad_out = tl.load(grad_out_ptr + i_b)
+        o_i = tl.arange(0, BLOCK)
+        off_0 = n * m - 1  # the answer cell is alone on the last diagonal
+        for k in range(0, n + m - 1):
+            d = n + m - k
+            lo, hi = _row_bounds(d, n, m)
+            lo_1, hi_1 = _row_bounds(d - 1, n, m)
+            off_1 = off_0 - (hi_1 - lo_1 + 1)
+            lo_2, hi_2 = _row_bounds(d - 2, n, m)
+            off_2 = off_1 - (hi_2 - lo_2 + 1)
+            for start in range(lo, hi + 1, BLOCK):
+                i = start + o_i
+                j = d - i
+                mask = i <= hi
+                b_gap = tl.load(p_gap + (i - 1) * stride_gn + (j - 1) * stride_gm, mask=mask, other=0.0)
+                b_gap = b_gap.to(tl.float32)
+                b_diag, b_up, b_left = _neighbours(p_table, i, j, mask, off_1, lo_1, off_2, lo_2)
+                w_diag, w_up, w_left = _fsd_weights(b_diag, b_up + b_gap, b_left + b_gap, inv_gamma_log2, HARD)
+                b_adj = _pushed(p_ring, i, j, mask, n, m, d, stride_slot)
+                b_adj += tl.where((i == n) & (j == m), b_grad_out, 0.0)
+                p_cell = (i - 1) * M + (j - 1)
+                tl.store(p_grad_match + p_cell, b_adj.to(grad_match_ptr.dtype.element_ty), mask=mask)
+                tl.store(p_grad_gap + p_cell, (b_adj * (w_up + w_left)).to(grad_gap_ptr.dtype.element_ty),
+                         mask=mask)
+                _push(p_ring, i, mask, d, stride_slot, b_adj * w_diag, b_adj * w_up, b_adj * w_left)
+            tl.debug_barrier()
+            off_0 = off_1
+
+    @triton.jit
+    def lcs_fwd_kernel(
+        sim_ptr,  # [B, N, M] any float dtype, any strides
+        table_ptr,  # [B, N*M] float32, diagonal-major per pair
+        out_ptr,  # [B] float32
+        len_ptr,  # [B, 2] int64
+        stride_sb, stride_sn, stride_sm,
+        N, M,
+        threshold,
+        gamma,
+        inv_gamma_log2,
+        HAS_LENGTHS: tl.constexpr,
+        HARD: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
+        i_b = tl.program_id(0).to(tl.int64)
+        n, m = _pair_lengths(len_ptr, i_b, N, M, HAS_LENGTHS)
+        p_table = table_ptr + i_b * N * M
+        p_sim = sim_ptr + i_b * stride_sb
+        o_i = tl.arange(0, BLOCK)
+        off_0 = 0
+        off_1, lo_1 = 0, 1
+        off_2, lo_2 = 0, 1
+        for d in range(2, n + m + 1):
+            lo, hi = _row_bounds(d, n, m)
+            for start in range(lo, hi + 1, BLOCK):
+                i = start + o_i
+                j = d - i
+                mask = i <= hi
+                b_sim = tl.load(p_sim + (i - 1) * stride_sn + (j - 1) * stride_sm, mask=mask, other=0.0)
+                b_sim = b_sim.to(tl.float32)
+                b_diag, b_up, b_left = _neighbours(p_table, i, j, mask, off_1, lo_1, off_2, lo_2)
+                b_max = tl.maximum(b_up, b_left)
+                if HARD:
+                    b_skip = b_max
+                else:
+                    b_min = tl.minimum(b_up, b_left)
+                    b_skip = b_max + gamma * tl.log(1.0 + tl.exp2((b_min - b_max) * inv_gamma_log2))
+                b_value = tl.where(b_sim > threshold, b_diag + b_sim, b_skip)
+                tl.store(p_table + off_0 + (i - lo), b_value, mask=mask)
+            tl.debug_barrier()
+            off_2, lo_2 = off_1, lo_1
+            off_1, lo_1 = off_0, lo
+            off_0 += hi - lo + 1
+        tl.store(out_ptr + i_b, tl.load(p_table + off_0 - 1))
+
+    @triton.jit
+    def lcs_bwd_kernel(
+        sim_ptr,  # [B, N, M]
+        table_ptr,  # [B, N*M] float32, from the forward
+        grad_out_ptr,  # [B] float32
+        grad_sim_ptr,  # [B, N, M] zero-filled, contiguous
+        ring_ptr,  # [B, 7, N + 2] float32 scratch
+        len_ptr,  # [B, 2] int64
+        stride_sb, stride_sn, stride_sm,
+        N, M,
+        threshold,
+        inv_gamma_log2,
+        HAS_LENGTHS: tl.constexpr,
+        HARD: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
+        i_b = tl.program_id(0).to(tl.int64)
+        n, m = _pair_lengths(len_ptr, i_b, N, M, HAS_LENGTHS)
+        p_table = table_ptr + i_b * N * M
+        p_sim = sim_ptr + i_b * stride_sb
+        p_grad_sim = grad_sim_ptr + i_b * N * M
+        stride_slot = N + 2
+        p_ring = ring_ptr + i_b * 7 * stride_slot
+        b_grad_out = tl.load(grad_out_ptr + i_b)
+        o_i = tl.arange(0, BLOCK)
+        off_0 = n * m - 1
+        for k in range(0, n + m - 1):
+            d = n + m - k
+            lo, hi = _row_bounds(d, n, m)
+            lo_1, hi_1 = _row_bounds(d - 1, n, m)
+            off_1 = off_0 - (hi_1 - lo_1 + 1)
+            for start in range(lo, hi + 1, BLOCK):
+                i = start + o_i
+                j = d - i
+                mask = i <= hi
+                b_sim = tl.load(p_sim + (i - 1) * stride_sn + (j - 1) * stride_sm, mask=mask, other=0.0)
+                matched = b_sim.to(tl.float32) > threshold
+                b_up = tl.load(p_table + off_1 + (i - 1 - lo_1), mask=mask & (i > 1), other=0.0)
+                b_left = tl.load(p_table + off_1 + (i - lo_1), mask=mask & (j > 1), other=0.0)
+                if HARD:
+                    w_up = (b_up >= b_left).to(tl.float32)  # ties go to the upper neighbour
+                else:
+                    w_up = 1.0 / (1.0 + tl.exp2((b_left - b_up) * inv_gamma_log2))
+                b_adj = _pushed(p_ring, i, j, mask, n, m, d, stride_slot)
+                b_adj += tl.where((i == n) & (j == m), b_grad_out, 0.0)
+                b_through = tl.where(matched, b_adj, 0.0)
+                b_skipped = b_adj - b_through
+                tl.store(p_grad_sim + (i - 1) * M + (j - 1), b_through.to(grad_sim_ptr.dtype.element_ty), mask=mask)
+                _push(p_ring, i, mask, d, stride_slot, b_through, b_skipped * w_up, b_skipped * (1.0 - w_up))
+            tl.debug_barrier()
+            off_0 = off_1
+
+
+def _launch_config(n_rows, n_cols):
+    block = min(triton.next_power_of_2(min(n_rows, n_cols)), _MAX_BLOCK)
+    return block, max(1, min(block // 64, 8))
+
+
+def _inv_gamma_log2(gamma):
+    return _LOG2E / gamma if gamma > 0 else 0.0
+
+
+def _lengths_arg(lengths, device):
+    if lengths is None:
+        return torch.empty(1, 2, dtype=torch.long, device=device), False
+    return lengths.contiguous(), True
+
+
+def fsd_fwd(match, gap, gamma, lengths):
+    """Returns (values [B] float32, table [B, N*M] float32)."""
+    batch, n_rows, n_cols = match.shape
+    table = torch.empty(batch, n_rows * n_cols, dtype=torch.float32, device=match.device)
+    out = torch.empty(batch, dtype=torch.float32, device=match.device)
+    if batch == 0:
+        return out, table
+    len_arg, has_lengths = _lengths_arg(lengths, match.device)
+    block, num_warps = _launch_config(n_rows, n_cols)
+    fsd_fwd_kernel[(batch,)](
+        match, gap, table, out, len_arg, *match.stride(), *gap.stride(), n_rows, n_cols,
+        gamma, _inv_gamma_log2(gamma), HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block,
+        num_warps=num_warps)
+    return out, table
+
+
+def fsd_bwd(grad_out, gap, table, gamma, lengths, match_dtype):
+    """Gradients [B, N, M] of sum(grad_out * value) w.r.t. match and gap."""
+    batch, n_rows, n_cols = gap.shape
+    grad_match = torch.zeros(gap.shape, dtype=match_dtype, device=gap.device)
+    grad_gap = torch.zeros_like(gap, memory_format=torch.contiguous_format)
+    if batch == 0:
+        return grad_match, grad_gap
+    ring = torch.empty(batch, 7, n_rows + 2, dtype=torch.float32, device=gap.device)
+    len_arg, has_lengths = _lengths_arg(lengths, gap.device)
+    block, num_warps = _launch_config(n_rows, n_cols)
+    fsd_bwd_kernel[(batch,)](
+        gap, table, grad_out.float().contiguous(), grad_match, grad_gap, ring, len_arg, *gap.stride(),
+        n_rows, n_cols, _inv_gamma_log2(gamma), HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block,
+        num_warps=num_warps)
+    return grad_match, grad_gap
+
+
+def lcs_fwd(sim, threshold, gamma, lengths):
+    """Returns (values [B] float32, table [B, N*M] float32)."""
+    batch, n_rows, n_cols = sim.shape
+    table = torch.empty(batch, n_rows * n_cols, dtype=torch.float32, device=sim.device)
+    out = torch.empty(batch, dtype=torch.float32, device=sim.device)
+    if batch == 0:
+        return out, table
+    len_arg, has_lengths = _lengths_arg(lengths, sim.device)
+    block, num_warps = _launch_config(n_rows, n_cols)
+    lcs_fwd_kernel[(batch,)](
+        sim, table, out, len_arg, *sim.stride(), n_rows, n_cols, threshold, gamma, _inv_gamma_log2(gamma),
+        HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block, num_warps=num_warps)
+    return out, table
+
+
+def lcs_bwd(grad_out, sim, table, threshold, gamma, lengths):
+    """Gradient [B, N, M] of sum(grad_out * value) w.r.t. sim."""
+    batch, n_rows, n_cols = sim.shape
+    grad_sim = torch.zeros_like(sim, memory_format=torch.contiguous_format)
+    if batch == 0:
+        return grad_sim
+    ring = torch.empty(batch, 7, n_rows + 2, dtype=torch.float32, device=sim.device)
+    len_arg, has_lengths = _lengths_arg(lengths, sim.device)
+    block, num_warps = _launch_config(n_rows, n_cols)
+    lcs_bwd_kernel[(batch,)](
+        sim, table, grad_out.float().contiguous(), grad_sim, ring, len_arg, *sim.stride(), n_rows, n_cols,
+        threshold, _inv_gamma_log2(gamma), HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block,
+        num_warps=num_warps)
+    return grad_sim
+
+
+def _require_triton():
+    if triton is None:
+        raise RuntimeError("backend 'triton' needs the triton package (pip install triton)")
+
+
+class FSDTriton(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, match, gap, gamma, lengths):
+        _require_triton()
+        out, table = fsd_fwd(match, gap, gamma, lengths)
+        ctx.save_for_backward(gap, table, lengths)
+        ctx.gamma, ctx.match_dtype = gamma, match.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        gap, table, lengths = ctx.saved_tensors
+        grad_match, grad_gap = fsd_bwd(grad_out, gap, table, ctx.gamma, lengths, ctx.match_dtype)
+        return grad_match, grad_gap, None, None
+
+
+class LCSTriton(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, sim, threshold, gamma, lengths):
+        _require_triton()
+        out, table = lcs_fwd(sim, threshold, gamma, lengths)
+        ctx.save_for_backward(sim, table, lengths)
+        ctx.threshold, ctx.gamma = threshold, gamma
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        sim, table, lengths = ctx.saved_tensors
+        return lcs_bwd(grad_out, sim, table, ctx.threshold, ctx.gamma, lengths), None, None, None
+

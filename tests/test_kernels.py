@@ -1,0 +1,244 @@
+"""kernels.fsd / kernels.lcs: every backend against the naive per-cell specification in float64."""
+import pytest
+import torch
+
+import kernels
+from kernels import triton_dp
+
+SHAPES = [
+    pytest.param(2, 1, 6, id="B2-N1-M6"),
+    pytest.param(3, 7, 4, id="B3-N7-M4"),
+    pytest.param(2, 33, 17, id="B2-N33-M17"),
+    pytest.param(2, 30, 30, id="B2-N30-M30"),
+]
+TINY_SHAPES = [
+    pytest.param(3, 1, 6, id="B3-N1-M6"),
+    pytest.param(2, 7, 4, id="B2-N7-M4"),
+    pytest.param(2, 5, 5, id="B2-N5-M5"),
+    pytest.param(1, 4, 9, id="B1-N4-M9"),
+]
+GAMMAS = [pytest.param(0.0, id="hard"), pytest.param(0.1, id="g0.1"), pytest.param(1.0, id="g1")]
+
+
+def _grads(value, inputs, upstream):
+    """d(sum(upstream * value)) / d(inputs); zeros where value does not depend on them at all."""
+    if not value.requires_grad:
+        return [torch.zeros_like(x) for x in inputs]
+    return torch.autograd.grad((value * upstream).sum(), inputs, allow_unused=True, materialize_grads=True)
+
+
+def _random_lengths(gen, batch, n_rows, n_cols):
+    return torch.stack([torch.randint(1, n_rows + 1, (batch,), generator=gen),
+                        torch.randint(1, n_cols + 1, (batch,), generator=gen)], dim=1)
+
+
+def _fsd_case(seed, batch, n_rows, n_cols, scale=1.0):
+    gen = torch.Generator().manual_seed(seed)
+    match = torch.randn(batch, n_rows, n_cols, generator=gen, dtype=torch.float64) * scale
+    gap = torch.randn(batch, n_rows, n_cols, generator=gen, dtype=torch.float64) * scale
+    return match, gap, torch.randn(batch, generator=gen, dtype=torch.float64), gen
+
+
+def _lcs_case(seed, batch, n_rows, n_cols):
+    gen = torch.Generator().manual_seed(seed)
+    sim = torch.rand(batch, n_rows, n_cols, generator=gen, dtype=torch.float64) * 1.2 - 0.1
+    return sim, torch.randn(batch, generator=gen, dtype=torch.float64), gen
+
+
+def _fsd_check(match, gap, upstream, gamma, lengths, backend, dtype, rtol, atol):
+    ref_in = [x.clone().requires_grad_() for x in (match, gap)]
+    ref = kernels.fsd(*ref_in, gamma=gamma, lengths=lengths, backend="naive")
+    ref_grads = _grads(ref, ref_in, upstream)
+    test_in = [x.to(dtype).requires_grad_() for x in (match, gap)]
+    out = kernels.fsd(*test_in, gamma=gamma, lengths=lengths, backend=backend)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out.double(), ref.detach(), rtol=rtol, atol=atol)
+    for got, want in zip(_grads(out, test_in, upstream.to(out.dtype)), ref_grads):
+        assert got.dtype == dtype
+        torch.testing.assert_close(got.double(), want, rtol=rtol, atol=atol)
+
+
+def _lcs_check(sim, upstream, threshold, gamma, lengths, backend, dtype, rtol, atol):
+    ref_in = sim.clone().requires_grad_()
+    ref = kernels.lcs(ref_in, threshold=threshold, gamma=gamma, lengths=lengths, backend="naive")
+    (ref_grad,) = _grads(ref, [ref_in], upstream)
+    test_in = sim.to(dtype).requires_grad_()
+    out = kernels.lcs(test_in, threshold=threshold, gamma=gamma, lengths=lengths, backend=backend)
+    torch.testing.assert_close(out.double(), ref.detach(), rtol=rtol, atol=atol)
+    (got,) = _grads(out, [test_in], upstream.to(out.dtype))
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.double(), ref_grad, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+@pytest.mark.parametrize("gamma", GAMMAS)
+@pytest.mark.parametrize("batch,n_rows,n_cols", SHAPES)
+def test_torch_backend_fsd_matches_naive(batch, n_rows, n_cols, gamma, with_lengths):
+    match, gap, upstream, gen = _fsd_case(1, batch, n_rows, n_cols)
+    lengths = _random_lengths(gen, batch, n_rows, n_cols) if with_lengths else None
+    _fsd_check(match, gap, upstream, gamma, lengths, "torch", torch.float64, 1e-10, 1e-10)
+    _fsd_check(match, gap, upstream, gamma, lengths, "torch", torch.float32, 2e-4, 2e-4)
+
+
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+@pytest.mark.parametrize("gamma", GAMMAS)
+@pytest.mark.parametrize("batch,n_rows,n_cols", SHAPES)
+def test_torch_backend_lcs_matches_naive(batch, n_rows, n_cols, gamma, with_lengths):
+    sim, upstream, gen = _lcs_case(2, batch, n_rows, n_cols)
+    lengths = _random_lengths(gen, batch, n_rows, n_cols) if with_lengths else None
+    _lcs_check(sim, upstream, 0.92, gamma, lengths, "torch", torch.float64, 1e-10, 1e-10)
+    _lcs_check(sim, upstream, 0.92, gamma, lengths, "torch", torch.float32, 2e-4, 2e-4)
+
+
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+@pytest.mark.parametrize("gamma", [0.0, 0.1], ids=["hard", "g0.1"])
+@pytest.mark.parametrize("batch,n_rows,n_cols", TINY_SHAPES)
+def test_triton_fsd_matches_naive(batch, n_rows, n_cols, gamma, with_lengths):
+    match, gap, upstream, gen = _fsd_case(3, batch, n_rows, n_cols)
+    lengths = _random_lengths(gen, batch, n_rows, n_cols) if with_lengths else None
+    _fsd_check(match, gap, upstream, gamma, lengths, "triton", torch.float32, 1e-5, 1e-5)
+
+
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+@pytest.mark.parametrize("gamma", [0.0, 0.1], ids=["hard", "g0.1"])
+@pytest.mark.parametrize("batch,n_rows,n_cols", TINY_SHAPES)
+def test_triton_lcs_matches_naive(batch, n_rows, n_cols, gamma, with_lengths):
+    sim, upstream, gen = _lcs_case(4, batch, n_rows, n_cols)
+    lengths = _random_lengths(gen, batch, n_rows, n_cols) if with_lengths else None
+    _lcs_check(sim, upstream, 0.92, gamma, lengths, "triton", torch.float32, 1e-5, 1e-5)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.1], ids=["hard", "g0.1"])
+def test_triton_chunks_long_diagonals(monkeypatch, gamma):
+    """Diagonals longer than the block are processed in several chunks (BLOCK forced to 2)."""
+    monkeypatch.setattr(triton_dp, "_MAX_BLOCK", 2)
+    match, gap, upstream, gen = _fsd_case(5, 2, 7, 6)
+    lengths = torch.tensor([[7, 6], [5, 6]])
+    _fsd_check(match, gap, upstream, gamma, lengths, "triton", torch.float32, 1e-5, 1e-5)
+    sim, upstream, _ = _lcs_case(6, 2, 6, 7)
+    _lcs_check(sim, upstream, 0.92, gamma, None, "triton", torch.float32, 1e-5, 1e-5)
+
+
+def test_triton_reads_strided_inputs_and_half_precision():
+    match, gap, upstream, _ = _fsd_case(7, 2, 6, 5)
+    # Transposed storage: the kernels read any strides.
+    match_t = match.transpose(1, 2).contiguous().transpose(1, 2)
+    _fsd_check(match_t, gap, upstream, 0.1, None, "triton", torch.float32, 1e-5, 1e-5)
+    _fsd_check(match, gap, upstream, 0.1, None, "triton", torch.float16, 2e-2, 2e-2)
+    sim, upstream, _ = _lcs_case(8, 2, 5, 6)
+    _lcs_check(sim.transpose(1, 2).contiguous().transpose(1, 2), upstream, 0.92, 0.0, None, "triton",
+               torch.float32, 1e-5, 1e-5)
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_lcs_ties_take_the_upper_neighbour(backend):
+    """Integer-valued similarities make many equal table entries; the path (and gradient) must
+    follow the upper neighbour on every tie, exactly as the naive loops do."""
+    gen = torch.Generator().manual_seed(9)
+    sim = torch.randint(0, 2, (3, 6, 7), generator=gen).double()
+    sim[2] = 0.5  # nothing matches: every cell is a tie of zeros
+    upstream = torch.tensor([1.0, -2.0, 3.0], dtype=torch.float64)
+    _lcs_check(sim, upstream, 0.92, 0.0, None, backend, torch.float32, 0, 0)
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_fsd_hard_max_ties_take_the_first_candidate(backend):
+    match = torch.zeros(2, 4, 3, dtype=torch.float64)
+    gap = torch.zeros(2, 4, 3, dtype=torch.float64)
+    gap[1] = 1.0
+    upstream = torch.tensor([1.0, 0.5], dtype=torch.float64)
+    _fsd_check(match, gap, upstream, 0.0, None, backend, torch.float32, 0, 0)
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_large_magnitudes_with_small_gamma_stay_finite(backend):
+    gen = torch.Generator().manual_seed(10)
+    match = (torch.rand(2, 5, 6, generator=gen, dtype=torch.float64) * 2 - 1) * 50
+    gap = (torch.rand(2, 5, 6, generator=gen, dtype=torch.float64) * 2 - 1) * 50
+    upstream = torch.randn(2, generator=gen, dtype=torch.float64)
+    _fsd_check(match, gap, upstream, 0.01, None, backend, torch.float32, 1e-5, 1e-4)
+    sim = (torch.rand(2, 5, 6, generator=gen, dtype=torch.float64) * 2 - 1) * 50
+    _lcs_check(sim, upstream, 0.92, 0.01, None, backend, torch.float32, 1e-5, 1e-4)
+
+
+def _gradcheck_inputs(seed):
+    gen = torch.Generator().manual_seed(seed)
+    match = torch.randn(2, 3, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    gap = torch.randn(2, 3, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    # Keep every similarity 0.05 away from the threshold so finite differences never cross it.
+    sim = torch.rand(2, 3, 4, generator=gen, dtype=torch.float64)
+    sim = torch.where(sim > 0.5, 0.97 + sim * 0.1, sim * 0.8).requires_grad_()
+    return match, gap, sim
+
+
+@pytest.mark.parametrize("backend", ["naive", "torch"])
+@pytest.mark.parametrize("gamma", [0.0, 0.1, 1.0], ids=["hard", "g0.1", "g1"])
+def test_gradcheck(backend, gamma):
+    match, gap, sim = _gradcheck_inputs(11)
+    lengths = torch.tensor([[3, 4], [2, 3]])
+    for lens in (None, lengths):
+        assert torch.autograd.gradcheck(
+            lambda m, g: kernels.fsd(m, g, gamma=gamma, lengths=lens, backend=backend), (match, gap))
+        assert torch.autograd.gradcheck(
+            lambda s: kernels.lcs(s, threshold=0.92, gamma=gamma, lengths=lens, backend=backend), (sim,))
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_non_finite_input_stays_in_its_own_pair(backend):
+    match, gap, upstream, _ = _fsd_case(12, 3, 4, 5)
+    sim, _, _ = _lcs_case(13, 3, 4, 5)
+    clean_fsd = kernels.fsd(match.float(), gap.float(), backend=backend)
+    clean_lcs = kernels.lcs(sim.float(), backend=backend)
+    match[1, 2, 3] = float("nan")
+    gap[1, 0, 0] = float("inf")
+    sim[1, 1, 1] = float("nan")
+    dirty = [x.float().requires_grad_() for x in (match, gap, sim)]
+    fsd_out = kernels.fsd(dirty[0], dirty[1], lengths=torch.tensor([[4, 5], [4, 5], [3, 2]]), backend=backend)
+    lcs_out = kernels.lcs(dirty[2], backend=backend)
+    assert not torch.isfinite(fsd_out[1])
+    for b in (0, 2):
+        assert torch.isfinite(fsd_out[b]) and torch.isfinite(lcs_out[b])
+    torch.testing.assert_close(fsd_out[0], clean_fsd[0])
+    torch.testing.assert_close(lcs_out[[0, 2]], clean_lcs[[0, 2]])
+    grads = _grads(fsd_out.sum() + lcs_out.sum(), dirty, torch.ones(()))
+    for grad in grads:
+        assert torch.isfinite(grad[[0, 2]]).all()
+
+
+def test_auto_backend_on_cpu_is_the_wavefront():
+    match, gap, _, _ = _fsd_case(14, 2, 5, 5)
+    torch.testing.assert_close(kernels.fsd(match, gap), kernels.fsd(match, gap, backend="torch"))
+    assert kernels.fsd(match.float(), gap.float()).dtype == torch.float32
+    assert kernels.lcs(match.half()).dtype == torch.float32
+
+
+@pytest.mark.parametrize("backend", ["naive", "torch", "triton"])
+def test_empty_batch(backend):
+    empty = torch.zeros(0, 3, 4)
+    assert kernels.fsd(empty, empty, backend=backend).shape == (0,)
+    assert kernels.lcs(empty, backend=backend).shape == (0,)
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: kernels.fsd(torch.zeros(3, 4), torch.zeros(3, 4)), "match must have shape"),
+    (lambda: kernels.fsd(torch.zeros(2, 3, 4), torch.zeros(2, 4, 3)), "same shape"),
+    (lambda: kernels.fsd(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4), gamma=-0.1), "gamma"),
+    (lambda: kernels.lcs(torch.zeros(2, 3, 4), gamma=float("inf")), "gamma"),
+    (lambda: kernels.lcs(torch.zeros(2, 3, 4), lengths=torch.tensor([[3, 4], [0, 2]])), r"lengths\[1\]"),
+    (lambda: kernels.lcs(torch.zeros(2, 3, 4), lengths=torch.tensor([[3, 5], [1, 2]])), r"lengths\[0\]"),
+    (lambda: kernels.lcs(torch.zeros(2, 3, 4), lengths=torch.tensor([[3, 4]])), "lengths must have shape"),
+    (lambda: kernels.lcs(torch.zeros(2, 3, 4), lengths=torch.ones(2, 2)), "integer"),
+    (lambda: kernels.lcs(torch.zeros(2, 3, 4), backend="cuda"), "backend"),
+    (lambda: kernels.lcs(torch.zeros(2, 3, 4, dtype=torch.int32)), "float"),
+    (lambda: kernels.lcs(torch.zeros(2, 0, 4)), "N >= 1"),
+    (lambda: kernels.lcs(torch.zeros(2, 3, 4, dtype=torch.float64), backend="triton"), "float64"),
+])
+def test_bad_input_raises_value_error_naming_the_argument(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_triton_on_cpu_without_interpreter_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(ValueError, match="CUDA"):
+        kernels.lcs(torch.zeros(2, 3, 4), backend="triton")
