@@ -17,6 +17,8 @@ TINY_SHAPES = [
     pytest.param(2, 5, 5, id="B2-N5-M5"),
     pytest.param(1, 4, 9, id="B1-N4-M9"),
 ]
+# Triton runs compiled on a GPU where there is one, else interpreted on the CPU (see conftest).
+TRITON_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 GAMMAS = [pytest.param(0.0, id="hard"), pytest.param(0.1, id="g0.1"), pytest.param(1.0, id="g1")]
 
 
@@ -25,6 +27,14 @@ def _grads(value, inputs, upstream):
     if not value.requires_grad:
         return [torch.zeros_like(x) for x in inputs]
     return torch.autograd.grad((value * upstream).sum(), inputs, allow_unused=True, materialize_grads=True)
+
+
+def _device(backend):
+    return TRITON_DEVICE if backend == "triton" else "cpu"
+
+
+def _on(lengths, device):
+    return None if lengths is None else lengths.to(device)
 
 
 def _random_lengths(gen, batch, n_rows, n_cols):
@@ -49,25 +59,27 @@ def _fsd_check(match, gap, upstream, gamma, lengths, backend, dtype, rtol, atol)
     ref_in = [x.clone().requires_grad_() for x in (match, gap)]
     ref = kernels.fsd(*ref_in, gamma=gamma, lengths=lengths, backend="naive")
     ref_grads = _grads(ref, ref_in, upstream)
-    test_in = [x.to(dtype).requires_grad_() for x in (match, gap)]
-    out = kernels.fsd(*test_in, gamma=gamma, lengths=lengths, backend=backend)
+    device = _device(backend)
+    test_in = [x.to(device, dtype).requires_grad_() for x in (match, gap)]
+    out = kernels.fsd(*test_in, gamma=gamma, lengths=_on(lengths, device), backend=backend)
     assert out.shape == ref.shape
-    torch.testing.assert_close(out.double(), ref.detach(), rtol=rtol, atol=atol)
-    for got, want in zip(_grads(out, test_in, upstream.to(out.dtype)), ref_grads):
+    torch.testing.assert_close(out.cpu().double(), ref.detach(), rtol=rtol, atol=atol)
+    for got, want in zip(_grads(out, test_in, upstream.to(device, out.dtype)), ref_grads):
         assert got.dtype == dtype
-        torch.testing.assert_close(got.double(), want, rtol=rtol, atol=atol)
+        torch.testing.assert_close(got.cpu().double(), want, rtol=rtol, atol=atol)
 
 
 def _lcs_check(sim, upstream, threshold, gamma, lengths, backend, dtype, rtol, atol):
     ref_in = sim.clone().requires_grad_()
     ref = kernels.lcs(ref_in, threshold=threshold, gamma=gamma, lengths=lengths, backend="naive")
     (ref_grad,) = _grads(ref, [ref_in], upstream)
-    test_in = sim.to(dtype).requires_grad_()
-    out = kernels.lcs(test_in, threshold=threshold, gamma=gamma, lengths=lengths, backend=backend)
-    torch.testing.assert_close(out.double(), ref.detach(), rtol=rtol, atol=atol)
-    (got,) = _grads(out, [test_in], upstream.to(out.dtype))
+    device = _device(backend)
+    test_in = sim.to(device, dtype).requires_grad_()
+    out = kernels.lcs(test_in, threshold=threshold, gamma=gamma, lengths=_on(lengths, device), backend=backend)
+    torch.testing.assert_close(out.cpu().double(), ref.detach(), rtol=rtol, atol=atol)
+    (got,) = _grads(out, [test_in], upstream.to(device, out.dtype))
     assert got.dtype == dtype
-    torch.testing.assert_close(got.double(), ref_grad, rtol=rtol, atol=atol)
+    torch.testing.assert_close(got.cpu().double(), ref_grad, rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
@@ -187,20 +199,23 @@ def test_gradcheck(backend, gamma):
 def test_non_finite_input_stays_in_its_own_pair(backend):
     match, gap, upstream, _ = _fsd_case(12, 3, 4, 5)
     sim, _, _ = _lcs_case(13, 3, 4, 5)
+    device = _device(backend)
+    match, gap, sim = match.to(device), gap.to(device), sim.to(device)
     clean_fsd = kernels.fsd(match.float(), gap.float(), backend=backend)
     clean_lcs = kernels.lcs(sim.float(), backend=backend)
     match[1, 2, 3] = float("nan")
     gap[1, 0, 0] = float("inf")
     sim[1, 1, 1] = float("nan")
     dirty = [x.float().requires_grad_() for x in (match, gap, sim)]
-    fsd_out = kernels.fsd(dirty[0], dirty[1], lengths=torch.tensor([[4, 5], [4, 5], [3, 2]]), backend=backend)
+    lengths = torch.tensor([[4, 5], [4, 5], [3, 2]], device=device)
+    fsd_out = kernels.fsd(dirty[0], dirty[1], lengths=lengths, backend=backend)
     lcs_out = kernels.lcs(dirty[2], backend=backend)
     assert not torch.isfinite(fsd_out[1])
     for b in (0, 2):
         assert torch.isfinite(fsd_out[b]) and torch.isfinite(lcs_out[b])
     torch.testing.assert_close(fsd_out[0], clean_fsd[0])
     torch.testing.assert_close(lcs_out[[0, 2]], clean_lcs[[0, 2]])
-    grads = _grads(fsd_out.sum() + lcs_out.sum(), dirty, torch.ones(()))
+    grads = _grads(fsd_out.sum() + lcs_out.sum(), dirty, torch.ones((), device=device))
     for grad in grads:
         assert torch.isfinite(grad[[0, 2]]).all()
 
@@ -214,7 +229,7 @@ def test_auto_backend_on_cpu_is_the_wavefront():
 
 @pytest.mark.parametrize("backend", ["naive", "torch", "triton"])
 def test_empty_batch(backend):
-    empty = torch.zeros(0, 3, 4)
+    empty = torch.zeros(0, 3, 4, device=_device(backend))
     assert kernels.fsd(empty, empty, backend=backend).shape == (0,)
     assert kernels.lcs(empty, backend=backend).shape == (0,)
 
