@@ -1,0 +1,168 @@
+"""ActivityNet-style temporal detection mAP, exact and vectorised (numpy only).
+
+Semantics (those of the ActivityNet evaluator the WSAL literature reports with): per class,
+predictions in descending score order; at each tIoU threshold a prediction is a true positive when
+the highest-tIoU ground-truth instance of its video and class that is still unmatched at that
+threshold has tIoU >= threshold, else a false positive (also when its video has no instance of the
+class). AP is the VOC-style interpolated area under precision/recall; mAP averages the classes that
+occur in the ground truth of the evaluated subset.
+
+Ties follow what the reference's `argsort()[::-1]` gives whenever numpy's sort is stable: among equal
+scores (and equal tIoUs) the later entry comes first. Here that is made deterministic for any size.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Segments:
+    """Labelled temporal segments. video: [K] int, label: [K] int, start/end: [K] float seconds;
+    score: [K] float for predictions (None for ground truth)."""
+
+    video: np.ndarray
+    label: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    score: np.ndarray | None = None
+
+    def __len__(self):
+        return len(self.video)
+
+    def select(self, mask):
+        return Segments(self.video[mask], self.label[mask], self.start[mask], self.end[mask],
+                        None if self.score is None else self.score[mask])
+
+
+@dataclass
+class DetectionResult:
+    """AP table of one evaluation. tiou: [T]; classes: C names; ap: [T, C] in [0, 1]."""
+
+    tiou: np.ndarray
+    classes: list
+    ap: np.ndarray
+
+    @property
+    def mAP(self):
+        """[T] mean AP over classes at each tIoU."""
+        return self.ap.mean(axis=1) if self.ap.shape[1] else np.zeros(len(self.tiou))
+
+    def average(self, low, high):
+        """Mean of mAP over the tIoUs within [low, high]."""
+        inside = (self.tiou >= low - 1e-9) & (self.tiou <= high + 1e-9)
+        return float(self.mAP[inside].mean())
+
+    def averages(self):
+        """The usual averages this tIoU set covers: 0.1:0.5, 0.1:0.7, 0.3:0.7 (THUMOS14), else all."""
+        out = {}
+        for low, high in ((0.1, 0.5), (0.1, 0.7), (0.3, 0.7)):
+            if all(np.isclose(self.tiou, t).any() for t in np.arange(low, high + 1e-9, 0.1)):
+                out[f"{low:g}:{high:g}"] = self.average(low, high)
+        if not out:
+            out[f"{self.tiou.min():g}:{self.tiou.max():g}"] = float(self.mAP.mean())
+        return out
+
+    def to_dict(self):
+        """{"tiou", "mAP", "average", "per_class"}: plain floats (fractions), JSON-ready."""
+        return {"tiou": [round(float(t), 10) for t in self.tiou],
+                "mAP": [float(x) for x in self.mAP],
+                "average": self.averages(),
+                "per_class": {name: [float(x) for x in self.ap[:, c]] for c, name in enumerate(self.classes)}}
+
+
+def segment_iou(start_a, end_a, start_b, end_b):
+    """tIoU of segments a and b (broadcasting). Zero where the union is empty (two equal points)."""
+    inter = np.clip(np.minimum(end_a, end_b) - np.maximum(start_a, start_b), 0, None)
+    union = (end_a - start_a) + (end_b - start_b) - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
+def interpolated_ap(precision, recall):
+    """VOC-style AP. precision, recall: [T, K] along descending score. Returns [T]."""
+    n_rows = precision.shape[0]
+    mprec = np.hstack([np.zeros((n_rows, 1)), precision, np.zeros((n_rows, 1))])
+    mrec = np.hstack([np.zeros((n_rows, 1)), recall, np.ones((n_rows, 1))])
+    mprec = np.maximum.accumulate(mprec[:, ::-1], axis=1)[:, ::-1]
+    # Summing over steps where recall changes equals summing every step: a flat step adds zero.
+    return np.sum((mrec[:, 1:] - mrec[:, :-1]) * mprec[:, 1:], axis=1)
+
+
+def _descending(values):
+    """Indices sorting values in descending order, later entries first among equals."""
+    return np.argsort(values, kind="stable")[::-1]
+
+
+def match_class(gt, pred, tiou_thresholds):
+    """Greedy matching of one class. gt, pred: Segments of that class. Returns tp: [T, P] bool in
+    descending score order of pred."""
+    thresholds = np.asarray(tiou_thresholds, dtype=np.float64)
+    order = _descending(pred.score)
+    p_video, p_start, p_end = pred.video[order], pred.start[order], pred.end[order]
+    tp = np.zeros((len(thresholds), len(order)), dtype=bool)
+    if len(gt) == 0 or len(order) == 0:
+        return tp
+    gt_order = np.argsort(gt.video, kind="stable")
+    g_video, g_start, g_end = gt.video[gt_order], gt.start[gt_order], gt.end[gt_order]
+    first = np.searchsorted(g_video, p_video, side="left")
+    count = np.searchsorted(g_video, p_video, side="right") - first
+    # Every (prediction, ground truth of its video) pair, flattened.
+    pair_pred = np.repeat(np.arange(len(order)), count)
+    offsets = np.arange(len(pair_pred)) - np.repeat(np.cumsum(count) - count, count)
+    pair_gt = np.repeat(first, count) + offsets
+    pair_iou = segment_iou(p_start[pair_pred], p_end[pair_pred], g_start[pair_gt], g_end[pair_gt])
+    keep = pair_iou >= thresholds.min()
+    if not keep.any():
+        return tp
+    pair_pred, pair_gt, pair_iou = pair_pred[keep], pair_gt[keep], pair_iou[keep]
+    # Within each prediction: candidates by descending tIoU, the later instance first on ties.
+    rank = np.lexsort((-pair_gt, -pair_iou, pair_pred))
+    pair_pred, pair_gt, pair_iou = pair_pred[rank], pair_gt[rank], pair_iou[rank]
+    bounds = np.flatnonzero(np.diff(pair_pred)) + 1
+    locked = np.zeros((len(thresholds), len(g_video)), dtype=bool)
+    # Sequential by nature (an instance taken by a higher score is gone); only predictions that
+    # reach some threshold are visited.
+    for p, gts, ious in zip(pair_pred[np.r_[0, bounds]].tolist(), np.split(pair_gt, bounds),
+                            np.split(pair_iou, bounds)):
+        gts, ious = gts.tolist(), ious.tolist()
+        for t, threshold in enumerate(thresholds.tolist()):
+            if ious[0] < threshold:
+                continue
+            row = locked[t]
+            for g, iou in zip(gts, ious):
+                if iou < threshold:
+                    break
+                if not row[g]:
+                    row[g] = True
+                    tp[t, p] = True
+                    break
+    return tp
+
+
+def average_precision_class(gt, pred, tiou_thresholds):
+    """AP of one class at each tIoU threshold. gt, pred: Segments of that class. Returns [T]."""
+    if len(pred) == 0 or len(gt) == 0:
+        return np.zeros(len(tiou_thresholds))
+    tp = match_class(gt, pred, tiou_thresholds)
+    tp_cum = np.cumsum(tp, axis=1, dtype=np.float64)
+    seen = np.arange(1, tp.shape[1] + 1, dtype=np.float64)
+    return interpolated_ap(tp_cum / seen, tp_cum / len(gt))
+
+
+def evaluate_detection(gt, pred, classes, tiou_thresholds):
+    """AP table over the classes. gt, pred: Segments (labels index `classes`); the classes scored
+    are those with at least one ground-truth instance. Returns a DetectionResult."""
+    tiou = np.asarray(tiou_thresholds, dtype=np.float64)
+    present = np.unique(gt.label)
+    ap = np.zeros((len(tiou), len(present)))
+    gt_by = np.argsort(gt.label, kind="stable")
+    pred_by = np.argsort(pred.label, kind="stable")
+    gt_bounds = np.searchsorted(gt.label[gt_by], present, side="left"), np.searchsorted(
+        gt.label[gt_by], present, side="right")
+    pred_bounds = np.searchsorted(pred.label[pred_by], present, side="left"), np.searchsorted(
+        pred.label[pred_by], present, side="right")
+    for c in range(len(present)):
+        gt_c = gt.select(gt_by[gt_bounds[0][c]:gt_bounds[1][c]])
+        pred_c = pred.select(pred_by[pred_bounds[0][c]:pred_bounds[1][c]])
+        ap[:, c] = average_precision_class(gt_c, pred_c, tiou)
+    return DetectionResult(tiou=tiou, classes=[classes[c] for c in present], ap=ap)
