@@ -6,10 +6,14 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 DATA ?= data/synthetic
-EPOCHS ?=
-FTCL_EPOCHS ?=
 DEVICE ?= auto
 RUNS ?= runs
+# On the embedded synthetic set the whole method fits in minutes on a CPU; on real data the
+# release's counts (1000 baseline epochs, 25 FTCL epochs) apply unless EPOCHS / FTCL_EPOCHS are set.
+ifeq ($(DATA),data/synthetic)
+EPOCHS ?= 30
+FTCL_EPOCHS ?= 3
+endif
 
 epochs_arg = $(if $(EPOCHS),--epochs $(EPOCHS),)
 ftcl_epochs_arg = $(if $(FTCL_EPOCHS),--epochs $(FTCL_EPOCHS),)

@@ -1,6 +1,8 @@
 """ACM-Net losses and FTCL's contrastive FSD / LCS terms."""
 import torch
 
+import kernels
+
 
 class _PairwiseCosine(torch.autograd.Function):
     """S = (a @ b^T) / (|a| |b|^T) with a hand-written backward of one baddbmm per input.
@@ -38,3 +40,77 @@ class _PairwiseCosine(torch.autograd.Function):
 def pairwise_cosine(a, b, eps=1e-8):
     """Cosine similarity of every row of a with every row of b. a: [B, N, D], b: [B, M, D] -> [B, N, M]."""
     return _PairwiseCosine.apply(a, b, eps)
+
+
+def _classification(scores, target):
+    """-mean_b sum_c log(p + 1e-10) * target. scores, target: [B, C+1]."""
+    return -(torch.log(scores + 1e-10) * target).sum(dim=1).mean()
+
+
+def acm_loss(out, labels, config):
+    """ACM-Net loss of a batch. out: ModelOutput; labels: [B, C] multi-hot. Returns (total, terms)
+    with terms a dict of detached scalars (inst, cont, back, guide, feat, sparse)."""
+    batch = labels.shape[0]
+    zeros, ones = labels.new_zeros(batch, 1), labels.new_ones(batch, 1)
+    targets = [torch.cat([labels, zeros], 1), torch.cat([labels, ones], 1), torch.cat([torch.zeros_like(labels), ones], 1)]
+    targets = [t / t.sum(dim=1, keepdim=True) for t in targets]
+    cls = [_classification(s, t) for s, t in zip((out.scores_inst, out.scores_cont, out.scores_back), targets)]
+    # Guide: instance CAS's foreground (1 - background column) should follow the instance attention.
+    guide = (1 - out.inst_cas[:, :, -1] - out.attention[:, :, 0].detach()).abs().sum(dim=1).mean()
+    norm_inst, norm_cont, norm_back = (f.norm(p=2, dim=1) for f in (out.feat_inst, out.feat_cont, out.feat_back))
+    feat = ((config.feat_margin - norm_inst + norm_cont).clamp_min(0)
+            + (config.feat_margin - norm_cont + norm_back).clamp_min(0) + norm_back).pow(2).mean()
+    # The release averages the per-video sums over the two branches too: mean over [B, 2].
+    sparse = out.attention[:, :, :2].sum(dim=1).mean()
+    w_inst, w_cont, w_back = config.branch_weights
+    total = (w_inst * cls[0] + w_cont * cls[1] + w_back * cls[2] + config.lambda_guide * guide
+             + config.lambda_feat * feat + config.lambda_sparse * sparse)
+    terms = {"inst": cls[0], "cont": cls[1], "back": cls[2], "guide": guide, "feat": feat, "sparse": sparse}
+    return total, {k: v.detach() for k, v in terms.items()}
+
+
+def contrast(values, positive):
+    """Mean over negative pairs minus mean over positive pairs (an empty side counts 0). values: [P]."""
+    positive = positive.to(values.dtype)
+    negative = 1 - positive
+    return (values * negative).sum() / negative.sum().clamp_min(1) - (values * positive).sum() / positive.sum().clamp_min(1)
+
+
+def pair_terms(a, b, positive, config, backend="auto"):
+    """FTCL's FSD and LCS values of each pair (a[p], b[p]).
+
+    a, b: ModelOutputs (or anything with fsd_action, fsd_background, lcs_candidates) of the pairs'
+    first and second videos, [P, ...]; positive: [P] bool. FSD compares a's action candidates with b's
+    action candidates on positive pairs and with b's "background" candidates on negative pairs;
+    match and gap are cosine similarities of the first and second halves of the candidates.
+    Returns (fsd [P] or None, lcs [P] or None) according to config.use_fsd / use_lcs.
+    """
+    fsd = lcs = None
+    if config.use_fsd:
+        other = torch.where(positive[:, None, None], b.fsd_action, b.fsd_background)
+        half = a.fsd_action.shape[-1] // 2
+        match = pairwise_cosine(a.fsd_action[..., :half], other[..., :half])
+        gap = pairwise_cosine(a.fsd_action[..., half:], other[..., half:])
+        fsd = kernels.fsd(match, gap, gamma=config.fsd_gamma, backend=backend)
+    if config.use_lcs:
+        sim = pairwise_cosine(a.lcs_candidates, b.lcs_candidates)
+        lcs = kernels.lcs(sim, threshold=config.lcs_threshold, gamma=config.lcs_gamma, backend=backend)
+    return fsd, lcs
+
+
+def ftcl_loss(a, b, labels_a, labels_b, config, backend="auto"):
+    """The FTCL objective of a batch of pairs: mean ACM loss of both sides + lambda_lcs * LCS contrast
+    + lambda_fsd * FSD contrast. A pair is positive when the videos share a class.
+    Returns (total, terms) with terms detached (ACM terms averaged over both sides, plus lcs, fsd)."""
+    loss_a, terms_a = acm_loss(a, labels_a, config)
+    loss_b, terms_b = acm_loss(b, labels_b, config)
+    positive = (labels_a * labels_b).sum(dim=1) > 0
+    fsd, lcs = pair_terms(a, b, positive, config, backend)
+    total = (loss_a + loss_b) / 2
+    terms = {k: (terms_a[k] + terms_b[k]) / 2 for k in terms_a}
+    zero = total.new_zeros(())
+    lcs_term = contrast(lcs, positive) if lcs is not None else zero
+    fsd_term = contrast(fsd, positive) if fsd is not None else zero
+    total = total + config.lambda_lcs * lcs_term + config.lambda_fsd * fsd_term
+    terms.update(lcs=lcs_term.detach(), fsd=fsd_term.detach())
+    return total, terms

@@ -1,0 +1,63 @@
+"""Checkpoints: plain dicts (tensors and primitives) that load with torch.load(weights_only=True),
+written atomically; and loading of the release's .pth files."""
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+FORMAT = "ftcl-checkpoint-v1"
+# The release's ACM-Net checkpoints predate FTCL's projection; it starts fresh when absent.
+OPTIONAL_PREFIXES = ("feature_trans.",)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message is one line naming the file and the key."""
+
+
+def save_checkpoint(path, payload):
+    """torch.save to a temporary file beside path, then rename (never a half-written checkpoint)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path):
+    """Our checkpoint dict, or {"model_state_dict": ...} for a release .pth or a bare state dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unpickling raises many types; the user needs the file named
+        raise CheckpointError(f"{path}: not a readable checkpoint ({err.__class__.__name__})") from None
+    if isinstance(data, dict) and "model_state_dict" in data:
+        return data
+    if isinstance(data, dict) and data and all(isinstance(v, torch.Tensor) for v in data.values()):
+        return {"model_state_dict": data}
+    raise CheckpointError(f"{path}: no 'model_state_dict' (not an ACM-Net / FTCL checkpoint)")
+
+
+def load_weights(model, state, path):
+    """Load state into model, checking every key and shape first (a one-line CheckpointError naming
+    the key otherwise). Keys under OPTIONAL_PREFIXES may be missing. Returns the missing keys."""
+    expected = model.state_dict()
+    for key in state:
+        if key not in expected:
+            raise CheckpointError(f"{path}: unexpected key {key!r} (a checkpoint of another architecture?)")
+        if tuple(state[key].shape) != tuple(expected[key].shape):
+            raise CheckpointError(f"{path}: key {key!r} has shape {tuple(state[key].shape)}, the model needs "
+                                  f"{tuple(expected[key].shape)} (other feature dimension or class count?)")
+    missing = [k for k in expected if k not in state]
+    for key in missing:
+        if not key.startswith(OPTIONAL_PREFIXES):
+            raise CheckpointError(f"{path}: missing key {key!r} (a checkpoint of another architecture?)")
+    model.load_state_dict(state, strict=False)
+    return missing

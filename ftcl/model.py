@@ -1,0 +1,126 @@
+"""ACM-Net (three-branch attention: action instance, context, background) with FTCL's candidates.
+
+Parameter names are those of the release, so its checkpoints load: feature_embedding.* (the
+Conv1d is feature_embedding.0 on THUMOS14, feature_embedding.1 after the ActivityNet dropout),
+att_branch.*, snippet_cls.*, feature_trans.*.
+"""
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ModelOutput:
+    """Per-branch scores and features, attention, CAS and FTCL candidates of a batch.
+
+    scores_*: [B, C+1] softmax video scores; feat_*: [B, D] mean embedding of each branch's top-k
+    snippets by attention; attention: [B, T, 3] (instance, context, background); inst_cas: [B, T, C+1]
+    softmax over classes of CAS x instance attention; lcs_candidates: [B, L, D]; fsd_action,
+    fsd_background: [B, F, fc_dim].
+    """
+
+    scores_inst: torch.Tensor
+    scores_cont: torch.Tensor
+    scores_back: torch.Tensor
+    feat_inst: torch.Tensor
+    feat_cont: torch.Tensor
+    feat_back: torch.Tensor
+    attention: torch.Tensor
+    inst_cas: torch.Tensor
+    lcs_candidates: torch.Tensor
+    fsd_action: torch.Tensor
+    fsd_background: torch.Tensor
+
+
+def _topk_mean(values, k, valid):
+    """Mean over time of the k largest values per (video, channel). values: [B, T, K]; k: [B] int;
+    valid: [B, T] bool or None. Returns [B, K]."""
+    if valid is not None:
+        values = values.masked_fill(~valid.unsqueeze(2), float("-inf"))
+    kmax = int(k.max())
+    top = values.topk(kmax, dim=1).values  # [B, kmax, K]
+    keep = (torch.arange(kmax, device=values.device)[None, :] < k[:, None]).unsqueeze(2)
+    return top.masked_fill(~keep, 0.0).sum(1) / k[:, None].to(values.dtype)
+
+
+def _ranked_indices(attention, valid):
+    """Time indices sorted by descending attention (invalid snippets last). attention: [B, T]."""
+    if valid is not None:
+        attention = attention.masked_fill(~valid, float("-inf"))
+    return attention.argsort(dim=1, descending=True, stable=True)
+
+
+def _gather_time(x, idx):
+    """x: [B, T, D], idx: [B, K] -> [B, K, D]."""
+    return x.gather(1, idx.unsqueeze(2).expand(-1, -1, x.shape[2]))
+
+
+class ACMNet(nn.Module):
+    """ACM-Net with FTCL's candidate selection. Input [B, T, D] features -> ModelOutput."""
+
+    def __init__(self, feature_dim, num_classes, *, dropout=0.7, embedding_dropout=False,
+                 topk_divisors=(8, 3, 3), lcs_len=30, fsd_len=5, fc_dim=1024):
+        super().__init__()
+        self.topk_divisors = tuple(topk_divisors)
+        self.lcs_len, self.fsd_len = lcs_len, fsd_len
+        self.embedding_dropout = embedding_dropout
+        self.dropout = nn.Dropout(dropout)
+        conv = nn.Conv1d(feature_dim, feature_dim, kernel_size=3, padding=1)
+        layers = [nn.Dropout(dropout), conv, nn.ReLU()] if embedding_dropout else [conv, nn.ReLU()]
+        self.feature_embedding = nn.Sequential(*layers)
+        self.att_branch = nn.Conv1d(feature_dim, 3, kernel_size=1)
+        self.snippet_cls = nn.Linear(feature_dim, num_classes + 1)
+        self.feature_trans = nn.Linear(feature_dim, fc_dim)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(config.feature_dim, config.num_classes, dropout=config.dropout,
+                   embedding_dropout=config.embedding_dropout, topk_divisors=config.topk_divisors,
+                   lcs_len=config.lcs_len, fsd_len=config.fsd_len, fc_dim=config.fc_dim)
+
+    def forward(self, features, lengths=None):
+        """features: [B, T, D]; lengths: optional [B] valid snippets per video (the rest is zero
+        padding at the end; results for the valid part equal those of the unpadded video)."""
+        batch, time, _ = features.shape
+        valid = None
+        if lengths is None:
+            lengths = torch.full((batch,), time, device=features.device, dtype=torch.long)
+        else:
+            lengths = lengths.to(features.device)
+            valid = torch.arange(time, device=features.device)[None, :] < lengths[:, None]  # [B, T]
+        embedded = self.feature_embedding(features.transpose(1, 2))  # [B, D, T]
+        att_input = self.dropout(embedded) if self.embedding_dropout else embedded
+        attention = self.att_branch(att_input).transpose(1, 2).softmax(dim=2)  # [B, T, 3]
+        embedded = embedded.transpose(1, 2)  # [B, T, D]
+        if valid is not None:
+            # Padding snippets get a zero embedding, like the conv's own zero padding past the end.
+            embedded = embedded * valid.unsqueeze(2)
+
+        # Snippet dropout: dropout on ones gives a mask of 0 or 1/(1-p), then regular dropout on top.
+        snippet_mask = self.dropout(torch.ones(batch, time, 1, device=features.device, dtype=features.dtype))
+        cas = self.snippet_cls(self.dropout(embedded * snippet_mask))  # [B, T, C+1]
+
+        ks = [torch.clamp(lengths // d, min=1) for d in self.topk_divisors]
+        branch_cas = [cas * attention[:, :, b:b + 1] for b in range(3)]
+        scores = [_topk_mean(c, k, valid).softmax(dim=1) for c, k in zip(branch_cas, ks)]
+
+        feats = []
+        ranked = [_ranked_indices(attention[:, :, b], valid) for b in range(3)]
+        for b in range(3):
+            kmax = int(ks[b].max())
+            top = _gather_time(embedded, ranked[b][:, :kmax])  # [B, kmax, D]
+            keep = (torch.arange(kmax, device=features.device)[None, :] < ks[b][:, None]).unsqueeze(2)
+            feats.append((top * keep).sum(1) / ks[b][:, None].to(top.dtype))
+
+        inst_rank = ranked[0]
+        lcs_idx = inst_rank[:, :self.lcs_len].sort(dim=1).values
+        fsd_action_idx = inst_rank[:, :self.fsd_len].sort(dim=1).values
+        fsd_background_idx = inst_rank[:, self.fsd_len:2 * self.fsd_len].sort(dim=1).values
+        return ModelOutput(
+            scores_inst=scores[0], scores_cont=scores[1], scores_back=scores[2],
+            feat_inst=feats[0], feat_cont=feats[1], feat_back=feats[2],
+            attention=attention, inst_cas=branch_cas[0].softmax(dim=2),
+            lcs_candidates=_gather_time(embedded, lcs_idx),
+            fsd_action=self.feature_trans(_gather_time(embedded, fsd_action_idx)),
+            fsd_background=self.feature_trans(_gather_time(embedded, fsd_background_idx)))

@@ -1,0 +1,1 @@
+"""Training: `python -m train baseline|ftcl --data-dir DIR --run-dir RUN ...`."""
