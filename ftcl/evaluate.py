@@ -30,12 +30,13 @@ from ftcl.seed import resolve_device
 @dataclass
 class Evaluation:
     """detection: evaluation.DetectionResult; classification_map: float; results: ActivityNet dict;
-    outputs: {vid: VideoOutput}; labels: [V, C] of the split."""
+    outputs: {vid: VideoOutput}; ids: V video ids; labels: [V, C] in the order of ids."""
 
     detection: object
     classification_map: float
     results: dict
     outputs: dict
+    ids: list
     labels: np.ndarray
 
     def to_dict(self):
@@ -69,7 +70,9 @@ def model_outputs(model, split, config, device, batch_size=16, progress=False):
             n = int(lengths[k])
             outputs[split.ids[v]] = VideoOutput(cas=cas[k, :n], attention=attention[k, :n], video_scores=scores[k],
                                                 original_snippets=int(split.lengths[v]))
-    return outputs
+    # Split order, not batching order: ties between equal scores of different videos are broken by
+    # position in the results, so the order must not depend on the batch size.
+    return {vid: outputs[vid] for vid in split.ids}
 
 
 def score_outputs(outputs, labels, ids, ground_truth, config):
@@ -78,7 +81,7 @@ def score_outputs(outputs, labels, ids, ground_truth, config):
     scores = np.stack([outputs[v].video_scores for v in ids])
     cls_map = evaluation.classification_map(labels, scores, list(ground_truth.classes))
     return Evaluation(detection=detection, classification_map=cls_map, results=results, outputs=outputs,
-                      labels=labels)
+                      ids=list(ids), labels=labels)
 
 
 def evaluate_model(model, split, ground_truth, config, device, batch_size=16, progress=False):
@@ -89,7 +92,7 @@ def evaluate_model(model, split, ground_truth, config, device, batch_size=16, pr
 
 def save_outputs(path, evaluation_, config):
     """Per-video outputs as one .npz (concatenated over time with offsets), written atomically."""
-    ids = list(evaluation_.outputs)
+    ids = evaluation_.ids
     outs = [evaluation_.outputs[v] for v in ids]
     offsets = np.cumsum([0] + [len(o.attention) for o in outs])
     arrays = {"ids": np.array(ids), "offsets": offsets, "cas": np.concatenate([o.cas for o in outs]),

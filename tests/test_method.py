@@ -1,0 +1,229 @@
+"""ftcl: sampling, pair sets, the ACM-Net model and candidates, and every loss term."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import kernels
+from ftcl import data, losses
+from ftcl.config import Config, preset
+from ftcl.model import ACMNet, ModelOutput
+
+
+def test_random_sample_longer_video_draws_one_snippet_per_stride():
+    rng = np.random.default_rng(0)
+    length, count = 1003, 750
+    bounds = (np.arange(count) * length / count).astype(int)  # stride i is [bounds[i], bounds[i + 1]]
+    for _ in range(5):
+        idx = data.random_sample(length, count, rng)
+        assert idx.shape == (count,)
+        assert (idx[:-1] >= bounds[:-1]).all() and (idx[:-1] <= bounds[1:]).all()
+        assert idx[-1] >= idx[-2]
+        assert (np.diff(idx) >= 0).all() and idx[-1] < length
+
+
+def test_random_sample_shorter_video_repeats_sorted_and_equal_takes_all():
+    rng = np.random.default_rng(1)
+    idx = data.random_sample(37, 750, rng)
+    assert idx.shape == (750,) and (np.diff(idx) >= 0).all() and idx.min() >= 0 and idx.max() < 37
+    assert len(np.unique(idx)) > 30  # with replacement, but covering the video
+    np.testing.assert_array_equal(data.random_sample(750, 750, rng), np.arange(750))
+
+
+@pytest.mark.parametrize("length,count,expected", [
+    (5, 750, [0, 1, 2, 3, 4]),
+    (1, 750, [0, 0]),  # read twice: the test-time interpolation needs two points
+    (10, 4, [0, 2, 5, 7]),  # floor(i * 10 / 4)
+    (7, 7, [0, 1, 2, 3, 4, 5, 6]),
+])
+def test_uniform_sample(length, count, expected):
+    np.testing.assert_array_equal(data.uniform_sample(length, count), expected)
+
+
+def test_release_pairs_take_identical_labels_and_as_many_disjoint():
+    labels = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0]])
+    pairs = data.release_pairs(labels, np.random.default_rng(0))
+    as_set = {tuple(p) for p in pairs.tolist()}
+    positives = {(0, 1), (0, 6), (1, 6), (2, 4)}
+    assert positives <= as_set and len(pairs) == 8 and len(as_set) == 8
+    for i, j in as_set - positives:
+        assert i < j and not (labels[i] & labels[j]).any()
+    again = data.release_pairs(labels, np.random.default_rng(1))
+    assert {tuple(p) for p in again.tolist()} != as_set or not np.array_equal(again, pairs)
+
+
+def test_in_batch_pairs_keep_identical_and_disjoint_pairs_only():
+    labels = np.array([[1, 0], [1, 0], [1, 1], [0, 1]])
+    pairs, positive = data.in_batch_pairs(labels)
+    got = dict(zip(map(tuple, pairs.tolist()), positive.tolist()))
+    assert got == {(0, 1): True, (0, 3): False, (1, 3): False}
+
+
+def _model(feature_dim=12, num_classes=5, **kw):
+    torch.manual_seed(0)
+    return ACMNet(feature_dim, num_classes, lcs_len=kw.pop("lcs_len", 4), fsd_len=kw.pop("fsd_len", 3),
+                  fc_dim=kw.pop("fc_dim", 6), **kw)
+
+
+@pytest.mark.parametrize("time", [7, 13, 30])
+def test_model_output_shapes_on_odd_lengths(time):
+    model = _model().eval()
+    out = model(torch.rand(3, time, 12))
+    assert out.scores_inst.shape == out.scores_cont.shape == out.scores_back.shape == (3, 6)
+    assert out.feat_inst.shape == (3, 12) and out.attention.shape == (3, time, 3)
+    assert out.inst_cas.shape == (3, time, 6)
+    assert out.lcs_candidates.shape == (3, min(4, time), 12)
+    assert out.fsd_action.shape == out.fsd_background.shape == (3, 3, 6)
+    torch.testing.assert_close(out.attention.sum(-1), torch.ones(3, time))
+    torch.testing.assert_close(out.scores_inst.sum(-1), torch.ones(3))
+
+
+def test_padded_batch_equals_videos_run_alone():
+    model = _model().eval()
+    videos = [torch.rand(1, 9, 12), torch.rand(1, 13, 12)]
+    padded = torch.zeros(2, 13, 12)
+    padded[0, :9], padded[1] = videos[0][0], videos[1][0]
+    together = model(padded, torch.tensor([9, 13]))
+    for k, video in enumerate(videos):
+        alone = model(video)
+        n = video.shape[1]
+        for name in ("scores_inst", "scores_cont", "scores_back", "feat_inst", "feat_cont", "feat_back"):
+            torch.testing.assert_close(getattr(together, name)[k], getattr(alone, name)[0])
+        torch.testing.assert_close(together.inst_cas[k, :n], alone.inst_cas[0])
+        torch.testing.assert_close(together.attention[k, :n], alone.attention[0])
+
+
+def test_candidates_follow_instance_attention_ranks_in_time_order():
+    dim, time = 6, 12
+    model = _model(feature_dim=dim, lcs_len=4, fsd_len=2).eval()
+    with torch.no_grad():
+        conv = model.feature_embedding[0]
+        conv.weight.zero_()
+        conv.weight[:, :, 1] = torch.eye(dim)  # embedding = relu(input)
+        conv.bias.zero_()
+        model.att_branch.weight.zero_()
+        model.att_branch.bias.zero_()
+        model.att_branch.weight[0, 0, 0] = 10.0  # instance attention grows with feature 0
+    order = torch.tensor([3, 11, 0, 7, 5, 9, 1, 4, 8, 2, 10, 6])  # snippet ranked first, second, ...
+    x = torch.rand(1, time, dim) + 0.1
+    x[0, order, 0] = torch.linspace(1.0, 0.0, time)
+    out = model(x)
+    embedded = x[0]
+    torch.testing.assert_close(out.lcs_candidates[0], embedded[order[:4].sort().values])
+    torch.testing.assert_close(out.fsd_action[0], model.feature_trans(embedded[order[:2].sort().values]))
+    torch.testing.assert_close(out.fsd_background[0], model.feature_trans(embedded[order[2:4].sort().values]))
+    # Instance feature: mean embedding of the top max(12 // 8, 1) = 1 snippet by instance attention.
+    torch.testing.assert_close(out.feat_inst[0], embedded[order[0]])
+
+
+def test_parameter_names_load_release_checkpoints():
+    names = set(_model().state_dict())
+    assert {"feature_embedding.0.weight", "att_branch.weight", "snippet_cls.weight", "feature_trans.weight"} <= names
+    anet = ACMNet.from_config(preset("activitynet13", feature_dim=8, num_classes=3))
+    assert "feature_embedding.1.weight" in anet.state_dict()
+    assert anet.topk_divisors == (2, 10, 10)
+
+
+def _output(**fields):
+    base = dict(scores_inst=None, scores_cont=None, scores_back=None, feat_inst=None, feat_cont=None,
+                feat_back=None, attention=None, inst_cas=None, lcs_candidates=None, fsd_action=None,
+                fsd_background=None)
+    base.update(fields)
+    return ModelOutput(**base)
+
+
+def test_acm_loss_terms_on_a_hand_computed_case():
+    config = Config(lambda_guide=0.5, lambda_feat=0.1, lambda_sparse=0.2, feat_margin=3.0,
+                    branch_weights=(2.0, 1.0, 1.0))
+    out = _output(
+        scores_inst=torch.tensor([[0.5, 0.3, 0.2]]), scores_cont=torch.tensor([[0.2, 0.2, 0.6]]),
+        scores_back=torch.tensor([[0.1, 0.1, 0.8]]),
+        feat_inst=torch.tensor([[3.0, 4.0]]), feat_cont=torch.tensor([[0.0, 1.0]]), feat_back=torch.tensor([[0.0, 0.5]]),
+        attention=torch.tensor([[[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]]]),
+        inst_cas=torch.tensor([[[0.7, 0.1, 0.2], [0.1, 0.1, 0.8]]]))
+    labels = torch.tensor([[1.0, 0.0]])
+    total, terms = losses.acm_loss(out, labels, config)
+    inst = -math.log(0.5)  # target [1, 0, 0]
+    cont = -(math.log(0.2) + math.log(0.6)) / 2  # target [1, 0, 1] / 2
+    back = -math.log(0.8)  # target [0, 0, 1]
+    guide = abs(1 - 0.2 - 0.6) + abs(1 - 0.8 - 0.2)
+    feat = (max(0, 3 - 5 + 1) + max(0, 3 - 1 + 0.5) + 0.5) ** 2  # norms 5, 1, 0.5
+    sparse = ((0.6 + 0.2) + (0.3 + 0.2)) / 2  # per-branch sums over time, averaged over the 2 branches
+    for name, want in dict(inst=inst, cont=cont, back=back, guide=guide, feat=feat, sparse=sparse).items():
+        assert terms[name].item() == pytest.approx(want, rel=1e-6), name
+    want_total = 2 * inst + cont + back + 0.5 * guide + 0.1 * feat + 0.2 * sparse
+    assert total.item() == pytest.approx(want_total, rel=1e-6)
+
+
+def test_contrast_is_negative_mean_minus_positive_mean_with_empty_sides():
+    values = torch.tensor([1.0, 2.0, 4.0, 8.0])
+    assert losses.contrast(values, torch.tensor([True, False, True, False])).item() == pytest.approx(5 - 2.5)
+    assert losses.contrast(values, torch.tensor([True] * 4)).item() == pytest.approx(-3.75)
+    assert losses.contrast(values, torch.tensor([False] * 4)).item() == pytest.approx(3.75)
+
+
+def test_pair_terms_compare_action_with_action_or_background():
+    gen = torch.Generator().manual_seed(0)
+    a = _output(fsd_action=torch.randn(2, 3, 8, generator=gen), lcs_candidates=torch.randn(2, 4, 5, generator=gen))
+    b = _output(fsd_action=torch.randn(2, 3, 8, generator=gen), fsd_background=torch.randn(2, 3, 8, generator=gen),
+                lcs_candidates=torch.randn(2, 4, 5, generator=gen))
+    positive = torch.tensor([True, False])
+    config = Config(lcs_threshold=0.1)
+    fsd, lcs = losses.pair_terms(a, b, positive, config)
+
+    def cosine(x, y):
+        return torch.tensor([[float(np.dot(u, v) / np.linalg.norm(u) / np.linalg.norm(v)) for v in y.numpy()]
+                             for u in x.numpy()])
+
+    for p, other in ((0, b.fsd_action[0]), (1, b.fsd_background[1])):
+        match = cosine(a.fsd_action[p, :, :4], other[:, :4])[None]
+        gap = cosine(a.fsd_action[p, :, 4:], other[:, 4:])[None]
+        want = kernels.fsd(match.double(), gap.double(), gamma=0.1, backend="naive")
+        assert fsd[p].item() == pytest.approx(want.item(), abs=1e-5)
+        sim = cosine(a.lcs_candidates[p], b.lcs_candidates[p])[None]
+        want = kernels.lcs(sim.double(), threshold=0.1, backend="naive")
+        assert lcs[p].item() == pytest.approx(want.item(), abs=1e-5)
+    none = losses.pair_terms(a, b, positive, Config(use_fsd=False, use_lcs=False))
+    assert none == (None, None)
+
+
+def test_ftcl_loss_combines_acm_and_contrasts():
+    torch.manual_seed(1)
+    model = _model().train()
+    x = torch.rand(4, 16, 12)
+    out = model(x)
+    a = _output(**{k: v[:2] for k, v in vars(out).items()})
+    b = _output(**{k: v[2:] for k, v in vars(out).items()})
+    labels_a = torch.tensor([[1.0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0]])
+    labels_b = torch.tensor([[1.0, 0, 0, 0, 0], [0, 0, 1.0, 0, 0]])
+    config = Config(lcs_threshold=0.5)
+    total, terms = losses.ftcl_loss(a, b, labels_a, labels_b, config)
+    acm = (losses.acm_loss(a, labels_a, config)[0] + losses.acm_loss(b, labels_b, config)[0]) / 2
+    fsd, lcs = losses.pair_terms(a, b, torch.tensor([True, False]), config)
+    want = acm + 0.1 * (lcs[1] - lcs[0]) + 0.8 * (fsd[1] - fsd[0])
+    assert total.item() == pytest.approx(want.item(), rel=1e-5)
+    total.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_pairwise_cosine_gradients():
+    a = torch.randn(2, 3, 5, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, 4, 5, dtype=torch.float64, requires_grad=True)
+    want = torch.nn.functional.cosine_similarity(a[:, :, None], b[:, None], dim=-1)
+    torch.testing.assert_close(losses.pairwise_cosine(a, b), want)
+    assert torch.autograd.gradcheck(losses.pairwise_cosine, (a, b))
+
+
+def test_real_thumos_pair_set_has_the_release_counts(thumos_annotations):
+    """The release notes 861 identical-label pairs among the 200 training videos."""
+    database = data.read_ground_truth(thumos_annotations)
+    classes = data.class_names(database)
+    assert classes[:3] == ["BaseballPitch", "BasketballDunk", "Billiards"] and len(classes) == 20
+    ids = (thumos_annotations / "split_train.txt").read_text().split()
+    labels = np.zeros((len(ids), len(classes)))
+    for v, vid in enumerate(ids):
+        for ann in database[vid]["annotations"]:
+            labels[v, classes.index(ann["label"])] = 1
+    pairs = data.release_pairs(labels, np.random.default_rng(0))
+    assert len(pairs) == 2 * 861

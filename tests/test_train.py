@@ -1,0 +1,242 @@
+"""Training end to end on a tiny synthetic set, exact resume, checkpoints, and the CLIs' errors."""
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import evaluation
+from ftcl import evaluate as ftcl_evaluate
+from ftcl import losses, synthetic
+from ftcl.config import preset
+from ftcl.data import load_dataset
+from ftcl.evaluate import evaluate_model, ground_truth_of
+from ftcl.model import ACMNet
+from train import __main__ as train_cli
+from train.loop import Trainer, TrainingStopped
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    return synthetic.generate(tmp_path_factory.mktemp("data") / "tiny", seed=3, num_classes=4, train_videos=24,
+                              test_videos=8, feature_dim=16, min_length=20, max_length=40)
+
+
+def _config(data_dir, **kw):
+    values = dict(data_dir=str(data_dir), sample_snippets=32, batch_size=4, epochs=2, ftcl_epochs=1,
+                  lcs_len=6, fsd_len=2, fc_dim=8, lcs_threshold=0.5)
+    values.update(kw)
+    return preset("thumos14", **values)
+
+
+def _train(kind, data_dir, run_dir, init=None, **kw):
+    trainer = Trainer(kind, _config(data_dir, **kw), run_dir, torch.device("cpu"), progress=False)
+    if init:
+        trainer.init_from(init)
+    trainer.run()
+    return trainer
+
+
+def _rows(path):
+    import csv
+    with open(path) as f:
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
+
+
+def test_baseline_then_ftcl_end_to_end(tiny_data, tmp_path):
+    base = _train("baseline", tiny_data, tmp_path / "baseline")
+    for name in ("config.json", "metrics.csv", "last.pt", "best.pt"):
+        assert (tmp_path / "baseline" / name).is_file()
+    rows = _rows(tmp_path / "baseline" / "metrics.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert {"loss", "inst", "guide", "feat", "sparse", "train_acc", "mAP@0.1", "mAP@0.9", "avg0.1:0.7",
+            "cls_mAP"} <= set(rows[0])
+    ckpt = torch.load(tmp_path / "baseline" / "best.pt", weights_only=True)
+    assert ckpt["config"]["data_dir"] == str(tiny_data.resolve()) and ckpt["kind"] == "baseline"
+    assert json.loads((tmp_path / "baseline" / "config.json").read_text())["num_classes"] == 4
+    assert base.best == pytest.approx(max(float(r["avg0.1:0.7"]) for r in rows), abs=1e-4)
+
+    ftcl = _train("ftcl", tiny_data, tmp_path / "ftcl", init=tmp_path / "baseline" / "best.pt")
+    rows = _rows(tmp_path / "ftcl" / "metrics.csv")
+    assert len(rows) == 1 and float(rows[0]["lcs"]) != 0.0 and float(rows[0]["fsd"]) != 0.0
+    assert ftcl.epoch == 1
+
+
+@pytest.mark.parametrize("kind,pairs", [("baseline", "release"), ("ftcl", "release"), ("ftcl", "in-batch")])
+def test_resume_continues_exactly(tiny_data, tmp_path, kind, pairs):
+    init = None
+    if kind == "ftcl":
+        init = tmp_path / "init" / "last.pt"
+        _train("baseline", tiny_data, tmp_path / "init", epochs=1)
+    straight = _train(kind, tiny_data, tmp_path / "straight", init=init, epochs=2, ftcl_epochs=2, pairs=pairs)
+    _train(kind, tiny_data, tmp_path / "split", init=init, epochs=1, ftcl_epochs=1, pairs=pairs)
+    resumed = Trainer(kind, _config(tiny_data, epochs=2, ftcl_epochs=2, pairs=pairs), tmp_path / "split",
+                      torch.device("cpu"), progress=False)
+    resumed.resume()
+    assert resumed.epoch == 1
+    resumed.run()
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    assert _rows(tmp_path / "straight" / "metrics.csv") == _rows(tmp_path / "split" / "metrics.csv")
+
+
+def test_nan_losses_are_skipped_then_stop_the_run(tiny_data, tmp_path, monkeypatch):
+    real = losses.acm_loss
+    calls = {"n": 0}
+
+    def first_nan(out, labels, config):
+        calls["n"] += 1
+        loss, terms = real(out, labels, config)
+        return (loss * float("nan") if calls["n"] == 1 else loss), terms
+
+    monkeypatch.setattr(losses, "acm_loss", first_nan)
+    trainer = _train("baseline", tiny_data, tmp_path / "one", epochs=1)
+    assert trainer.nan_steps == 1 and _rows(tmp_path / "one" / "metrics.csv")[0]["nan_steps"] == "1"
+
+    monkeypatch.setattr(losses, "acm_loss", lambda out, labels, config: (real(out, labels, config)[0] * float("nan"), {}))
+    with pytest.raises(TrainingStopped, match="3 consecutive non-finite losses at epoch 1"):
+        _train("baseline", tiny_data, tmp_path / "all", epochs=1, max_nan_steps=3)
+
+
+def test_release_checkpoint_without_projection_initialises_ftcl(tiny_data, tmp_path, capsys):
+    config = _config(tiny_data, num_classes=4, feature_dim=16)
+    state = {k: v for k, v in ACMNet.from_config(config).state_dict().items() if not k.startswith("feature_trans")}
+    torch.save({"epoch": 3, "model_state_dict": state}, tmp_path / "THUMOS14_best.pth")
+    trainer = Trainer("ftcl", _config(tiny_data), tmp_path / "run", torch.device("cpu"), progress=False)
+    trainer.init_from(tmp_path / "THUMOS14_best.pth")
+    assert torch.equal(trainer.model.state_dict()["att_branch.weight"], state["att_branch.weight"])
+    assert "feature_trans" in capsys.readouterr().err
+
+
+def _broken_copy(tiny_data, tmp_path, breakage):
+    target = tmp_path / "broken"
+    shutil.copytree(tiny_data, target)
+    breakage(target)
+    return target
+
+
+def _first_id(d, split):
+    return (d / f"split_{split}.txt").read_text().split()[0]
+
+
+@pytest.mark.parametrize("breakage,message", [
+    (lambda d: shutil.rmtree(d), "data directory not found"),
+    (lambda d: (d / "gt.json").unlink(), "gt.json: ground-truth file not found"),
+    (lambda d: (d / "split_test.txt").unlink(), "split_test.txt: split file not found"),
+    (lambda d: (d / "split_train.txt").write_text("\n"), "split_train.txt: split is empty"),
+    (lambda d: (d / "train" / f"{_first_id(d, 'train')}.npy").unlink(), "feature file not found (video video_validation_0000001"),
+    (lambda d: np.save(d / "test" / f"{_first_id(d, 'test')}.npy", np.zeros((5, 17), np.float32)), "feature dimension"),
+    (lambda d: (d / "split_test.txt").write_text("video_test_9999999\n"), "video id video_test_9999999 is not in"),
+    (lambda d: (d / "gt.json").write_text("[1, 2]"), "needs a 'database' object"),
+])
+def test_train_cli_reports_bad_data_in_one_line(tiny_data, tmp_path, capsys, breakage, message):
+    data_dir = _broken_copy(tiny_data, tmp_path, breakage)
+    code = train_cli.main(["baseline", "--data-dir", str(data_dir), "--run-dir", str(tmp_path / "run"),
+                           "--epochs", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code != 0 and message in err and err.count("\n") == 1
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_train_cli_rejects_a_checkpoint_of_another_architecture(tiny_data, tmp_path, capsys):
+    torch.save({"model_state_dict": {"encoder.weight": torch.zeros(3)}}, tmp_path / "other.pt")
+    code = train_cli.main(["ftcl", "--data-dir", str(tiny_data), "--run-dir", str(tmp_path / "run"),
+                           "--init", str(tmp_path / "other.pt"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "other.pt: unexpected key 'encoder.weight'" in err and err.count("\n") == 1
+    state = ACMNet(17, 4, fc_dim=1024).state_dict()  # wrong feature dimension
+    torch.save({"model_state_dict": state}, tmp_path / "wide.pt")
+    code = train_cli.main(["ftcl", "--data-dir", str(tiny_data), "--run-dir", str(tmp_path / "run"),
+                           "--init", str(tmp_path / "wide.pt"), "--no-progress"])
+    assert code == 2 and "key 'feature_embedding.0.weight' has shape" in capsys.readouterr().err
+    code = train_cli.main(["ftcl", "--data-dir", str(tiny_data), "--run-dir", str(tmp_path / "run"),
+                           "--init", str(tmp_path / "missing.pt"), "--no-progress"])
+    assert code == 2 and "missing.pt: checkpoint not found" in capsys.readouterr().err
+
+
+def test_cli_runs_in_a_subprocess_with_exit_codes(tiny_data, tmp_path):
+    run = subprocess.run([sys.executable, "-m", "train", "baseline", "--data-dir", str(tiny_data), "--run-dir",
+                          str(tmp_path / "run"), "--epochs", "1", "--sample-snippets", "32", "--batch-size", "4",
+                          "--no-progress"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "done: 1 epochs" in run.stdout
+    bad = subprocess.run([sys.executable, "-m", "train", "baseline", "--data-dir", str(tmp_path / "nope"),
+                          "--run-dir", str(tmp_path / "run2")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "data directory not found" in bad.stderr
+    out = subprocess.run([sys.executable, "-m", "ftcl.evaluate", str(tmp_path / "run" / "last.pt"), "--json"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert set(json.loads(out.stdout)) == {"tiou", "mAP", "average", "per_class", "classification_mAP"}
+
+
+def test_evaluate_cli_outputs_round_trip_and_plots(tiny_data, tmp_path, capsys):
+    _train("baseline", tiny_data, tmp_path / "run", epochs=1)
+    ckpt = tmp_path / "run" / "last.pt"
+    assert ftcl_evaluate.main([str(ckpt), "--json", "--save-outputs", str(tmp_path / "out.npz"),
+                               "--plot", str(tmp_path / "plots")]) == 0
+    direct = json.loads(capsys.readouterr().out)
+    assert (tmp_path / "run" / "results.json").is_file()
+    assert len(list((tmp_path / "plots").glob("*.png"))) == 4
+    assert ftcl_evaluate.main(["--from-outputs", str(tmp_path / "out.npz"), "--json",
+                               "--out", str(tmp_path / "again.json")]) == 0
+    assert json.loads(capsys.readouterr().out) == direct
+    assert json.loads((tmp_path / "again.json").read_text()) == json.loads((tmp_path / "run" / "results.json").read_text())
+    assert ftcl_evaluate.main([str(ckpt), "--per-class"]) == 0
+    table = capsys.readouterr().out
+    assert "| mAP" in table and "Action01" in table and "classification mAP" in table
+    assert ftcl_evaluate.main([str(tmp_path / "none.pt")]) == 2
+    assert "none.pt: checkpoint not found" in capsys.readouterr().err
+
+
+def test_synthetic_generator_is_deterministic_and_thumos_like(tmp_path):
+    a = synthetic.generate(tmp_path / "a", seed=5, train_videos=6, test_videos=4, feature_dim=8)
+    b = synthetic.generate(tmp_path / "b", seed=5, train_videos=6, test_videos=4, feature_dim=8)
+    c = synthetic.generate(tmp_path / "c", seed=6, train_videos=6, test_videos=4, feature_dim=8)
+    assert (a / "gt.json").read_bytes() == (b / "gt.json").read_bytes() != (c / "gt.json").read_bytes()
+    first = _first_id(a, "train")
+    assert (a / "train" / f"{first}.npy").read_bytes() == (b / "train" / f"{first}.npy").read_bytes()
+    assert list(tmp_path.glob(".*")) == []  # built beside, renamed into place
+
+
+def test_default_synthetic_set_statistics(tmp_path):
+    out = tmp_path / "syn"
+    assert synthetic.main(["--out", str(out)]) == 0
+    classes, train, test, dim = load_dataset(out)
+    assert len(classes) == 20 and len(train) == 200 and len(test) == 200 and dim == 256
+    assert 100 <= min(train.lengths) and max(test.lengths) <= 400
+    database = json.loads((out / "gt.json").read_text())["database"]
+    counts = [len(v["annotations"]) for v in database.values()]
+    lengths = [(a["segment"][1] - a["segment"][0]) / 0.64 for v in database.values() for a in v["annotations"]]
+    two_class = np.mean([len({a["label"] for a in v["annotations"]}) == 2 for v in database.values()])
+    assert 12 <= np.mean(counts) <= 18 and 4 <= np.median(lengths) <= 6 and np.percentile(lengths, 99) > 20
+    assert 0.07 <= two_class <= 0.2
+    assert {v["subset"] for v in database.values()} == {"validation", "test"}
+
+
+def test_real_thumos_layout_with_generated_features(thumos_annotations, tmp_path):
+    """A directory laid out exactly like the ACM-Net release (real ids, labels and durations) loads,
+    and a model's outputs on its 210 test videos go through proposals and mAP."""
+    root = tmp_path / "THUMOS14"
+    root.mkdir()
+    for name in ("gt.json", "split_train.txt", "split_test.txt"):
+        shutil.copy(thumos_annotations / name, root / name)
+    database = json.loads((root / "gt.json").read_text())["database"]
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        (root / split).mkdir()
+        for vid in (root / f"split_{split}.txt").read_text().split():
+            snippets = max(2, int(database[vid]["duration"] * 25 / 16))
+            np.save(root / split / f"{vid}.npy", rng.random((snippets, 4), dtype=np.float32))
+    classes, train, test, dim = load_dataset(root)
+    assert len(classes) == 20 and len(train) == 200 and len(test) == 210 and dim == 4
+    config = preset("thumos14", data_dir=str(root), num_classes=20, feature_dim=4, classes=classes)
+    torch.manual_seed(0)
+    result = evaluate_model(ACMNet.from_config(config), test, ground_truth_of(config), config, "cpu", batch_size=32)
+    assert len(result.outputs) == 210 and set(result.results["results"]) == set(test.ids)
+    assert result.detection.ap.shape == (9, 20) and 0 <= result.detection.mAP.max() <= 1
+    longest = test.ids[int(np.argmax(test.lengths))]
+    assert result.outputs[longest].cas.shape == (750, 20)
+    assert isinstance(result.detection, evaluation.DetectionResult)
