@@ -11,6 +11,12 @@ def main(argv=None):
     if args.what in ("kernels", "all"):
         from bench import kernels
         kernels.main()
+    if args.what in ("eval", "all"):
+        from bench import eval as eval_bench
+        eval_bench.main()
+    if args.what in ("step", "all"):
+        from bench import step
+        step.main()
     return 0
 
 
