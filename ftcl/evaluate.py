@@ -43,8 +43,9 @@ class Evaluation:
         return {**self.detection.to_dict(), "classification_mAP": self.classification_map}
 
 
-def proposal_config(config):
-    return ProposalConfig(class_threshold=config.cls_threshold, upscale=config.upscale, nms_iou=config.nms_iou)
+def proposal_config(config, fixed_nms=False):
+    return ProposalConfig(class_threshold=config.cls_threshold, upscale=config.upscale, nms_iou=config.nms_iou,
+                          fixed=fixed_nms)
 
 
 @torch.no_grad()
@@ -75,19 +76,20 @@ def model_outputs(model, split, config, device, batch_size=16, progress=False):
     return {vid: outputs[vid] for vid in split.ids}
 
 
-def score_outputs(outputs, labels, ids, ground_truth, config):
+def score_outputs(outputs, labels, ids, ground_truth, config, fixed_nms=False):
     """Detection and classification mAP of saved outputs. labels: [V, C] in the order of ids."""
-    detection, results = evaluation.evaluate_outputs(outputs, ground_truth, config.tiou, proposal_config(config))
+    detection, results = evaluation.evaluate_outputs(outputs, ground_truth, config.tiou,
+                                                     proposal_config(config, fixed_nms))
     scores = np.stack([outputs[v].video_scores for v in ids])
     cls_map = evaluation.classification_map(labels, scores, list(ground_truth.classes))
     return Evaluation(detection=detection, classification_map=cls_map, results=results, outputs=outputs,
                       ids=list(ids), labels=labels)
 
 
-def evaluate_model(model, split, ground_truth, config, device, batch_size=16, progress=False):
+def evaluate_model(model, split, ground_truth, config, device, batch_size=16, progress=False, fixed_nms=False):
     """Run and score a model on a split. Returns an Evaluation."""
     outputs = model_outputs(model, split, config, device, batch_size, progress)
-    return score_outputs(outputs, split.labels, split.ids, ground_truth, config)
+    return score_outputs(outputs, split.labels, split.ids, ground_truth, config, fixed_nms)
 
 
 def save_outputs(path, evaluation_, config):
@@ -179,6 +181,12 @@ def plot_videos(path, evaluation_, ground_truth, config, count=4):
     return written
 
 
+def ground_truth_of(config):
+    """Ground truth of the test split, under whatever subset name its videos carry in gt.json
+    ("test" for THUMOS14, "validation" for ActivityNet 1.3)."""
+    return evaluation.load_ground_truth(Path(config.data_dir) / "gt.json", test_subset(config.data_dir))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m ftcl.evaluate", description=__doc__.split("\n\n")[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -192,6 +200,8 @@ def main(argv=None):
     parser.add_argument("--plot", metavar="DIR", help="write CAS / attention / ground-truth PNGs of a few videos")
     parser.add_argument("--save-outputs", metavar="FILE", help="store per-video model outputs (.npz)")
     parser.add_argument("--from-outputs", metavar="FILE", help="re-evaluate stored outputs without the model")
+    parser.add_argument("--fixed-nms", action="store_true",
+                        help="NMS with the true temporal IoU instead of the release's '+1' lengths")
     args = parser.parse_args(argv)
     if not args.checkpoint and not args.from_outputs:
         parser.error("give a checkpoint, or --from-outputs FILE")
@@ -203,7 +213,7 @@ def main(argv=None):
             if args.data_dir:
                 config.data_dir = args.data_dir
             ground_truth = ground_truth_of(config)
-            result = score_outputs(outputs, labels, ids, ground_truth, config)
+            result = score_outputs(outputs, labels, ids, ground_truth, config, args.fixed_nms)
         else:
             model, config = load_model(args.checkpoint, args.data_dir)
             device = resolve_device(args.device)
@@ -211,7 +221,7 @@ def main(argv=None):
             split = load_split(config.data_dir, "test", class_names(database), database)
             ground_truth = ground_truth_of(config)
             result = evaluate_model(model.to(device), split, ground_truth, config, device, args.batch_size,
-                                    progress=not args.json)
+                                    progress=not args.json, fixed_nms=args.fixed_nms)
     except (DataError, CheckpointError, evaluation.EvaluationInputError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -227,12 +237,6 @@ def main(argv=None):
         print(evaluation.detection_table(result.detection, per_class=args.per_class))
         print(f"classification mAP: {100 * result.classification_map:.2f}   results: {out_path}")
     return 0
-
-
-def ground_truth_of(config):
-    """Ground truth of the test split, under whatever subset name its videos carry in gt.json
-    ("test" for THUMOS14, "validation" for ActivityNet 1.3)."""
-    return evaluation.load_ground_truth(Path(config.data_dir) / "gt.json", test_subset(config.data_dir))
 
 
 if __name__ == "__main__":
