@@ -30,8 +30,7 @@ def _steps(device, feature_dim, pairs=16, snippets=750, num_classes=20):
 
     def ftcl_step():
         out = model(x)
-        a = type(out)(**{k: v[:pairs] for k, v in vars(out).items()})
-        b = type(out)(**{k: v[pairs:] for k, v in vars(out).items()})
+        a, b = out.select(slice(0, pairs)), out.select(slice(pairs, None))
         loss, _ = losses.ftcl_loss(a, b, labels[:pairs], labels[pairs:], config)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -98,6 +98,16 @@ def pair_terms(a, b, positive, config, backend="auto"):
     return fsd, lcs
 
 
+def contrastive_terms(a, b, positive, config, backend="auto"):
+    """lambda_lcs * LCS contrast + lambda_fsd * FSD contrast of the pairs (a[p], b[p]), and the two
+    contrasts (a disabled term counts 0). positive: [P] bool. Returns (weighted sum, lcs, fsd)."""
+    fsd, lcs = pair_terms(a, b, positive, config, backend)
+    zero = a.lcs_candidates.new_zeros(())
+    lcs_term = contrast(lcs, positive) if lcs is not None else zero
+    fsd_term = contrast(fsd, positive) if fsd is not None else zero
+    return config.lambda_lcs * lcs_term + config.lambda_fsd * fsd_term, lcs_term, fsd_term
+
+
 def ftcl_loss(a, b, labels_a, labels_b, config, backend="auto"):
     """The FTCL objective of a batch of pairs: mean ACM loss of both sides + lambda_lcs * LCS contrast
     + lambda_fsd * FSD contrast. A pair is positive when the videos share a class.
@@ -105,12 +115,7 @@ def ftcl_loss(a, b, labels_a, labels_b, config, backend="auto"):
     loss_a, terms_a = acm_loss(a, labels_a, config)
     loss_b, terms_b = acm_loss(b, labels_b, config)
     positive = (labels_a * labels_b).sum(dim=1) > 0
-    fsd, lcs = pair_terms(a, b, positive, config, backend)
-    total = (loss_a + loss_b) / 2
+    weighted, lcs_term, fsd_term = contrastive_terms(a, b, positive, config, backend)
     terms = {k: (terms_a[k] + terms_b[k]) / 2 for k in terms_a}
-    zero = total.new_zeros(())
-    lcs_term = contrast(lcs, positive) if lcs is not None else zero
-    fsd_term = contrast(fsd, positive) if fsd is not None else zero
-    total = total + config.lambda_lcs * lcs_term + config.lambda_fsd * fsd_term
     terms.update(lcs=lcs_term.detach(), fsd=fsd_term.detach())
-    return total, terms
+    return (loss_a + loss_b) / 2 + weighted, terms

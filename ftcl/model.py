@@ -32,6 +32,10 @@ class ModelOutput:
     fsd_action: torch.Tensor
     fsd_background: torch.Tensor
 
+    def select(self, index):
+        """The outputs of the videos picked by index (a slice, or an index tensor along the batch)."""
+        return ModelOutput(**{name: value[index] for name, value in vars(self).items()})
+
 
 def _topk_mean(values, k, valid):
     """Mean over time of the k largest values per (video, channel). values: [B, T, K]; k: [B] int;

@@ -40,6 +40,16 @@ if triton is not None:
         return n, m
 
     @triton.jit
+    def _reverse_step(d, n, m, off_0):
+        """Rows of diagonal d and of the two before it, and their offsets, given d's offset off_0."""
+        lo, hi = _row_bounds(d, n, m)
+        lo_1, hi_1 = _row_bounds(d - 1, n, m)
+        off_1 = off_0 - (hi_1 - lo_1 + 1)
+        lo_2, hi_2 = _row_bounds(d - 2, n, m)
+        off_2 = off_1 - (hi_2 - lo_2 + 1)
+        return lo, hi, lo_1, off_1, lo_2, off_2
+
+    @triton.jit
     def _neighbours(p_table, i, j, mask, off_1, lo_1, off_2, lo_2):
         """C[i-1, j-1], C[i-1, j], C[i, j-1] from the two previous diagonals (0 on the border)."""
         b_diag = tl.load(p_table + off_2 + (i - 1 - lo_2), mask=mask & (i > 1) & (j > 1), other=0.0)
@@ -63,14 +73,15 @@ if triton is not None:
         return e_diag * inv_sum, e_up * inv_sum, e_left * inv_sum
 
     @triton.jit
-    def _pushed(p_ring, i, j, mask, n, m, d, stride_slot):
-        """Adjoint of the cells on diagonal d, summed from what their three successors pushed."""
+    def _adjoint(p_ring, i, j, mask, n, m, d, stride_slot, b_grad_out):
+        """Adjoint of the cells on diagonal d: what their three successors pushed, plus the upstream
+        gradient at the answer cell (n, m)."""
         slot_diag = (d + 2) % 3
         slot_side = (d + 1) % 2
         b_adj = tl.load(p_ring + slot_diag * stride_slot + i + 1, mask=mask & (i < n) & (j < m), other=0.0)
         b_adj += tl.load(p_ring + (3 + slot_side) * stride_slot + i + 1, mask=mask & (i < n), other=0.0)
         b_adj += tl.load(p_ring + (5 + slot_side) * stride_slot + i, mask=mask & (j < m), other=0.0)
-        return b_adj
+        return b_adj + tl.where((i == n) & (j == m), b_grad_out, 0.0)
 
     @triton.jit
     def _push(p_ring, i, mask, d, stride_slot, b_to_diag, b_to_up, b_to_left):
@@ -159,11 +170,7 @@ if triton is not None:
         off_0 = n * m - 1  # the answer cell is alone on the last diagonal
         for k in range(0, n + m - 1):
             d = n + m - k
-            lo, hi = _row_bounds(d, n, m)
-            lo_1, hi_1 = _row_bounds(d - 1, n, m)
-            off_1 = off_0 - (hi_1 - lo_1 + 1)
-            lo_2, hi_2 = _row_bounds(d - 2, n, m)
-            off_2 = off_1 - (hi_2 - lo_2 + 1)
+            lo, hi, lo_1, off_1, lo_2, off_2 = _reverse_step(d, n, m, off_0)
             for start in range(lo, hi + 1, BLOCK):
                 i = start + o_i
                 j = d - i
@@ -172,8 +179,7 @@ if triton is not None:
                 b_gap = b_gap.to(tl.float32)
                 b_diag, b_up, b_left = _neighbours(p_table, i, j, mask, off_1, lo_1, off_2, lo_2)
                 w_diag, w_up, w_left = _fsd_weights(b_diag, b_up + b_gap, b_left + b_gap, inv_gamma_log2, HARD)
-                b_adj = _pushed(p_ring, i, j, mask, n, m, d, stride_slot)
-                b_adj += tl.where((i == n) & (j == m), b_grad_out, 0.0)
+                b_adj = _adjoint(p_ring, i, j, mask, n, m, d, stride_slot, b_grad_out)
                 p_cell = (i - 1) * M + (j - 1)
                 tl.store(p_grad_match + p_cell, b_adj.to(grad_match_ptr.dtype.element_ty), mask=mask)
                 tl.store(p_grad_gap + p_cell, (b_adj * (w_up + w_left)).to(grad_gap_ptr.dtype.element_ty),
@@ -256,9 +262,7 @@ if triton is not None:
         off_0 = n * m - 1
         for k in range(0, n + m - 1):
             d = n + m - k
-            lo, hi = _row_bounds(d, n, m)
-            lo_1, hi_1 = _row_bounds(d - 1, n, m)
-            off_1 = off_0 - (hi_1 - lo_1 + 1)
+            lo, hi, lo_1, off_1, _, _ = _reverse_step(d, n, m, off_0)
             for start in range(lo, hi + 1, BLOCK):
                 i = start + o_i
                 j = d - i
@@ -271,8 +275,7 @@ if triton is not None:
                     w_up = (b_up >= b_left).to(tl.float32)  # ties go to the upper neighbour
                 else:
                     w_up = 1.0 / (1.0 + tl.exp2((b_left - b_up) * inv_gamma_log2))
-                b_adj = _pushed(p_ring, i, j, mask, n, m, d, stride_slot)
-                b_adj += tl.where((i == n) & (j == m), b_grad_out, 0.0)
+                b_adj = _adjoint(p_ring, i, j, mask, n, m, d, stride_slot, b_grad_out)
                 b_through = tl.where(matched, b_adj, 0.0)
                 b_skipped = b_adj - b_through
                 tl.store(p_grad_sim + (i - 1) * M + (j - 1), b_through.to(grad_sim_ptr.dtype.element_ty), mask=mask)
@@ -290,10 +293,13 @@ def _inv_gamma_log2(gamma):
     return _LOG2E / gamma if gamma > 0 else 0.0
 
 
-def _lengths_arg(lengths, device):
+def _common_args(lengths, shape, device):
+    """Launch pieces shared by all kernels: (lengths argument, HAS_LENGTHS, BLOCK, num_warps)."""
+    _, n_rows, n_cols = shape
+    block, num_warps = _launch_config(n_rows, n_cols)
     if lengths is None:
-        return torch.empty(1, 2, dtype=torch.long, device=device), False
-    return lengths.contiguous(), True
+        return torch.empty(1, 2, dtype=torch.long, device=device), False, block, num_warps
+    return lengths.contiguous(), True, block, num_warps
 
 
 def fsd_fwd(match, gap, gamma, lengths):
@@ -303,8 +309,7 @@ def fsd_fwd(match, gap, gamma, lengths):
     out = torch.empty(batch, dtype=torch.float32, device=match.device)
     if batch == 0:
         return out, table
-    len_arg, has_lengths = _lengths_arg(lengths, match.device)
-    block, num_warps = _launch_config(n_rows, n_cols)
+    len_arg, has_lengths, block, num_warps = _common_args(lengths, match.shape, match.device)
     fsd_fwd_kernel[(batch,)](
         match, gap, table, out, len_arg, *match.stride(), *gap.stride(), n_rows, n_cols,
         gamma, _inv_gamma_log2(gamma), HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block,
@@ -320,8 +325,7 @@ def fsd_bwd(grad_out, gap, table, gamma, lengths, match_dtype):
     if batch == 0:
         return grad_match, grad_gap
     ring = torch.empty(batch, 7, n_rows + 2, dtype=torch.float32, device=gap.device)
-    len_arg, has_lengths = _lengths_arg(lengths, gap.device)
-    block, num_warps = _launch_config(n_rows, n_cols)
+    len_arg, has_lengths, block, num_warps = _common_args(lengths, gap.shape, gap.device)
     fsd_bwd_kernel[(batch,)](
         gap, table, grad_out.float().contiguous(), grad_match, grad_gap, ring, len_arg, *gap.stride(),
         n_rows, n_cols, _inv_gamma_log2(gamma), HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block,
@@ -336,8 +340,7 @@ def lcs_fwd(sim, threshold, gamma, lengths):
     out = torch.empty(batch, dtype=torch.float32, device=sim.device)
     if batch == 0:
         return out, table
-    len_arg, has_lengths = _lengths_arg(lengths, sim.device)
-    block, num_warps = _launch_config(n_rows, n_cols)
+    len_arg, has_lengths, block, num_warps = _common_args(lengths, sim.shape, sim.device)
     lcs_fwd_kernel[(batch,)](
         sim, table, out, len_arg, *sim.stride(), n_rows, n_cols, threshold, gamma, _inv_gamma_log2(gamma),
         HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block, num_warps=num_warps)
@@ -351,8 +354,7 @@ def lcs_bwd(grad_out, sim, table, threshold, gamma, lengths):
     if batch == 0:
         return grad_sim
     ring = torch.empty(batch, 7, n_rows + 2, dtype=torch.float32, device=sim.device)
-    len_arg, has_lengths = _lengths_arg(lengths, sim.device)
-    block, num_warps = _launch_config(n_rows, n_cols)
+    len_arg, has_lengths, block, num_warps = _common_args(lengths, sim.shape, sim.device)
     lcs_bwd_kernel[(batch,)](
         sim, table, grad_out.float().contiguous(), grad_sim, ring, len_arg, *sim.stride(), n_rows, n_cols,
         threshold, _inv_gamma_log2(gamma), HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block,

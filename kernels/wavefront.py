@@ -82,7 +82,7 @@ def _answer(table, end_diag, end_row):
 
 
 def fsd_forward(match, gap, gamma, lengths):
-    """Returns (values [B], table [B, N+M+1, N+1]) in the compute dtype."""
+    """Returns (values [B], table [B, N+M+1, N+1], skewed match, skewed gap) in the compute dtype."""
     batch, n_rows, n_cols = match.shape
     dtype = _compute_dtype(match, gap)
     spans, order = _diagonals(n_rows, n_cols)
@@ -105,24 +105,38 @@ def fsd_forward(match, gap, gamma, lengths):
     return _answer(table, end_diag, end_row), table, match_s, gap_s
 
 
+class _Pushes:
+    """What the reverse wavefront carries between diagonals: each cell's adjoint times its weight
+    towards its diagonal (i-1, j-1), upper (i-1, j) and left (i, j-1) predecessor, indexed by the
+    pushing cell's row. Ring buffers over the last 3 (diagonal) and 2 (upper, left) diagonals."""
+
+    def __init__(self, batch, n_rows, like):
+        self.diag = [like.new_zeros(batch, n_rows + 2) for _ in range(3)]
+        self.up = [like.new_zeros(batch, n_rows + 2) for _ in range(2)]
+        self.left = [like.new_zeros(batch, n_rows + 2) for _ in range(2)]
+
+    def adjoint(self, d, lo, hi):
+        """[B, hi - lo + 1] adjoint of diagonal d: the sum of what its successors pushed."""
+        return (self.diag[(d + 2) % 3][:, lo + 1:hi + 2] + self.up[(d + 1) % 2][:, lo + 1:hi + 2]
+                + self.left[(d + 1) % 2][:, lo:hi + 1])
+
+    def push(self, d, lo, hi, to_diag, to_up, to_left):
+        for ring, slot, value in ((self.diag, d % 3, to_diag), (self.up, d % 2, to_up), (self.left, d % 2, to_left)):
+            ring[slot].zero_()
+            ring[slot][:, lo:hi + 1] = value
+
+
 def fsd_backward(grad_out, table, match_s, gap_s, gamma, lengths, shape):
     """Gradients (skewed [B, N*M]) of sum(grad_out * value) w.r.t. match and gap."""
     batch, n_rows, n_cols = shape
     spans, _ = _diagonals(n_rows, n_cols)
-    end_diag, end_row = _end_cells(lengths, shape, table.device)
-    seeds = _Seeds(grad_out.to(table.dtype), end_diag, end_row)
-    # Adjoint times weight, pushed to the diagonal (i-1, j-1), upper (i-1, j) and left (i, j-1)
-    # predecessor, indexed by the pushing cell's row; ring buffers over the last 3 / 2 diagonals.
-    push_diag = [table.new_zeros(batch, n_rows + 2) for _ in range(3)]
-    push_up = [table.new_zeros(batch, n_rows + 2) for _ in range(2)]
-    push_left = [table.new_zeros(batch, n_rows + 2) for _ in range(2)]
+    seeds = _Seeds(grad_out.to(table.dtype), *_end_cells(lengths, shape, table.device))
+    pushes = _Pushes(batch, n_rows, table)
     grad_match = torch.zeros_like(match_s)
     grad_gap = torch.zeros_like(gap_s)
     for d, lo, hi, off in reversed(spans):
         width = hi - lo + 1
-        adjoint = (push_diag[(d + 2) % 3][:, lo + 1:hi + 2] + push_up[(d + 1) % 2][:, lo + 1:hi + 2]
-                   + push_left[(d + 1) % 2][:, lo:hi + 1])
-        adjoint = seeds.add(adjoint, d, lo)
+        adjoint = seeds.add(pushes.adjoint(d, lo, hi), d, lo)
         g = gap_s[:, off:off + width]
         candidates = torch.stack((table[:, d - 2, lo - 1:hi], table[:, d - 1, lo - 1:hi] + g,
                                   table[:, d - 1, lo:hi + 1] + g))  # [3, B, width]
@@ -134,10 +148,7 @@ def fsd_backward(grad_out, table, match_s, gap_s, gamma, lengths, shape):
         pushed = adjoint * weights
         grad_match[:, off:off + width] = adjoint
         grad_gap[:, off:off + width] = pushed[1] + pushed[2]
-        for ring, slot, value in ((push_diag, d % 3, pushed[0]), (push_up, d % 2, pushed[1]),
-                                  (push_left, d % 2, pushed[2])):
-            ring[slot].zero_()
-            ring[slot][:, lo:hi + 1] = value
+        pushes.push(d, lo, hi, pushed[0], pushed[1], pushed[2])
     return grad_match, grad_gap
 
 
@@ -165,18 +176,13 @@ def lcs_backward(grad_out, table, sim_s, threshold, gamma, lengths, shape):
     """Gradient (skewed [B, N*M]) of sum(grad_out * value) w.r.t. sim."""
     batch, n_rows, n_cols = shape
     spans, _ = _diagonals(n_rows, n_cols)
-    end_diag, end_row = _end_cells(lengths, shape, table.device)
-    seeds = _Seeds(grad_out.to(table.dtype), end_diag, end_row)
-    push_diag = [table.new_zeros(batch, n_rows + 2) for _ in range(3)]
-    push_up = [table.new_zeros(batch, n_rows + 2) for _ in range(2)]
-    push_left = [table.new_zeros(batch, n_rows + 2) for _ in range(2)]
+    seeds = _Seeds(grad_out.to(table.dtype), *_end_cells(lengths, shape, table.device))
+    pushes = _Pushes(batch, n_rows, table)
     grad_sim = torch.zeros_like(sim_s)
     zero = table.new_zeros(())
     for d, lo, hi, off in reversed(spans):
         width = hi - lo + 1
-        adjoint = (push_diag[(d + 2) % 3][:, lo + 1:hi + 2] + push_up[(d + 1) % 2][:, lo + 1:hi + 2]
-                   + push_left[(d + 1) % 2][:, lo:hi + 1])
-        adjoint = seeds.add(adjoint, d, lo)
+        adjoint = seeds.add(pushes.adjoint(d, lo, hi), d, lo)
         matched = sim_s[:, off:off + width] > threshold
         up, left = table[:, d - 1, lo - 1:hi], table[:, d - 1, lo:hi + 1]
         if gamma == 0:
@@ -186,10 +192,7 @@ def lcs_backward(grad_out, table, sim_s, threshold, gamma, lengths, shape):
         through_diag = torch.where(matched, adjoint, zero)
         skipped = adjoint - through_diag
         grad_sim[:, off:off + width] = through_diag
-        for ring, slot, value in ((push_diag, d % 3, through_diag), (push_up, d % 2, skipped * weight_up),
-                                  (push_left, d % 2, skipped * (1 - weight_up))):
-            ring[slot].zero_()
-            ring[slot][:, lo:hi + 1] = value
+        pushes.push(d, lo, hi, through_diag, skipped * weight_up, skipped * (1 - weight_up))
     return grad_sim
 
 

@@ -52,17 +52,6 @@ def _all_correct(scores, labels, threshold):
     return ((scores[:, :-1] >= threshold).float() == labels).all(dim=1)
 
 
-def _split_output(out, size):
-    """A ModelOutput of 2*size videos -> the outputs of the first and second halves."""
-    first = type(out)(**{k: v[:size] for k, v in vars(out).items()})
-    second = type(out)(**{k: v[size:] for k, v in vars(out).items()})
-    return first, second
-
-
-def _index_output(out, idx):
-    return type(out)(**{k: v[idx] for k, v in vars(out).items()})
-
-
 class Trainer:
     """One run: `kind` is "baseline" (ACM-Net) or "ftcl" (fine-tuning with the FSD / LCS terms)."""
 
@@ -135,7 +124,7 @@ class Trainer:
         if self.kind == "ftcl" and cfg.pairs == "release":
             videos = np.concatenate([batch[:, 0], batch[:, 1]])
             out = self.model(_sampled_batch(split, videos, cfg.sample_snippets, self.rng).to(device))
-            a, b = _split_output(out, len(batch))
+            a, b = out.select(slice(0, len(batch))), out.select(slice(len(batch), None))
             labels_a, labels_b = labels_all[batch[:, 0]].to(device), labels_all[batch[:, 1]].to(device)
             loss, terms = losses.ftcl_loss(a, b, labels_a, labels_b, cfg)
             correct = (_all_correct(a.scores_inst, labels_a, cfg.cls_threshold)
@@ -145,20 +134,13 @@ class Trainer:
         out = self.model(_sampled_batch(split, batch, cfg.sample_snippets, self.rng).to(device))
         loss, terms = losses.acm_loss(out, labels, cfg)
         terms.update(lcs=loss.new_zeros(()), fsd=loss.new_zeros(()))
-        if self.kind == "ftcl":
-            pairs, positive = in_batch_pairs(split.labels[batch])
-            if len(pairs):
-                pairs_t = torch.from_numpy(pairs).to(device)
-                fsd, lcs = losses.pair_terms(_index_output(out, pairs_t[:, 0]), _index_output(out, pairs_t[:, 1]),
-                                             torch.from_numpy(positive).to(device), cfg)
-                positive_t = torch.from_numpy(positive).to(device)
-                if lcs is not None:
-                    terms["lcs"] = losses.contrast(lcs, positive_t)
-                    loss = loss + cfg.lambda_lcs * terms["lcs"]
-                if fsd is not None:
-                    terms["fsd"] = losses.contrast(fsd, positive_t)
-                    loss = loss + cfg.lambda_fsd * terms["fsd"]
-                terms["lcs"], terms["fsd"] = terms["lcs"].detach(), terms["fsd"].detach()
+        pairs, positive = in_batch_pairs(split.labels[batch]) if self.kind == "ftcl" else ([], None)
+        if len(pairs):
+            pairs = torch.from_numpy(pairs).to(device)
+            weighted, lcs_term, fsd_term = losses.contrastive_terms(
+                out.select(pairs[:, 0]), out.select(pairs[:, 1]), torch.from_numpy(positive).to(device), cfg)
+            loss = loss + weighted
+            terms.update(lcs=lcs_term.detach(), fsd=fsd_term.detach())
         return loss, terms, _all_correct(out.scores_inst, labels, cfg.cls_threshold)
 
     def train_epoch(self):
