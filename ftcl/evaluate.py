@@ -226,11 +226,15 @@ def main(argv=None):
         print(f"error: {err}", file=sys.stderr)
         return 2
     out_path = Path(args.out) if args.out else Path(args.checkpoint or args.from_outputs).with_name("results.json")
-    evaluation.write_json_atomic(out_path, result.results)
-    if args.save_outputs:
-        save_outputs(args.save_outputs, result, config)
-    if args.plot:
-        plot_videos(args.plot, result, ground_truth, config)
+    try:
+        evaluation.write_json_atomic(out_path, result.results)
+        if args.save_outputs:
+            save_outputs(args.save_outputs, result, config)
+        if args.plot:
+            plot_videos(args.plot, result, ground_truth, config)
+    except OSError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(result.to_dict()))
     else:

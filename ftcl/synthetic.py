@@ -148,8 +148,12 @@ def main(argv=None):
         if getattr(args, name) < 1:
             print(f"error: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}", file=sys.stderr)
             return 2
-    generate(out, seed=args.seed, num_classes=args.classes, train_videos=args.train_videos,
-             test_videos=args.test_videos, feature_dim=args.feature_dim)
+    try:
+        generate(out, seed=args.seed, num_classes=args.classes, train_videos=args.train_videos,
+                 test_videos=args.test_videos, feature_dim=args.feature_dim)
+    except OSError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"wrote {out}: {args.classes} classes, {args.train_videos} train and {args.test_videos} test videos, "
           f"{args.feature_dim}-d features")
     return 0

@@ -240,3 +240,14 @@ def test_real_thumos_layout_with_generated_features(thumos_annotations, tmp_path
     longest = test.ids[int(np.argmax(test.lengths))]
     assert result.outputs[longest].cas.shape == (750, 20)
     assert isinstance(result.detection, evaluation.DetectionResult)
+
+
+def test_clis_report_unwritable_paths_in_one_line(tiny_data, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code = train_cli.main(["baseline", "--data-dir", str(tiny_data), "--run-dir", str(blocker / "run"),
+                           "--epochs", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and str(blocker) in err and err.count("\n") == 1
+    assert synthetic.main(["--out", str(blocker / "syn"), "--train-videos", "1", "--test-videos", "1"]) == 2
+    assert str(blocker) in capsys.readouterr().err

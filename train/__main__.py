@@ -69,7 +69,7 @@ def main(argv=None):
         elif args.init:
             trainer.init_from(args.init)
         trainer.run()
-    except (DataError, CheckpointError, TrainingStopped, ValueError) as err:
+    except (DataError, CheckpointError, TrainingStopped, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2 if not isinstance(err, TrainingStopped) else 3
     print(f"done: {trainer.epoch} epochs, best test avg mAP({config.selection_average}) {trainer.best:.2f} "
