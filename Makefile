@@ -37,7 +37,8 @@ $(STAMP): pyproject.toml
 test: install
 	$(PY) -m pytest -q
 
-# The GPU-only tests (they skip without CUDA), then the kernel benchmark.
+# The kernel tests with the GPU-only ones (those skip without CUDA). On the lent GPU machines,
+# which have no package index, run `bash bench/gpu_check.sh` instead (system python3).
 test-gpu: install
 	$(PY) -m pytest -q tests/test_kernels.py tests/test_kernels_gpu.py
 
