@@ -1,10 +1,10 @@
 """Checkpoints: plain dicts (tensors and primitives) that load with torch.load(weights_only=True),
 written atomically; and loading of the release's .pth files."""
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from ftcl.files import atomic_write
 
 FORMAT = "ftcl-checkpoint-v1"
 # The release's ACM-Net checkpoints predate FTCL's projection; it starts fresh when absent.
@@ -17,16 +17,8 @@ class CheckpointError(ValueError):
 
 def save_checkpoint(path, payload):
     """torch.save to a temporary file beside path, then rename (never a half-written checkpoint)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as f:
+        torch.save(payload, f)
 
 
 def load_checkpoint(path):

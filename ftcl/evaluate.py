@@ -8,9 +8,7 @@ per-video model outputs and re-evaluate them without the model.
 """
 import argparse
 import json
-import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from evaluation import ProposalConfig, VideoOutput
 from ftcl.checkpoint import CheckpointError, load_checkpoint, load_weights
 from ftcl.config import Config
 from ftcl.data import DataError, class_names, load_split, read_ground_truth, test_subset, uniform_sample
+from ftcl.files import atomic_write
 from ftcl.model import ACMNet
 from ftcl.seed import resolve_device
 
@@ -102,16 +101,8 @@ def save_outputs(path, evaluation_, config):
               "video_scores": np.stack([o.video_scores for o in outs]),
               "original_snippets": np.array([o.original_snippets for o in outs]),
               "labels": evaluation_.labels, "config": np.array(json.dumps(config.to_dict()))}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def load_outputs(path):

@@ -1,11 +1,8 @@
 """The ACM-Net baseline and FTCL fine-tuning loops, evaluation each epoch, checkpoints and logs."""
 import csv
-import io
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,6 +15,7 @@ from ftcl.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_weigh
 from ftcl.config import Config
 from ftcl.data import in_batch_pairs, load_dataset, random_sample, release_pairs
 from ftcl.evaluate import evaluate_model, ground_truth_of
+from ftcl.files import atomic_write
 from ftcl.model import ACMNet
 from ftcl.seed import seed_everything
 
@@ -26,18 +24,6 @@ LOSS_TERMS = ("loss", "inst", "cont", "back", "guide", "feat", "sparse", "lcs", 
 
 class TrainingStopped(RuntimeError):
     """The run cannot go on (e.g. a run of NaN losses); the message says why and where."""
-
-
-def _write_text_atomic(path, text):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _sampled_batch(split, videos, count, rng):
@@ -183,7 +169,8 @@ class Trainer:
     def run(self):
         """Train up to the configured epoch count; returns the last evaluation (or None)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        _write_text_atomic(self.run_dir / "config.json", json.dumps(self.config.to_dict(), indent=2) + "\n")
+        with atomic_write(self.run_dir / "config.json") as f:
+            f.write(json.dumps(self.config.to_dict(), indent=2) + "\n")
         last_eval = None
         low, high = (float(x) for x in self.config.selection_average.split(":"))
         while self.epoch < self.total_epochs:
@@ -214,11 +201,10 @@ class Trainer:
         columns = []
         for row in self.rows:
             columns += [k for k in row if k not in columns]
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, restval="")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        _write_text_atomic(self.run_dir / "metrics.csv", buffer.getvalue())
+        with atomic_write(self.run_dir / "metrics.csv") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, restval="")
+            writer.writeheader()
+            writer.writerows(self.rows)
 
     def _log(self, message):
         if self.progress:
