@@ -21,7 +21,7 @@ class DataError(ValueError):
 @dataclass
 class Split:
     """One split of a data directory. ids: V video ids; labels: [V, C] multi-hot float32; lengths: [V]
-    snippet counts; durations: [V] seconds; paths: V feature files (loaded lazily)."""
+    snippet counts; durations: [V] seconds; paths: V feature files (loaded lazily); feature_dim: D."""
 
     name: str
     ids: list
@@ -29,6 +29,7 @@ class Split:
     lengths: np.ndarray
     durations: np.ndarray
     paths: list
+    feature_dim: int
 
     def features(self, index):
         """[T, D] float32 features of video `index` (memory-mapped, so repeated epochs hit the page cache)."""
@@ -76,7 +77,7 @@ def load_split(data_dir, name, classes=None, database=None):
     split_file = data_dir / f"split_{name}.txt"
     ids = _read_ids(split_file)
     labels = np.zeros((len(ids), len(classes)), dtype=np.float32)
-    lengths, durations, paths, dims = [], [], [], {}
+    lengths, durations, paths, feature_dim = [], [], [], None
     for v, vid in enumerate(ids):
         if vid not in database:
             raise DataError(f"{split_file}: video id {vid} is not in {data_dir / 'gt.json'}")
@@ -93,15 +94,14 @@ def load_split(data_dir, name, classes=None, database=None):
             raise DataError(f"{path}: not a readable .npy array") from None
         if len(shape) != 2 or shape[0] < 1:
             raise DataError(f"{path}: features must be [T, D] with T >= 1, got shape {shape}")
-        dims.setdefault(shape[1], path)
-        if len(dims) > 1:
-            (d0, p0), (d1, p1) = list(dims.items())[:2]
-            raise DataError(f"{p1}: feature dimension {d1} differs from {d0} of {p0}")
+        if feature_dim is not None and shape[1] != feature_dim:
+            raise DataError(f"{path}: feature dimension {shape[1]} differs from {feature_dim} of {paths[0]}")
+        feature_dim = shape[1]
         lengths.append(shape[0])
         durations.append(float(database[vid].get("duration", shape[0] * 16 / 25)))
         paths.append(path)
     return Split(name=name, ids=ids, labels=labels, lengths=np.array(lengths), durations=np.array(durations),
-                 paths=paths)
+                 paths=paths, feature_dim=feature_dim)
 
 
 def test_subset(data_dir):
@@ -121,11 +121,10 @@ def load_dataset(data_dir):
         raise DataError(f"{Path(data_dir) / 'gt.json'}: no annotations, so no classes")
     train = load_split(data_dir, "train", classes, database)
     test = load_split(data_dir, "test", classes, database)
-    dim_train = np.load(train.paths[0], mmap_mode="r").shape[1]
-    dim_test = np.load(test.paths[0], mmap_mode="r").shape[1]
-    if dim_train != dim_test:
-        raise DataError(f"{test.paths[0]}: feature dimension {dim_test} differs from {dim_train} of {train.paths[0]}")
-    return classes, train, test, dim_train
+    if train.feature_dim != test.feature_dim:
+        raise DataError(f"{test.paths[0]}: feature dimension {test.feature_dim} differs from "
+                        f"{train.feature_dim} of {train.paths[0]}")
+    return classes, train, test, train.feature_dim
 
 
 def random_sample(length, count, rng):
