@@ -1,17 +1,19 @@
 """Temporal action localization evaluation: proposals from CAS, NMS, ActivityNet-style mAP.
 
-numpy and pandas only (no torch): usable on saved outputs and results files anywhere.
+numpy, pandas and scikit-learn only (no torch): usable on saved outputs and results files anywhere.
 """
-from evaluation.classification import average_precision, classification_map
-from evaluation.detection import DetectionResult, Segments, evaluate_detection, segment_iou
-from evaluation.io import (EvaluationInputError, GroundTruth, load_ground_truth, load_predictions,
-                           predictions_from_results, results_json, write_json_atomic)
+from evaluation import cli
+from evaluation.classification import classification_map
+from evaluation.detection import DetectionResult, Segments, evaluate_detection, parse_range, segment_iou
+from evaluation.io import (EvaluationInputError, GroundTruth, VideoInfo, atomic_write, class_names, ground_truth_from,
+                           load_ground_truth, load_predictions, predictions_from_results, read_database, results_json,
+                           write_json_atomic)
 from evaluation.pipeline import VideoOutput, evaluate_outputs, localize
 from evaluation.proposals import ProposalConfig, nms, t_factor, upsample, video_proposals
-from evaluation.report import detection_table
+from evaluation.report import detection_frame, detection_table, markdown
 
-__all__ = ["DetectionResult", "EvaluationInputError", "GroundTruth", "ProposalConfig", "Segments",
-           "VideoOutput", "average_precision", "classification_map", "detection_table", "evaluate_detection",
-           "evaluate_outputs", "localize",
-           "load_ground_truth", "load_predictions", "nms", "predictions_from_results", "results_json",
+__all__ = ["DetectionResult", "EvaluationInputError", "GroundTruth", "ProposalConfig", "Segments", "VideoInfo",
+           "VideoOutput", "atomic_write", "class_names", "classification_map", "detection_frame", "detection_table",
+           "evaluate_detection", "evaluate_outputs", "ground_truth_from", "load_ground_truth", "load_predictions",
+           "localize", "markdown", "nms", "parse_range", "predictions_from_results", "read_database", "results_json",
            "segment_iou", "t_factor", "upsample", "video_proposals", "write_json_atomic"]

@@ -10,32 +10,44 @@ import sys
 
 import numpy as np
 
+from evaluation import cli
 from evaluation.detection import evaluate_detection
 from evaluation.io import EvaluationInputError, load_ground_truth, load_predictions
 from evaluation.report import detection_table
 
 
+MAX_THRESHOLDS = 100
+
+
 def parse_tiou(text):
-    """'0.1:0.9:0.1' (inclusive range) or '0.3,0.5,0.7' -> sorted array of thresholds in (0, 1]."""
+    """'0.1:0.9:0.1' (inclusive range) or '0.3,0.5,0.7' -> sorted array of distinct thresholds in
+    (0, 1], at most MAX_THRESHOLDS of them. Raises argparse.ArgumentTypeError naming the text."""
+    def fail(why):
+        return argparse.ArgumentTypeError(f"--tiou {text!r}: {why}")
+
     try:
         if ":" in text:
             start, stop, step = (float(x) for x in text.split(":"))
-            if step <= 0:
-                raise ValueError
+            if not all(np.isfinite([start, stop, step])) or step <= 0 or stop < start:
+                raise fail("start:stop:step needs finite numbers, step > 0 and stop >= start")
+            if (stop - start) / step + 1 > MAX_THRESHOLDS:
+                raise fail(f"more than {MAX_THRESHOLDS} thresholds")
             values = np.arange(start, stop + step / 2, step)
         else:
             values = np.array([float(x) for x in text.split(",")])
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--tiou {text!r}: expected start:stop:step or a comma list") from None
-    values = np.round(values, 10)
-    if len(values) == 0 or (values <= 0).any() or (values > 1).any():
-        raise argparse.ArgumentTypeError(f"--tiou {text!r}: thresholds must lie in (0, 1]")
+        raise fail("expected start:stop:step or a comma list of numbers") from None
+    # Ranges keep np.arange's values (0.30000000000000004), as the release's thresholds.
+    values = np.unique(values)
+    if len(values) == 0 or not np.isfinite(values).all() or (values <= 0).any() or (values > 1).any():
+        raise fail("thresholds must be numbers in (0, 1]")
+    if len(values) > MAX_THRESHOLDS:
+        raise fail(f"more than {MAX_THRESHOLDS} thresholds")
     return values
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m evaluation", description=__doc__.split("\n\n")[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = cli.parser("python -m evaluation", __doc__)
     parser.add_argument("ground_truth", help="ActivityNet-style ground truth (e.g. gt.json)")
     parser.add_argument("predictions", help="ActivityNet results JSON ({'results': {vid: [...]}})")
     parser.add_argument("--subset", default="test", help="ground-truth subset to evaluate (default: test)")

@@ -50,17 +50,25 @@ class DetectionResult:
     def average(self, low, high):
         """Mean of mAP over the tIoUs within [low, high]."""
         inside = (self.tiou >= low - 1e-9) & (self.tiou <= high + 1e-9)
+        if not inside.any():
+            raise ValueError(f"no tIoU threshold lies in {low:g}:{high:g} (thresholds: {_label(self.tiou)})")
         return float(self.mAP[inside].mean())
 
-    def averages(self):
-        """The usual averages this tIoU set covers: 0.1:0.5, 0.1:0.7, 0.3:0.7 (THUMOS14), else all."""
+    def average_windows(self):
+        """{label: bool mask over tiou} of the usual windows this tIoU set covers in full (0.1:0.5,
+        0.1:0.7, 0.3:0.7 at steps of 0.1, THUMOS14); with none covered, one window of all
+        thresholds, labelled by what it covers ("0.5:0.95" for an even grid, else the list)."""
         out = {}
-        for low, high in ((0.1, 0.5), (0.1, 0.7), (0.3, 0.7)):
+        for low, high in STANDARD_WINDOWS:
             if all(np.isclose(self.tiou, t).any() for t in np.arange(low, high + 1e-9, 0.1)):
-                out[f"{low:g}:{high:g}"] = self.average(low, high)
+                out[f"{low:g}:{high:g}"] = (self.tiou >= low - 1e-9) & (self.tiou <= high + 1e-9)
         if not out:
-            out[f"{self.tiou.min():g}:{self.tiou.max():g}"] = float(self.mAP.mean())
+            out[_label(self.tiou)] = np.ones(len(self.tiou), dtype=bool)
         return out
+
+    def averages(self):
+        """{label: mean mAP} over average_windows()."""
+        return {key: float(self.mAP[mask].mean()) for key, mask in self.average_windows().items()}
 
     def to_dict(self):
         """{"tiou", "mAP", "average", "per_class"}: plain floats (fractions), JSON-ready."""
@@ -68,6 +76,36 @@ class DetectionResult:
                 "mAP": [float(x) for x in self.mAP],
                 "average": self.averages(),
                 "per_class": {name: [float(x) for x in self.ap[:, c]] for c, name in enumerate(self.classes)}}
+
+
+STANDARD_WINDOWS = ((0.1, 0.5), (0.1, 0.7), (0.3, 0.7))
+
+
+def _label(tiou):
+    """"low:high" for thresholds on an even grid of 0.1 or 0.05 (the literature's ranges), else
+    "low:high:step" for another even grid, else the comma list."""
+    tiou = np.sort(np.asarray(tiou, dtype=np.float64))
+    if len(tiou) == 1:
+        return f"{tiou[0]:g}"
+    steps = np.diff(tiou)
+    if np.allclose(steps, steps[0], atol=1e-6):
+        step = float(steps[0])
+        if any(np.isclose(step, s, atol=1e-6) for s in (0.1, 0.05)):
+            return f"{tiou[0]:g}:{tiou[-1]:g}"
+        if len(tiou) > 2:
+            return f"{tiou[0]:g}:{tiou[-1]:g}:{step:g}"
+    return ",".join(f"{t:g}" for t in tiou)
+
+
+def parse_range(text):
+    """"low:high" -> (low, high) with 0 < low <= high <= 1, else ValueError naming the text."""
+    try:
+        low, high = (float(x) for x in str(text).split(":"))
+    except ValueError:
+        raise ValueError(f"tIoU range {text!r}: expected low:high, e.g. 0.1:0.7") from None
+    if not (0 < low <= high <= 1):
+        raise ValueError(f"tIoU range {text!r}: expected 0 < low <= high <= 1")
+    return low, high
 
 
 def segment_iou(start_a, end_a, start_b, end_b):

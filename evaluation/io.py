@@ -1,4 +1,5 @@
-"""Reading ActivityNet-format ground truth and results files; writing results atomically."""
+"""Reading ActivityNet-format ground truth and results files; writing files atomically."""
+import contextlib
 import json
 import math
 import os
@@ -16,6 +17,16 @@ class EvaluationInputError(ValueError):
 
 
 @dataclass
+class VideoInfo:
+    """One video of a ground-truth file. annotations: [(label, start, end)] in seconds; duration:
+    seconds or None when the file gives none."""
+
+    subset: str | None
+    duration: float | None
+    annotations: list
+
+
+@dataclass
 class GroundTruth:
     """One subset of a ground-truth file. classes: sorted labels of the whole file; videos: ids of the
     subset in file order; segments: its instances (video indexes `videos`, label indexes `classes`)."""
@@ -26,6 +37,36 @@ class GroundTruth:
     durations: dict
 
 
+def _file_mode():
+    """What a plain open() would give a new file: 0o666 less the process umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode="w"):
+    """Open a temporary file beside path; on success rename it onto path, on failure remove it.
+    The file gets the permissions a plain open() would give it (mkstemp's are 0600)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, _file_mode())
+        with os.fdopen(fd, mode) as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path, obj):
+    """Write JSON to a temporary file beside path, then rename: never a half-written file."""
+    with atomic_write(path) as f:
+        json.dump(obj, f)
+
+
 def _read_json(path, what):
     path = Path(path)
     try:
@@ -33,56 +74,96 @@ def _read_json(path, what):
             return json.load(f)
     except FileNotFoundError:
         raise EvaluationInputError(f"{path}: {what} file not found") from None
+    except IsADirectoryError:
+        raise EvaluationInputError(f"{path}: is a directory, not a {what} file") from None
     except (OSError, UnicodeDecodeError) as err:
         raise EvaluationInputError(f"{path}: cannot read {what} file ({err.__class__.__name__})") from None
     except json.JSONDecodeError as err:
         raise EvaluationInputError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    except RecursionError:
+        raise EvaluationInputError(f"{path}: JSON nested too deeply") from None
+
+
+def _number(value):
+    """value (a number or a numeric string) as a finite float, or None; bools are not numbers here."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        value = float(value)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _segment(path, vid, entry):
     seg = entry.get("segment") if isinstance(entry, dict) else None
     if not (isinstance(seg, (list, tuple)) and len(seg) == 2):
         raise EvaluationInputError(f"{path}: video {vid}: 'segment' must be [start, end], got {seg!r}")
-    try:
-        start, end = float(seg[0]), float(seg[1])
-    except (TypeError, ValueError):
-        raise EvaluationInputError(f"{path}: video {vid}: segment {seg!r} is not numeric") from None
-    if not (math.isfinite(start) and math.isfinite(end)) or end < start:
-        raise EvaluationInputError(f"{path}: video {vid}: segment {seg!r} must be finite with end >= start")
+    start, end = _number(seg[0]), _number(seg[1])
+    if start is None or end is None or end < start:
+        raise EvaluationInputError(f"{path}: video {vid}: segment {seg!r} must be two finite numbers with end >= start")
     return start, end
 
 
-def load_ground_truth(path, subset="test"):
-    """Read an ActivityNet-style gt.json ({"database": {vid: {"subset", "annotations": [...]}}})."""
+def read_database(path):
+    """Every video of an ActivityNet-style gt.json ({"database": {vid: {"subset", "duration",
+    "annotations": [{"label", "segment"}]}}}), checked entry by entry. Returns {vid: VideoInfo}.
+    Any malformed entry raises EvaluationInputError naming the file and the video."""
     data = _read_json(path, "ground-truth")
     database = data.get("database") if isinstance(data, dict) else None
     if not isinstance(database, dict):
         raise EvaluationInputError(f"{path}: no 'database' object (expected ActivityNet-style ground truth)")
-    labels, videos, rows, durations = set(), [], [], {}
+    videos = {}
     for vid, info in database.items():
-        annotations = info.get("annotations", []) if isinstance(info, dict) else None
+        if not isinstance(info, dict):
+            raise EvaluationInputError(f"{path}: video {vid}: entry must be an object, got {type(info).__name__}")
+        subset = info.get("subset")
+        if subset is not None and not isinstance(subset, str):
+            raise EvaluationInputError(f"{path}: video {vid}: 'subset' must be a string, got {subset!r}")
+        duration = info.get("duration")
+        if duration is not None:
+            duration = _number(duration)
+            if duration is None or duration < 0:
+                raise EvaluationInputError(f"{path}: video {vid}: 'duration' must be a finite number >= 0, "
+                                           f"got {info.get('duration')!r}")
+        annotations = info.get("annotations", [])
         if not isinstance(annotations, list):
             raise EvaluationInputError(f"{path}: video {vid}: 'annotations' must be a list")
+        rows = []
         for ann in annotations:
-            if not isinstance(ann, dict) or not isinstance(ann.get("label"), str):
-                raise EvaluationInputError(f"{path}: video {vid}: every annotation needs a 'label' string")
-            labels.add(ann["label"])
-        if info.get("subset") != subset:
-            continue
-        durations[vid] = float(info.get("duration", float("nan")))
-        videos.append(vid)
-        for ann in annotations:
-            rows.append((len(videos) - 1, ann["label"], *_segment(path, vid, ann)))
-    if not videos:
-        raise EvaluationInputError(f"{path}: no video has subset '{subset}'")
-    classes = sorted(labels)
+            label = ann.get("label") if isinstance(ann, dict) else None
+            if not isinstance(label, str) or not label:
+                raise EvaluationInputError(f"{path}: video {vid}: every annotation needs a non-empty 'label' "
+                                           f"string, got {label!r}")
+            rows.append((label, *_segment(path, vid, ann)))
+        videos[vid] = VideoInfo(subset=subset, duration=duration, annotations=rows)
+    return videos
+
+
+def class_names(videos):
+    """Sorted labels of every annotation. videos: {vid: VideoInfo} from read_database()."""
+    return sorted({label for info in videos.values() for label, _, _ in info.annotations})
+
+
+def ground_truth_from(videos, subset, path="ground truth"):
+    """The GroundTruth of one subset of read_database()'s videos; classes are those of all videos."""
+    classes = class_names(videos)
     index = {name: c for c, name in enumerate(classes)}
-    segments = Segments(
-        video=np.array([r[0] for r in rows], dtype=np.int64),
-        label=np.array([index[r[1]] for r in rows], dtype=np.int64),
-        start=np.array([r[2] for r in rows], dtype=np.float64),
-        end=np.array([r[3] for r in rows], dtype=np.float64))
-    return GroundTruth(classes=classes, videos=videos, segments=segments, durations=durations)
+    chosen = [vid for vid, info in videos.items() if info.subset == subset]
+    if not chosen:
+        raise EvaluationInputError(f"{path}: no video has subset '{subset}'")
+    rows = [(v, index[label], start, end) for v, vid in enumerate(chosen)
+            for label, start, end in videos[vid].annotations]
+    columns = list(zip(*rows)) if rows else [(), (), (), ()]
+    segments = Segments(video=np.array(columns[0], dtype=np.int64), label=np.array(columns[1], dtype=np.int64),
+                        start=np.array(columns[2], dtype=np.float64), end=np.array(columns[3], dtype=np.float64))
+    durations = {vid: videos[vid].duration if videos[vid].duration is not None else float("nan") for vid in chosen}
+    return GroundTruth(classes=classes, videos=chosen, segments=segments, durations=durations)
+
+
+def load_ground_truth(path, subset="test"):
+    """Read an ActivityNet-style gt.json and keep one subset. Returns a GroundTruth."""
+    return ground_truth_from(read_database(path), subset, path)
 
 
 def predictions_from_results(results, ground_truth, source="predictions"):
@@ -99,14 +180,16 @@ def predictions_from_results(results, ground_truth, source="predictions"):
         v = video_index.setdefault(vid, len(video_index))
         for entry in entries:
             name = entry.get("label") if isinstance(entry, dict) else None
-            if name not in class_index:
+            if not isinstance(name, str) or name not in class_index:
                 raise EvaluationInputError(f"{source}: video {vid}: label {name!r} is not in the ground truth")
+            s = entry.get("score")
             try:
-                s = float(entry["score"])
-            except (KeyError, TypeError, ValueError):
-                raise EvaluationInputError(f"{source}: video {vid}: every prediction needs a numeric 'score'") from None
-            if math.isnan(s):
-                raise EvaluationInputError(f"{source}: video {vid}: score is NaN")
+                s = float(s) if not isinstance(s, bool) else None
+            except (TypeError, ValueError):
+                s = None
+            if s is None or math.isnan(s):
+                raise EvaluationInputError(f"{source}: video {vid}: every prediction needs a numeric 'score', "
+                                           f"got {entry.get('score')!r}")
             seg = _segment(source, vid, entry)
             video.append(v)
             label.append(class_index[name])
@@ -132,17 +215,3 @@ def results_json(per_video):
             "results": {vid: [{"label": name, "score": float(score), "segment": [float(s), float(e)]}
                               for name, score, s, e in rows] for vid, rows in per_video.items()},
             "external_data": {"used": True, "details": "I3D features"}}
-
-
-def write_json_atomic(path, obj):
-    """Write JSON to a temporary file beside path, then rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

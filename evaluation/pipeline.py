@@ -27,7 +27,8 @@ def localize(outputs, classes, config=ProposalConfig()):
     """Proposals of every video. outputs: {vid: VideoOutput}. Returns {vid: [(label, score, start, end)]}."""
     per_video = {}
     for vid, out in outputs.items():
-        factor = t_factor(out.original_snippets, out.cas.shape[0], upscale=config.upscale)
+        factor = t_factor(out.original_snippets, out.cas.shape[0], upscale=config.upscale,
+                          frames_per_snippet=config.frames_per_snippet, fps=config.fps)
         label, score, start, end = video_proposals(out.cas, out.attention, out.video_scores, factor, config)
         per_video[vid] = [(classes[c], s, a, b) for c, s, a, b in
                           zip(label.tolist(), score.tolist(), start.tolist(), end.tolist())]

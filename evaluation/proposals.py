@@ -2,8 +2,16 @@
 
 Per video: predict the classes whose video score exceeds `class_threshold` (else the arg-max),
 upsample the instance CAS and the instance attention x`upscale` by linear interpolation, take the
-maximal runs at or above each CAS threshold and each attention threshold, drop runs shorter than 2,
-score each run outer-inner-contrastively, convert indices to seconds and apply per-class NMS.
+maximal runs at or above each CAS threshold and each attention threshold, drop runs shorter than
+`min_run`, score each run outer-inner-contrastively, convert indices to seconds and apply per-class
+NMS. A run is scored on score_mix[0] x CAS + score_mix[1] x attention, where the quantity whose
+threshold made the run has its values below that threshold set to 0; a run's score adds
+video_score_weights[branch] x the video's class score.
+
+THUMOS14 (FTCL's test_thu.py): CAS runs at 0.15, 0.20 and attention runs at 0.15 ... 0.95, scored on
+the CAS alone with flanks of 0.2 x the run. ActivityNet (ACM-Net's main_act.py): both kinds of runs
+at 0.005 ... 0.02, scored on 0.7 CAS + 0.3 attention with flanks of 0.15, attention runs adding 0.25
+x the video score.
 
 The defaults reproduce the release bit for bit where it matters (its interpolation arithmetic, its
 index-based run boundaries, its NMS with "+1" lengths). `fixed=True` corrects the NMS to a true IoU.
@@ -15,21 +23,24 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ProposalConfig:
-    """Test-time settings; defaults are the release's THUMOS14 ones."""
+    """Test-time settings; defaults are the release's THUMOS14 ones (ftcl.config.Config holds them)."""
 
     class_threshold: float = 0.25
     upscale: int = 20
     cas_thresholds: tuple = tuple(np.arange(0.15, 0.25, 0.05).tolist())  # 0.15, 0.20
     att_thresholds: tuple = tuple(np.arange(0.15, 1.00, 0.05).tolist())  # 0.15 ... 0.95
     outer_ratio: float = 0.2  # flank length as a fraction of the run, each side
-    video_score_weight: float = 0.0  # gamma: the OIC score adds gamma * video score
+    video_score_weights: tuple = (0.0, 0.0)  # gamma of CAS runs, of attention runs
+    score_mix: tuple = (1.0, 0.0)  # runs are scored on mix[0] * CAS + mix[1] * attention
     nms_iou: float = 0.55
     min_run: int = 2
     fixed: bool = False
+    frames_per_snippet: int = 16
+    fps: int = 25
 
 
 def t_factor(original_snippets, sampled_snippets, upscale=20, frames_per_snippet=16, fps=25):
-    """Seconds per upsampled index: 16 frames x original count / (25 fps x upscale x sampled count)."""
+    """Seconds per upsampled index: frames x original count / (fps x upscale x sampled count)."""
     return frames_per_snippet * original_snippets / (fps * upscale * sampled_snippets)
 
 
@@ -56,7 +67,7 @@ def upsample(values, scale):
 
 def maximal_runs(mask):
     """Maximal runs of True along the last axis. mask: [R, L] bool. Returns (row, start, end)
-    arrays, end inclusive."""
+    arrays in row-major order, end inclusive."""
     padded = np.zeros((mask.shape[0], mask.shape[1] + 2), dtype=np.int8)
     padded[:, 1:-1] = mask
     edges = np.diff(padded, axis=1)
@@ -83,25 +94,57 @@ def oic_scores(cumsum, row, start, end, outer_ratio):
     return inner - outer
 
 
+_NMS_MATRIX_LIMIT = 4096  # proposals of one class above which NMS works row by row instead
+
+
+def _overlaps(start, end, lengths, plus, first, others):
+    """IoU ("+plus" lengths) of proposal(s) `first` with `others`, as the release computes it."""
+    inter = np.maximum(0.0, np.minimum(end[first], end[others]) - np.maximum(start[first], start[others]) + plus)
+    union = lengths[first] + lengths[others] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+
+
 def nms(start, end, score, iou_threshold, fixed=False):
     """Greedy NMS; returns kept indices in descending score order. start/end/score: [K].
 
     The release measures lengths as end - start + 1 (a pixel convention, on seconds here): kept by
-    default for comparable numbers; fixed=True uses the true temporal IoU.
+    default for comparable numbers; fixed=True uses the true temporal IoU. The IoU of every pair is
+    computed at once; the greedy pass then only ORs precomputed rows.
     """
     plus = 0.0 if fixed else 1.0
-    lengths = end - start + plus
     order = np.argsort(score, kind="stable")[::-1]  # later first among equal scores, as the release
+    start, end = start[order], end[order]
+    lengths = end - start + plus
+    count = len(order)
     keep = []
-    while order.size:
-        best, rest = order[0], order[1:]
-        keep.append(best)
-        inter = np.maximum(0.0, np.minimum(end[best], end[rest]) - np.maximum(start[best], start[rest]) + plus)
-        union = lengths[best] + lengths[rest] - inter
-        with np.errstate(divide="ignore", invalid="ignore"):
-            iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-        order = rest[iou < iou_threshold]
-    return np.asarray(keep, dtype=np.int64)
+    if count > _NMS_MATRIX_LIMIT:
+        alive = np.arange(count)
+        while alive.size:
+            keep.append(alive[0])
+            alive = alive[1:][_overlaps(start, end, lengths, plus, alive[0], alive[1:]) < iou_threshold]
+        return order[np.asarray(keep, dtype=np.int64)]
+    suppress = _overlaps(start, end, lengths, plus, np.arange(count)[:, None], np.arange(count)[None, :]) >= iou_threshold
+    removed = np.zeros(count, dtype=bool)
+    for i in range(count):
+        if not removed[i]:
+            keep.append(i)
+            removed |= suppress[i]
+    return order[np.asarray(keep, dtype=np.int64)]
+
+
+def _score_runs(series, row, start, end, run_class, classes, video_scores, gamma, config, seconds_per_index):
+    """(label, score, start s, end s) of the runs (row, start, end) of series [R, L]; run_class: the
+    index into `classes` of each run."""
+    keep = end - start + 1 >= config.min_run
+    row, start, end = row[keep], start[keep], end[keep]
+    cumsum = np.zeros((series.shape[0], series.shape[1] + 1))
+    np.cumsum(series, axis=1, out=cumsum[:, 1:])
+    score = oic_scores(cumsum, row, start, end, config.outer_ratio)
+    label = classes[run_class[keep]]
+    if gamma:
+        score = score + gamma * video_scores[label]
+    return label, score, start * seconds_per_index, (end + 1) * seconds_per_index
 
 
 def video_proposals(cas, attention, video_scores, seconds_per_index, config=ProposalConfig()):
@@ -116,40 +159,38 @@ def video_proposals(cas, attention, video_scores, seconds_per_index, config=Prop
     Returns:
         (label [K] int, score [K], start [K], end [K]) in seconds, after per-class NMS.
     """
-    classes = predicted_classes(np.asarray(video_scores), config.class_threshold)
+    video_scores = np.asarray(video_scores)
+    classes = predicted_classes(video_scores, config.class_threshold)
     cas_up = upsample(np.asarray(cas)[:, classes], config.upscale).T  # [K, L]
     att_up = upsample(np.asarray(attention), config.upscale)  # [L]
-    length = cas_up.shape[1]
-    n_cls = len(classes)
-    labels, scores, starts, ends = [], [], [], []
-
-    def collect(series, row_class, row, start, end):
-        keep = end - start + 1 >= config.min_run
-        row, start, end = row[keep], start[keep], end[keep]
-        cumsum = np.zeros((series.shape[0], length + 1))
-        np.cumsum(series, axis=1, out=cumsum[:, 1:])
-        score = oic_scores(cumsum, row, start, end, config.outer_ratio)
-        cls = row_class[row]
-        labels.append(classes[cls])
-        scores.append(score + config.video_score_weight * np.asarray(video_scores)[classes[cls]])
-        starts.append(start * seconds_per_index)
-        ends.append((end + 1) * seconds_per_index)
+    n_cls, length = cas_up.shape
+    mix_cas, mix_att = config.score_mix
+    gamma_cas, gamma_att = config.video_score_weights
+    found = []
 
     if config.cas_thresholds:
         cas_thr = np.asarray(config.cas_thresholds)[:, None, None]
-        # CAS runs are scored on the CAS with values below their threshold set to 0.
-        thresholded = np.where(cas_up[None] < cas_thr, 0.0, cas_up[None]).reshape(-1, length)  # [H*K, L]
-        row, start, end = maximal_runs(thresholded >= np.repeat(cas_thr[:, 0, 0], n_cls)[:, None])
-        collect(thresholded, np.tile(np.arange(n_cls), len(config.cas_thresholds)), row, start, end)
+        thresholded = np.where(cas_up[None] < cas_thr, 0.0, cas_up[None])  # [H, K, L]
+        row, start, end = maximal_runs(thresholded.reshape(-1, length) >= np.repeat(cas_thr[:, 0, 0], n_cls)[:, None])
+        series = thresholded if mix_att == 0 and mix_cas == 1 else mix_cas * thresholded + mix_att * att_up
+        found.append(_score_runs(series.reshape(-1, length), row, start, end, row % n_cls, classes, video_scores,
+                                 gamma_cas, config, seconds_per_index))
     if config.att_thresholds:
         att_thr = np.asarray(config.att_thresholds)
-        # The attention is shared by the classes: its runs are scored on each class's full CAS.
         run_thr, start, end = maximal_runs(att_up[None] >= att_thr[:, None])
-        row = np.repeat(np.arange(n_cls), len(start))
-        collect(cas_up, np.arange(n_cls), row, np.tile(start, n_cls), np.tile(end, n_cls))
+        # The attention is shared by the classes: each of its runs is scored for every class,
+        # class by class (the release's order: class, then threshold, then time).
+        run_class = np.repeat(np.arange(n_cls), len(start))
+        if mix_att == 0 and mix_cas == 1:
+            series, row = cas_up, run_class
+        else:
+            att_thresholded = np.where(att_up[None] < att_thr[:, None], 0.0, att_up[None])  # [H, L]
+            series = (mix_cas * cas_up[None] + mix_att * att_thresholded[:, None]).reshape(-1, length)  # [H*K, L]
+            row = np.tile(run_thr, n_cls) * n_cls + run_class
+        found.append(_score_runs(series, row, np.tile(start, n_cls), np.tile(end, n_cls), run_class, classes,
+                                 video_scores, gamma_att, config, seconds_per_index))
 
-    label, score = np.concatenate(labels), np.concatenate(scores)
-    start, end = np.concatenate(starts), np.concatenate(ends)
+    label, score, start, end = (np.concatenate(parts) for parts in zip(*found))
     kept = [idx[nms(start[idx], end[idx], score[idx], config.nms_iou, config.fixed)]
             for idx in (np.flatnonzero(label == c) for c in classes)]
     kept = np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)

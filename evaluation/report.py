@@ -1,24 +1,27 @@
-"""Printing evaluation results (kept apart from computing them)."""
+"""Tables of evaluation results, as pandas DataFrames and Markdown (kept apart from computing them)."""
+import pandas as pd
 
 
-def detection_table(result, per_class=False):
-    """A Markdown table: one column per tIoU and per average, mAP in percent; optionally per class."""
-    averages = result.averages()
-    header = ["tIoU"] + [f"{t:.2f}" for t in result.tiou] + [f"avg {k}" for k in averages]
-    rows = [["mAP"] + [f"{100 * x:.2f}" for x in result.mAP] + [f"{100 * x:.2f}" for x in averages.values()]]
+def markdown(frame, floatfmt=".2f"):
+    """A DataFrame as a GitHub Markdown table (the one table printer of the project)."""
+    return frame.to_markdown(index=False, floatfmt=floatfmt)
+
+
+def detection_frame(result, per_class=False):
+    """mAP in percent: one column per tIoU and per average; a first row "mAP", then one row per
+    class when per_class. result: evaluation.DetectionResult."""
+    windows = result.average_windows()
+    columns = [f"{t:.2f}" for t in result.tiou] + [f"avg {k}" for k in windows]
+    rows = {"mAP": list(100 * result.mAP) + [100 * result.mAP[mask].mean() for mask in windows.values()]}
     if per_class:
         for c, name in enumerate(result.classes):
             ap = result.ap[:, c]
-            cells = [f"{100 * x:.2f}" for x in ap]
-            cells += [f"{100 * result.ap[_inside(result.tiou, k), c].mean():.2f}" for k in averages]
-            rows.append([name] + cells)
-    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
-             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    lines += ["| " + " | ".join(v.ljust(w) for v, w in zip(r, widths)) + " |" for r in rows]
-    return "\n".join(lines)
+            rows[name] = list(100 * ap) + [100 * ap[mask].mean() for mask in windows.values()]
+    frame = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
+    frame.index.name = "tIoU"
+    return frame.reset_index()
 
 
-def _inside(tiou, key):
-    low, high = (float(x) for x in key.split(":"))
-    return (tiou >= low - 1e-9) & (tiou <= high + 1e-9)
+def detection_table(result, per_class=False):
+    """detection_frame() as Markdown."""
+    return markdown(detection_frame(result, per_class))

@@ -2,16 +2,19 @@
 
     DIR/gt.json                      ActivityNet-style {"database": {vid: {subset, duration, annotations}}}
     DIR/split_train.txt, split_test.txt   one video id per line
-    DIR/train/<vid>.npy, DIR/test/<vid>.npy   [T, D] features, one row per 16-frame snippet at 25 fps
+    DIR/train/<vid>.npy, DIR/test/<vid>.npy   [T, D] features, one row per snippet (16 frames at 25 fps)
 
 Classes are the sorted labels of gt.json. Every problem with the directory raises DataError, whose
-message is one line naming the file, id or value.
+message is one line naming the file, id or value. Features are checked when a split is loaded
+(readable, real-valued, 2-D, one dimension, every value finite), so a bad file stops a run before
+its first step rather than as a NaN loss or a NaN score later.
 """
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from evaluation.io import EvaluationInputError, GroundTruth, class_names, ground_truth_from, read_database
 
 
 class DataError(ValueError):
@@ -21,7 +24,8 @@ class DataError(ValueError):
 @dataclass
 class Split:
     """One split of a data directory. ids: V video ids; labels: [V, C] multi-hot float32; lengths: [V]
-    snippet counts; durations: [V] seconds; paths: V feature files (loaded lazily); feature_dim: D."""
+    snippet counts; durations: [V] seconds; paths: V feature files (loaded lazily); feature_dim: D;
+    subset: the gt.json subset of its videos."""
 
     name: str
     ids: list
@@ -30,101 +34,153 @@ class Split:
     durations: np.ndarray
     paths: list
     feature_dim: int
+    subset: str | None
 
     def features(self, index):
-        """[T, D] float32 features of video `index` (memory-mapped, so repeated epochs hit the page cache)."""
+        """[T, D] features of video `index` (memory-mapped, so repeated epochs hit the page cache)."""
         return np.load(self.paths[index], mmap_mode="r")
 
     def __len__(self):
         return len(self.ids)
 
 
+@dataclass
+class Dataset:
+    """A loaded data directory: classes (sorted labels), both splits, and the parsed gt.json."""
+
+    data_dir: Path
+    classes: list
+    train: Split
+    test: Split
+    videos: dict
+
+    @property
+    def feature_dim(self):
+        return self.test.feature_dim
+
+    def test_ground_truth(self):
+        """GroundTruth of the gt.json subset the test videos belong to (THUMOS14: "test", 212 videos)."""
+        return ground_truth_from(self.videos, self.test.subset, self.data_dir / "gt.json")
+
+
 def read_ground_truth(data_dir):
+    """{vid: VideoInfo} of DIR/gt.json, every entry checked (evaluation's parser)."""
     path = Path(data_dir) / "gt.json"
     if not Path(data_dir).is_dir():
         raise DataError(f"{data_dir}: data directory not found")
     if not path.is_file():
         raise DataError(f"{path}: ground-truth file not found")
     try:
-        database = json.loads(path.read_text())["database"]
-        if not isinstance(database, dict):
-            raise TypeError
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
-        raise DataError(f"{path}: not an ActivityNet-style ground truth (needs a 'database' object)") from None
-    return database
-
-
-def class_names(database):
-    """Sorted labels of every annotation in the ground truth."""
-    return sorted({ann["label"] for info in database.values() for ann in info.get("annotations", [])})
+        return read_database(path)
+    except EvaluationInputError as err:
+        raise DataError(str(err)) from None
 
 
 def _read_ids(path):
     if not path.is_file():
         raise DataError(f"{path}: split file not found")
-    ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    try:
+        ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: cannot read split file ({err.__class__.__name__})") from None
     if not ids:
         raise DataError(f"{path}: split is empty")
+    seen = set()
+    for vid in ids:
+        if vid in seen:
+            raise DataError(f"{path}: video id {vid} is listed twice")
+        seen.add(vid)
     return ids
 
 
-def load_split(data_dir, name, classes=None, database=None):
-    """Read split `name` ("train" or "test") of a data directory, checking every file it needs."""
+_ROWS_PER_CHECK = 8192
+
+
+def check_features(path, what):
+    """Shape [T, D] of a feature file after checking it is a real-valued 2-D array with every value
+    finite; `what` names the video in the message."""
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError):
+        raise DataError(f"{path}: not a readable .npy array ({what})") from None
+    if not isinstance(array, np.ndarray):
+        raise DataError(f"{path}: holds several arrays, not one .npy array ({what})")
+    kind = array.dtype.kind
+    if kind == "c":
+        raise DataError(f"{path}: complex features ({array.dtype}); expected real numbers ({what})")
+    if kind not in "fiu":
+        raise DataError(f"{path}: features of dtype {array.dtype} are not numbers ({what})")
+    if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 1:
+        raise DataError(f"{path}: features must be [T, D] with T, D >= 1, got shape {array.shape} ({what})")
+    if kind == "f":
+        for start in range(0, array.shape[0], _ROWS_PER_CHECK):
+            finite = np.isfinite(array[start:start + _ROWS_PER_CHECK]).all(axis=1)
+            if not finite.all():
+                row = start + int(np.argmin(finite))
+                raise DataError(f"{path}: row {row} holds a non-finite value ({what})")
+    return array.shape
+
+
+def _split_subset(videos, ids, split_file):
+    """The one gt.json subset of a split's videos; a split mixing subsets would be scored against
+    only one of them, so it is refused."""
+    subsets = {}
+    for vid in ids:
+        subsets.setdefault(videos[vid].subset, vid)
+    if len(subsets) > 1:
+        listed = ", ".join(f"{vid} is {subset!r}" for subset, vid in subsets.items())
+        raise DataError(f"{split_file}: videos of several gt.json subsets ({listed}); one split must be one subset")
+    return next(iter(subsets))
+
+
+def load_split(data_dir, name, classes=None, videos=None, seconds_per_snippet=16 / 25):
+    """Read split `name` ("train" or "test") of a data directory, checking every file it needs.
+    seconds_per_snippet gives the duration of a video that gt.json gives none for."""
     data_dir = Path(data_dir)
-    database = read_ground_truth(data_dir) if database is None else database
-    classes = class_names(database) if classes is None else classes
+    videos = read_ground_truth(data_dir) if videos is None else videos
+    classes = class_names(videos) if classes is None else classes
     index = {c: k for k, c in enumerate(classes)}
     split_file = data_dir / f"split_{name}.txt"
     ids = _read_ids(split_file)
     labels = np.zeros((len(ids), len(classes)), dtype=np.float32)
     lengths, durations, paths, feature_dim = [], [], [], None
     for v, vid in enumerate(ids):
-        if vid not in database:
+        if vid not in videos:
             raise DataError(f"{split_file}: video id {vid} is not in {data_dir / 'gt.json'}")
-        for ann in database[vid].get("annotations", []):
-            if ann.get("label") not in index:
-                raise DataError(f"{data_dir / 'gt.json'}: video {vid} has label {ann.get('label')!r} outside the classes")
-            labels[v, index[ann["label"]]] = 1.0
+        for label, _, _ in videos[vid].annotations:
+            if label not in index:
+                raise DataError(f"{data_dir / 'gt.json'}: video {vid} has label {label!r} outside the classes")
+            labels[v, index[label]] = 1.0
         path = data_dir / name / f"{vid}.npy"
         if not path.is_file():
             raise DataError(f"{path}: feature file not found (video {vid} of {split_file.name})")
-        try:
-            shape = np.load(path, mmap_mode="r").shape
-        except (ValueError, OSError):
-            raise DataError(f"{path}: not a readable .npy array") from None
-        if len(shape) != 2 or shape[0] < 1:
-            raise DataError(f"{path}: features must be [T, D] with T >= 1, got shape {shape}")
+        shape = check_features(path, f"video {vid}")
         if feature_dim is not None and shape[1] != feature_dim:
             raise DataError(f"{path}: feature dimension {shape[1]} differs from {feature_dim} of {paths[0]}")
         feature_dim = shape[1]
         lengths.append(shape[0])
-        durations.append(float(database[vid].get("duration", shape[0] * 16 / 25)))
+        duration = videos[vid].duration
+        durations.append(duration if duration is not None else shape[0] * seconds_per_snippet)
         paths.append(path)
     return Split(name=name, ids=ids, labels=labels, lengths=np.array(lengths), durations=np.array(durations),
-                 paths=paths, feature_dim=feature_dim)
+                 paths=paths, feature_dim=feature_dim, subset=_split_subset(videos, ids, split_file))
 
 
-def test_subset(data_dir):
-    """The gt.json subset name of the test split's videos ("test" on THUMOS14)."""
-    first = _read_ids(Path(data_dir) / "split_test.txt")[0]
-    database = read_ground_truth(data_dir)
-    if first not in database:
-        raise DataError(f"{Path(data_dir) / 'split_test.txt'}: video id {first} is not in {Path(data_dir) / 'gt.json'}")
-    return database[first].get("subset", "test")
-
-
-def load_dataset(data_dir):
-    """(classes, train split, test split, feature dim) of a data directory; both splits share a dimension."""
-    database = read_ground_truth(data_dir)
-    classes = class_names(database)
+def load_dataset(data_dir, seconds_per_snippet=16 / 25, splits=("train", "test")):
+    """A Dataset of a data directory; both splits share a dimension. splits=("test",) loads only
+    the test split (train is then None)."""
+    data_dir = Path(data_dir)
+    videos = read_ground_truth(data_dir)
+    classes = class_names(videos)
     if not classes:
-        raise DataError(f"{Path(data_dir) / 'gt.json'}: no annotations, so no classes")
-    train = load_split(data_dir, "train", classes, database)
-    test = load_split(data_dir, "test", classes, database)
-    if train.feature_dim != test.feature_dim:
-        raise DataError(f"{test.paths[0]}: feature dimension {test.feature_dim} differs from "
-                        f"{train.feature_dim} of {train.paths[0]}")
-    return classes, train, test, train.feature_dim
+        raise DataError(f"{data_dir / 'gt.json'}: no annotations, so no classes")
+    loaded = {name: load_split(data_dir, name, classes, videos, seconds_per_snippet) for name in splits}
+    train, test = loaded.get("train"), loaded["test"]
+    if train is not None:
+        if train.feature_dim != test.feature_dim:
+            raise DataError(f"{test.paths[0]}: feature dimension {test.feature_dim} differs from "
+                            f"{train.feature_dim} of {train.paths[0]}")
+    return Dataset(data_dir=data_dir, classes=classes, train=train, test=test, videos=videos)
 
 
 def random_sample(length, count, rng):
@@ -168,12 +224,17 @@ def release_pairs(labels, rng):
     return np.stack([first[pairs], second[pairs]], axis=1)
 
 
-def in_batch_pairs(labels):
-    """Every positive (identical labels) and negative (disjoint labels) pair among a batch's videos.
-    labels: [B, C]. Returns (pairs int [P, 2], positive bool [P])."""
+def in_batch_pairs(labels, rng):
+    """The release baseline's pairs among a batch of videos (its generate_pairs): positive = i < j
+    with identical labels of exactly one class; negative = label-disjoint pairs, drawn at random
+    down to the number of positives. labels: [B, C]. Returns (pairs int [P, 2], positive bool [P]),
+    positives first; no pair at all when the batch has no positive pair."""
     labels = np.asarray(labels) > 0
     first, second = np.triu_indices(len(labels), k=1)
-    same = (labels[first] == labels[second]).all(axis=1)
-    disjoint = ~(labels[first] & labels[second]).any(axis=1)
-    keep = same | disjoint
-    return np.stack([first[keep], second[keep]], axis=1), same[keep]
+    shared = (labels[first] & labels[second]).sum(axis=1)
+    positives = np.flatnonzero((shared == 1) & (labels[first] == labels[second]).all(axis=1))
+    negatives = np.flatnonzero(shared == 0)
+    chosen = rng.choice(negatives, size=min(len(positives), len(negatives)), replace=False) if len(positives) else []
+    keep = np.concatenate([positives, np.asarray(chosen, dtype=np.int64)]).astype(np.int64)
+    positive = np.arange(len(keep)) < len(positives)
+    return np.stack([first[keep], second[keep]], axis=1), positive

@@ -1,14 +1,15 @@
-"""python -m ftcl.evaluate CKPT [--data-dir DIR] [--device auto] [--json] [--out results.json] [--plot DIR]
+"""python -m ftcl.evaluate CKPT [--data-dir DIR] [--preset thumos14] [--json] [--out FILE] [--plot DIR]
 
-Runs a checkpoint on the test split in batches, builds proposals with the release's test-time
-procedure, writes the ActivityNet results JSON (default: beside the checkpoint) and prints the
-detection mAP table at the preset's tIoUs plus the video classification mAP. The training loop
-calls the same functions for its per-epoch evaluation. --save-outputs / --from-outputs store
-per-video model outputs and re-evaluate them without the model.
+Runs a checkpoint (ours, or the release's .pth with --data-dir) on the test split in batches,
+builds proposals with the release's test-time procedure, writes the ActivityNet results JSON
+(default: CKPT's name with .results.json, beside it) and prints the detection mAP table at the
+preset's tIoUs plus the video classification mAP. The training loop calls the same functions for
+its per-epoch evaluation. --save-outputs / --from-outputs store per-video model outputs and
+re-evaluate them without the model. Every file written is named on stderr, one line each.
 """
-import argparse
 import json
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,11 +18,10 @@ import torch
 from tqdm import tqdm
 
 import evaluation
-from evaluation import ProposalConfig, VideoOutput
-from ftcl.checkpoint import CheckpointError, load_checkpoint, load_weights
-from ftcl.config import Config
-from ftcl.data import DataError, class_names, load_split, read_ground_truth, test_subset, uniform_sample
-from ftcl.files import atomic_write
+from evaluation import ProposalConfig, VideoOutput, cli
+from ftcl.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_weights
+from ftcl.config import PRESETS, Config, preset
+from ftcl.data import DataError, load_dataset, uniform_sample
 from ftcl.model import ACMNet
 from ftcl.seed import resolve_device
 
@@ -43,8 +43,12 @@ class Evaluation:
 
 
 def proposal_config(config, fixed_nms=False):
-    return ProposalConfig(class_threshold=config.cls_threshold, upscale=config.upscale, nms_iou=config.nms_iou,
-                          fixed=fixed_nms)
+    """The test-time procedure's settings of a Config."""
+    return ProposalConfig(class_threshold=config.cls_threshold, upscale=config.upscale,
+                          cas_thresholds=tuple(config.cas_thresholds), att_thresholds=tuple(config.att_thresholds),
+                          outer_ratio=config.oic_outer_ratio, video_score_weights=tuple(config.oic_video_score_weights),
+                          score_mix=tuple(config.oic_score_mix), nms_iou=config.nms_iou, fixed=fixed_nms,
+                          frames_per_snippet=config.frames_per_snippet, fps=config.fps)
 
 
 @torch.no_grad()
@@ -101,44 +105,113 @@ def save_outputs(path, evaluation_, config):
               "video_scores": np.stack([o.video_scores for o in outs]),
               "original_snippets": np.array([o.original_snippets for o in outs]),
               "labels": evaluation_.labels, "config": np.array(json.dumps(config.to_dict()))}
-    with atomic_write(path, "wb") as f:
+    with evaluation.atomic_write(path, "wb") as f:
         np.savez(f, **arrays)
 
 
 def load_outputs(path):
-    """(outputs {vid: VideoOutput}, ids, labels [V, C], Config) from save_outputs()."""
+    """(outputs {vid: VideoOutput}, ids, labels [V, C], Config) from save_outputs(); a missing,
+    empty, truncated or foreign file is a one-line DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: outputs file not found")
     try:
-        data = np.load(path, allow_pickle=False)
-        ids = [str(v) for v in data["ids"]]
-        offsets = data["offsets"]
-        outputs = {vid: VideoOutput(cas=data["cas"][offsets[k]:offsets[k + 1]],
-                                    attention=data["attention"][offsets[k]:offsets[k + 1]],
-                                    video_scores=data["video_scores"][k],
-                                    original_snippets=int(data["original_snippets"][k])) for k, vid in enumerate(ids)}
-        return outputs, ids, data["labels"], Config.from_dict(json.loads(str(data["config"])))
-    except FileNotFoundError:
-        raise DataError(f"{path}: outputs file not found") from None
-    except (OSError, KeyError, ValueError) as err:
+        with np.load(path, allow_pickle=False) as data:
+            ids = [str(v) for v in data["ids"]]
+            offsets = data["offsets"]
+            cas, attention = data["cas"], data["attention"]
+            video_scores, original = data["video_scores"], data["original_snippets"]
+            labels, config = data["labels"], Config.from_dict(json.loads(str(data["config"])))
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, TypeError) as err:
         raise DataError(f"{path}: not an outputs file of ftcl.evaluate ({err.__class__.__name__})") from None
+    videos = len(ids)
+    if (offsets.shape != (videos + 1,) or video_scores.shape[0] != videos or original.shape != (videos,)
+            or labels.shape[0] != videos or len(cas) != offsets[-1] or len(attention) != offsets[-1]
+            or (np.diff(offsets) < 1).any()):
+        raise DataError(f"{path}: inconsistent outputs file ({videos} videos, offsets {offsets.shape}, "
+                        f"cas {cas.shape}, scores {video_scores.shape})")
+    outputs = {vid: VideoOutput(cas=cas[offsets[k]:offsets[k + 1]], attention=attention[offsets[k]:offsets[k + 1]],
+                                video_scores=video_scores[k], original_snippets=int(original[k]))
+               for k, vid in enumerate(ids)}
+    return outputs, ids, labels, config
 
 
-def load_model(checkpoint_path, data_dir=None):
-    """(model on CPU, Config) from our checkpoint; data_dir overrides the stored data directory."""
+def _describe(classes, dim):
+    shown = ", ".join(classes[:6]) + (", ..." if len(classes) > 6 else "")
+    return f"{len(classes)} classes ({shown}) of {dim}-d features"
+
+
+def load_model(checkpoint_path, data_dir=None, preset_name=None):
+    """(model on CPU, Config, Dataset with the test split) from a checkpoint.
+
+    Ours carries its config; data_dir then points at the same data elsewhere and must have the same
+    classes and feature dimension. A release .pth ({"epoch", "model_state_dict"}) carries none: the
+    preset's config (default thumos14) with data_dir's classes and dimension is used.
+    """
     ckpt = load_checkpoint(checkpoint_path)
-    if "config" not in ckpt:
-        raise CheckpointError(f"{checkpoint_path}: no stored config (a release .pth): train or fine-tune "
-                              f"it with `python -m train ... --init` first")
-    config = Config.from_dict(ckpt["config"])
-    if data_dir is not None:
-        config.data_dir = str(data_dir)
+    ours = ckpt.get("format") == FORMAT and "config" in ckpt
+    if ours:
+        if preset_name is not None:
+            raise CheckpointError(f"{checkpoint_path}: carries its own config; --preset applies to release checkpoints")
+        config = Config.from_dict(ckpt["config"])
+        if data_dir is not None:
+            config.data_dir = str(data_dir)
+    else:
+        if data_dir is None:
+            raise CheckpointError(f"{checkpoint_path}: a release checkpoint without a stored config; give --data-dir "
+                                  f"(and --preset when it is not thumos14)")
+        config = preset(preset_name or "thumos14", data_dir=str(data_dir))
+    dataset = load_dataset(config.data_dir, config.seconds_per_snippet, splits=("test",))
+    if ours and (list(config.classes) != dataset.classes or config.feature_dim != dataset.feature_dim):
+        raise DataError(f"{config.data_dir}: {_describe(dataset.classes, dataset.feature_dim)}, but "
+                        f"{checkpoint_path} was trained on {_describe(list(config.classes), config.feature_dim)}")
+    if not ours:
+        state = ckpt["model_state_dict"]
+        classifier, embedding = state.get("snippet_cls.weight"), state.get("feature_embedding.0.weight",
+                                                                             state.get("feature_embedding.1.weight"))
+        if classifier is not None and embedding is not None and (
+                classifier.shape[0] - 1 != len(dataset.classes) or embedding.shape[0] != dataset.feature_dim):
+            raise DataError(f"{config.data_dir}: {_describe(dataset.classes, dataset.feature_dim)}, but "
+                            f"{checkpoint_path} has {classifier.shape[0] - 1} classes of {embedding.shape[0]}-d features")
+        config.classes, config.num_classes, config.feature_dim = dataset.classes, len(dataset.classes), dataset.feature_dim
     model = ACMNet.from_config(config)
     load_weights(model, ckpt["model_state_dict"], checkpoint_path)
-    return model, config
+    return model, config, dataset
 
 
-def plot_videos(path, evaluation_, ground_truth, config, count=4):
-    """One PNG per video for the first `count` test videos: predicted classes' CAS, the instance
-    attention, and the ground-truth segments."""
+def _video_recall(result, ground_truth, threshold=0.5):
+    """{vid: fraction of its ground-truth instances met by a same-class detection of tIoU >= threshold}."""
+    gt = ground_truth.segments
+    recall = {}
+    for vid in result.ids:
+        if vid not in ground_truth.videos:
+            continue
+        v = ground_truth.videos.index(vid)
+        instances = np.flatnonzero(gt.video == v)
+        if not len(instances):
+            continue
+        found = 0
+        for k in instances:
+            name = ground_truth.classes[gt.label[k]]
+            segs = np.array([d["segment"] for d in result.results["results"].get(vid, []) if d["label"] == name])
+            if len(segs) and (evaluation.segment_iou(segs[:, 0], segs[:, 1], gt.start[k], gt.end[k]) >= threshold).any():
+                found += 1
+        recall[vid] = found / len(instances)
+    return recall
+
+
+def default_plot_videos(result, ground_truth, count=4):
+    """The first count // 2 test videos and the count - count // 2 with the lowest recall@0.5."""
+    first = list(result.ids[:count // 2])
+    recall = _video_recall(result, ground_truth)
+    worst = [vid for vid in sorted(recall, key=lambda v: (recall[v], v)) if vid not in first]
+    return first + worst[:count - len(first)]
+
+
+def plot_videos(path, evaluation_, ground_truth, config, videos, top=5):
+    """One PNG per video id: the instance attention and each predicted class's CAS over time, the
+    ground-truth instances (shaded, with class names) and the top detections (bars with scores).
+    Returns the paths written."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -147,90 +220,120 @@ def plot_videos(path, evaluation_, ground_truth, config, count=4):
     path.mkdir(parents=True, exist_ok=True)
     gt = ground_truth.segments
     written = []
-    for vid in list(evaluation_.outputs)[:count]:
+    for vid in videos:
         out = evaluation_.outputs[vid]
-        seconds = np.arange(len(out.attention)) * config.frames_per_snippet * out.original_snippets / (
-            config.fps * len(out.attention))
+        seconds = np.arange(len(out.attention)) * config.seconds_per_snippet * out.original_snippets / len(out.attention)
         classes = evaluation.proposals.predicted_classes(out.video_scores, config.cls_threshold)
-        fig, ax = plt.subplots(figsize=(10, 3))
+        fig, (ax, ax_det) = plt.subplots(2, 1, figsize=(11, 4.6), sharex=True, height_ratios=[3, 1.4])
         ax.plot(seconds, out.attention, color="black", lw=1, label="instance attention")
         for c in classes:
-            ax.plot(seconds, out.cas[:, c], lw=1, label=f"CAS {ground_truth.classes[c]}")
+            ax.plot(seconds, out.cas[:, c], lw=1, label=f"CAS {ground_truth.classes[c]} "
+                                                        f"(video score {out.video_scores[c]:.2f})")
         if vid in ground_truth.videos:
             v = ground_truth.videos.index(vid)
             for k in np.flatnonzero(gt.video == v):
-                ax.axvspan(gt.start[k], gt.end[k], color="tab:green", alpha=0.2)
-        ax.set_xlabel("seconds (green: ground truth)")
+                ax.axvspan(gt.start[k], gt.end[k], color="tab:green", alpha=0.18)
+                ax.text((gt.start[k] + gt.end[k]) / 2, 1.01, ground_truth.classes[gt.label[k]], ha="center",
+                        va="bottom", fontsize=6, color="tab:green", rotation=90)
+        ax.set_ylabel("score")
         ax.set_ylim(0, 1)
-        ax.set_title(vid)
+        ax.set_title(f"{vid} (green: ground truth)", fontsize=9, pad=40)
         ax.legend(loc="upper right", fontsize=7)
+        detections = sorted(evaluation_.results["results"].get(vid, []), key=lambda d: -d["score"])[:top]
+        for row, det in enumerate(detections):
+            start, end = det["segment"]
+            ax_det.barh(row, end - start, left=start, height=0.7, color="tab:blue", alpha=0.6)
+            ax_det.text(end, row, f" {det['label']} {det['score']:.2f}", va="center", fontsize=7)
+        ax_det.set_yticks(range(len(detections)), [f"#{r + 1}" for r in range(len(detections))], fontsize=7)
+        ax_det.invert_yaxis()
+        ax_det.set_ylabel(f"top {top}\ndetections", fontsize=8)
+        ax_det.set_xlabel("time (s)")
         fig.tight_layout()
         target = path / f"{vid}.png"
-        fig.savefig(target, dpi=100)
+        with evaluation.atomic_write(target, "wb") as f:
+            fig.savefig(f, dpi=100, format="png")
         plt.close(fig)
         written.append(target)
     return written
 
 
-def ground_truth_of(config):
-    """Ground truth of the test split, under whatever subset name its videos carry in gt.json
-    ("test" for THUMOS14, "validation" for ActivityNet 1.3)."""
-    return evaluation.load_ground_truth(Path(config.data_dir) / "gt.json", test_subset(config.data_dir))
+def _refuse_existing(path, flag, overwrite):
+    if path is not None and Path(path).exists() and not overwrite:
+        raise DataError(f"{path}: exists; {flag} never replaces a file unless you add --overwrite")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m ftcl.evaluate", description=__doc__.split("\n\n")[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", nargs="?", help="a checkpoint of `python -m train` (e.g. runs/ftcl/best.pt)")
+    parser = cli.parser("python -m ftcl.evaluate", __doc__)
+    parser.add_argument("checkpoint", nargs="?", help="a checkpoint of `python -m train` (e.g. runs/synthetic/ftcl/best.pt) "
+                                                      "or a release .pth")
     parser.add_argument("--data-dir", help="data directory (default: the one stored in the checkpoint)")
+    parser.add_argument("--preset", choices=PRESETS, help="settings for a release .pth (default thumos14)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--json", action="store_true", help="print only the JSON result object on stdout")
     parser.add_argument("--per-class", action="store_true", help="add one row per class to the table")
-    parser.add_argument("--out", help="results JSON to write (default: results.json beside the checkpoint)")
-    parser.add_argument("--plot", metavar="DIR", help="write CAS / attention / ground-truth PNGs of a few videos")
+    parser.add_argument("--out", help="results JSON to write (default: CKPT.results.json beside the checkpoint)")
+    parser.add_argument("--plot", metavar="DIR", help="write PNGs of a few videos (CAS, attention, ground truth, detections)")
+    parser.add_argument("--plot-videos", metavar="IDS", help="comma list of video ids to plot (default: the first two "
+                                                            "and the two with the lowest recall@0.5)")
     parser.add_argument("--save-outputs", metavar="FILE", help="store per-video model outputs (.npz)")
     parser.add_argument("--from-outputs", metavar="FILE", help="re-evaluate stored outputs without the model")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing --out / --save-outputs files")
     parser.add_argument("--fixed-nms", action="store_true",
                         help="NMS with the true temporal IoU instead of the release's '+1' lengths")
     args = parser.parse_args(argv)
     if not args.checkpoint and not args.from_outputs:
         parser.error("give a checkpoint, or --from-outputs FILE")
+    if args.checkpoint and args.from_outputs:
+        parser.error("give a checkpoint or --from-outputs FILE, not both")
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    source = Path(args.checkpoint or args.from_outputs)
+    out_path = Path(args.out) if args.out else source.with_name(source.name + ".results.json")
     try:
+        _refuse_existing(args.out, "--out", args.overwrite)
+        _refuse_existing(args.save_outputs, "--save-outputs", args.overwrite)
         if args.from_outputs:
             outputs, ids, labels, config = load_outputs(args.from_outputs)
             if args.data_dir:
                 config.data_dir = args.data_dir
-            ground_truth = ground_truth_of(config)
+            dataset = load_dataset(config.data_dir, config.seconds_per_snippet, splits=("test",))
+            ground_truth = dataset.test_ground_truth()
             result = score_outputs(outputs, labels, ids, ground_truth, config, args.fixed_nms)
         else:
-            model, config = load_model(args.checkpoint, args.data_dir)
+            model, config, dataset = load_model(args.checkpoint, args.data_dir, args.preset)
             device = resolve_device(args.device)
-            database = read_ground_truth(config.data_dir)
-            split = load_split(config.data_dir, "test", class_names(database), database)
-            ground_truth = ground_truth_of(config)
-            result = evaluate_model(model.to(device), split, ground_truth, config, device, args.batch_size,
+            ground_truth = dataset.test_ground_truth()
+            result = evaluate_model(model.to(device), dataset.test, ground_truth, config, device, args.batch_size,
                                     progress=not args.json, fixed_nms=args.fixed_nms)
+        plot_ids = None
+        if args.plot:
+            plot_ids = args.plot_videos.split(",") if args.plot_videos else default_plot_videos(result, ground_truth)
+            unknown = [vid for vid in plot_ids if vid not in result.outputs]
+            if unknown:
+                raise DataError(f"--plot-videos: {unknown[0]} is not a test video of {config.data_dir}")
     except (DataError, CheckpointError, evaluation.EvaluationInputError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    out_path = Path(args.out) if args.out else Path(args.checkpoint or args.from_outputs).with_name("results.json")
     try:
+        written = [out_path]
         evaluation.write_json_atomic(out_path, result.results)
         if args.save_outputs:
             save_outputs(args.save_outputs, result, config)
+            written.append(Path(args.save_outputs))
         if args.plot:
-            plot_videos(args.plot, result, ground_truth, config)
+            written += plot_videos(args.plot, result, ground_truth, config, plot_ids)
     except OSError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
         print(evaluation.detection_table(result.detection, per_class=args.per_class))
-        print(f"classification mAP: {100 * result.classification_map:.2f}   results: {out_path}")
+        print(f"classification mAP: {100 * result.classification_map:.2f}   "
+              f"(ground truth: {len(ground_truth.videos)} '{dataset.test.subset}' videos of {config.data_dir})")
     return 0
 
 

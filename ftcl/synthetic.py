@@ -1,4 +1,5 @@
-"""python -m ftcl.synthetic --out DIR [--seed 0] [--feature-dim 256]: a THUMOS-like data directory.
+"""python -m ftcl.synthetic --out DIR [--preset thumos14] [--seed 0] [--feature-dim 256]: a data directory
+shaped like THUMOS14 (or, with --preset activitynet13, like ActivityNet 1.3).
 
 Writes the ACM-Net / FTCL layout (gt.json, split files, train/ and test/ features) in seconds, so
 the whole method runs end to end without the multi-GB I3D download. The generative story:
@@ -12,8 +13,11 @@ the whole method runs end to end without the multi-GB I3D download. The generati
 * snippet noise is correlated in time, and a shared positive offset makes all features look alike
   (real I3D features are non-negative and highly similar), so similarity thresholds mean something.
 
-About 13 % of videos hold two classes; videos have 100-400 snippets and ~15 instances whose
-lengths have a median near 5 snippets and a heavy tail. Deterministic for a seed.
+THUMOS14-shaped: 20 classes, about 13 % of videos hold two classes; videos have 100-400 snippets and
+~15 instances whose lengths have a median near 5 snippets and a heavy tail. ActivityNet-shaped:
+100 classes, one class per video, 40-250 snippets, 1-3 long instances (15-60 % of the video).
+Deterministic for a seed. The directory gets a marker file (.ftcl-synthetic); only a directory
+holding it is ever replaced.
 """
 import argparse
 import json
@@ -21,12 +25,41 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-SNIPPET_SECONDS = 16 / 25
+from evaluation import cli
+from ftcl.config import Config
+
+MARKER = ".ftcl-synthetic"
 FRAMES_PER_SECOND = 30
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a generated data set looks like."""
+
+    num_classes: int
+    train_videos: int
+    test_videos: int
+    min_length: int
+    max_length: int
+    two_class_fraction: float
+    subsets: tuple  # gt.json subset of the train split, of the test split
+    id_prefixes: tuple
+    long_instances: bool  # ActivityNet: 1-3 instances covering 15-60 % of the video each
+
+
+SHAPES = {
+    "thumos14": Shape(20, 200, 200, 100, 400, 0.13, ("validation", "test"), ("video_validation_", "video_test_"), False),
+    "activitynet13": Shape(100, 400, 200, 40, 250, 0.0, ("training", "validation"), ("v_train_", "v_val_"), True),
+}
+
+
+class SyntheticError(ValueError):
+    """A directory the generator will not write; the message is one line naming it."""
 
 
 def _unit_rows(rng, rows, dim):
@@ -48,6 +81,20 @@ class _World:
         self.home = np.arange(num_classes) // 2
 
 
+def _long_instances(rng, length):
+    """ActivityNet-like: 1-3 non-overlapping long instances (15-60 % of the video each)."""
+    count = min(3, 1 + rng.poisson(0.5))
+    lengths = np.maximum(2, np.round(rng.uniform(0.15, 0.6, count) * length)).astype(int)
+    while lengths.sum() + 2 * (count + 1) > length - 2 and count > 1:
+        count -= 1
+        lengths = lengths[:count]
+    lengths = np.minimum(lengths, length - 6)
+    free = length - lengths.sum()
+    gaps = np.floor(rng.dirichlet(np.ones(count + 1)) * (free - 2 * (count + 1))).astype(int) + 2
+    starts = gaps[:-1].cumsum() + np.r_[0, lengths[:-1].cumsum()]
+    return [(int(s), int(s + n)) for s, n in zip(starts, lengths)]
+
+
 def _instances(rng, length):
     """Non-overlapping (start, end) snippet ranges, end exclusive, in time order."""
     count = max(1, rng.poisson(length / 17))
@@ -66,7 +113,7 @@ NOISE = 0.8
 OFFSET = (0.8, 1.0)  # constant and random (half-normal) part of the shared positive offset
 
 
-def _video(rng, world, classes_of_video, length, dim):
+def _video(rng, world, classes_of_video, length, dim, long_instances=False):
     """Features [T, D] float32 and annotations [(class, start, end)] of one video."""
     scene = 0.8 * world.scenes[world.home[classes_of_video[0]]] + 0.6 * rng.standard_normal(dim)
     # Temporally correlated snippet noise (AR(1) with coefficient 0.6).
@@ -77,7 +124,7 @@ def _video(rng, world, classes_of_video, length, dim):
         noise[t] = 0.6 * noise[t - 1] + 0.8 * white[t]
     signal = np.tile(scene, (length, 1))
     annotations = []
-    for start, end in _instances(rng, length):
+    for start, end in (_long_instances if long_instances else _instances)(rng, length):
         cls = int(rng.choice(classes_of_video))
         for lo, hi in ((max(0, start - rng.integers(1, 4)), start), (end, min(length, end + rng.integers(1, 4)))):
             signal[lo:hi] = scene + 0.35 * world.patterns[cls]
@@ -90,39 +137,65 @@ def _video(rng, world, classes_of_video, length, dim):
     return features.astype(np.float32), annotations
 
 
-def generate(out_dir, *, seed=0, num_classes=20, train_videos=200, test_videos=200, feature_dim=256,
-             min_length=100, max_length=400, two_class_fraction=0.13):
-    """Write a synthetic data directory at out_dir (built beside it, then renamed into place)."""
+def _check_target(out_dir):
+    """Refuse to replace anything but an empty directory or one this generator wrote."""
+    if out_dir.exists() or out_dir.is_symlink():
+        if not out_dir.is_dir():
+            raise SyntheticError(f"{out_dir}: exists and is not a directory; choose another --out")
+        if any(out_dir.iterdir()) and not (out_dir / MARKER).is_file():
+            raise SyntheticError(f"{out_dir}: exists and was not written by ftcl.synthetic (no {MARKER}); "
+                                 f"it is left as it is; choose another --out")
+
+
+def generate(out_dir, *, shape="thumos14", seed=0, feature_dim=256, config=None, **sizes):
+    """Write a synthetic data directory at out_dir (built beside it, then renamed into place).
+
+    shape: "thumos14" or "activitynet13" (see SHAPES); sizes override a Shape's fields (num_classes,
+    train_videos, test_videos, min_length, max_length, two_class_fraction). config: the Config whose
+    snippet duration the segments use (default: the defaults). Raises SyntheticError for a target
+    that is not empty and not generated here.
+    """
     out_dir = Path(out_dir)
+    _check_target(out_dir)
+    spec = Shape(**{**SHAPES[shape].__dict__, **sizes})
+    seconds_per_snippet = (config or Config()).seconds_per_snippet
     rng = np.random.default_rng(seed)
-    world = _World(rng, num_classes, feature_dim)
-    names = [f"Action{c + 1:02d}" for c in range(num_classes)]
+    world = _World(rng, spec.num_classes, feature_dim)
+    digits = max(2, len(str(spec.num_classes)))
+    names = [f"{'Activity' if spec.long_instances else 'Action'}{c + 1:0{digits}d}" for c in range(spec.num_classes)]
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
+        # mkdtemp makes 0700; the data set gets what a plain mkdir would give it.
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)
         database = {}
-        for split, subset, prefix, count in (("train", "validation", "video_validation", train_videos),
-                                              ("test", "test", "video_test", test_videos)):
+        for split, subset, prefix, count in (("train", spec.subsets[0], spec.id_prefixes[0], spec.train_videos),
+                                              ("test", spec.subsets[1], spec.id_prefixes[1], spec.test_videos)):
             (tmp / split).mkdir()
             ids = []
             for v in range(count):
-                vid = f"{prefix}_{v + 1:07d}"
-                first = int(rng.integers(num_classes))
+                vid = f"{prefix}{v + 1:07d}"
+                first = int(rng.integers(spec.num_classes))
                 classes_of_video = [first]
-                if rng.random() < two_class_fraction:
-                    classes_of_video.append(int((first + rng.integers(1, num_classes)) % num_classes))
-                length = int(rng.integers(min_length, max_length + 1))
-                features, annotations = _video(rng, world, classes_of_video, length, feature_dim)
+                if spec.num_classes > 1 and rng.random() < spec.two_class_fraction:
+                    classes_of_video.append(int((first + rng.integers(1, spec.num_classes)) % spec.num_classes))
+                length = int(rng.integers(spec.min_length, spec.max_length + 1))
+                features, annotations = _video(rng, world, classes_of_video, length, feature_dim, spec.long_instances)
                 np.save(tmp / split / f"{vid}.npy", features)
-                duration = length * SNIPPET_SECONDS + float(rng.uniform(0, SNIPPET_SECONDS))
+                duration = length * seconds_per_snippet + float(rng.uniform(0, seconds_per_snippet))
                 database[vid] = {
                     "subset": subset, "duration": duration, "frames": int(round(duration * FRAMES_PER_SECOND)),
-                    "annotations": [{"segment": [round(s * SNIPPET_SECONDS, 2), round(e * SNIPPET_SECONDS, 2)],
+                    "annotations": [{"segment": [round(s * seconds_per_snippet, 2), round(e * seconds_per_snippet, 2)],
                                      "label": names[c]} for c, s, e in annotations]}
                 ids.append(vid)
             (tmp / f"split_{split}.txt").write_text("\n".join(ids) + "\n")
-        (tmp / "gt.json").write_text(json.dumps({"version": "synthetic", "taxonomy": [], "database": database}))
+        (tmp / "gt.json").write_text(json.dumps({"version": f"synthetic {shape}", "taxonomy": [], "database": database}))
+        (tmp / MARKER).write_text(json.dumps({"shape": shape, "seed": seed, "feature_dim": feature_dim,
+                                              **spec.__dict__}) + "\n")
         if out_dir.exists():
+            _check_target(out_dir)
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)
     except BaseException:
@@ -132,30 +205,30 @@ def generate(out_dir, *, seed=0, num_classes=20, train_videos=200, test_videos=2
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m ftcl.synthetic", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="directory to write (replaced if it holds a synthetic set)")
+    parser = cli.OneLineParser(prog="python -m ftcl.synthetic", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", required=True, help="directory to write (replaced only if ftcl.synthetic wrote it)")
+    parser.add_argument("--preset", choices=sorted(SHAPES), default="thumos14", help="what the data set looks like")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--feature-dim", type=int, default=256)
-    parser.add_argument("--classes", type=int, default=20)
-    parser.add_argument("--train-videos", type=int, default=200)
-    parser.add_argument("--test-videos", type=int, default=200)
+    parser.add_argument("--classes", type=int, help="class count (default 20 thumos14, 100 activitynet13)")
+    parser.add_argument("--train-videos", type=int, help="default 200 thumos14, 400 activitynet13")
+    parser.add_argument("--test-videos", type=int, help="default 200")
     args = parser.parse_args(argv)
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not (out / "gt.json").is_file():
-        print(f"error: {out} exists and is not a data directory; choose another --out", file=sys.stderr)
-        return 2
     for name in ("feature_dim", "classes", "train_videos", "test_videos"):
-        if getattr(args, name) < 1:
-            print(f"error: --{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}", file=sys.stderr)
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            print(f"error: --{name.replace('_', '-')} must be >= 1, got {value}", file=sys.stderr)
             return 2
+    sizes = {key: value for key, value in (("num_classes", args.classes), ("train_videos", args.train_videos),
+                                           ("test_videos", args.test_videos)) if value is not None}
     try:
-        generate(out, seed=args.seed, num_classes=args.classes, train_videos=args.train_videos,
-                 test_videos=args.test_videos, feature_dim=args.feature_dim)
-    except OSError as err:
+        out = generate(args.out, shape=args.preset, seed=args.seed, feature_dim=args.feature_dim, **sizes)
+    except (SyntheticError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {out}: {args.classes} classes, {args.train_videos} train and {args.test_videos} test videos, "
-          f"{args.feature_dim}-d features")
+    spec = json.loads((out / MARKER).read_text())
+    print(f"wrote {out}: {args.preset}-shaped, {spec['num_classes']} classes, {spec['train_videos']} train and "
+          f"{spec['test_videos']} test videos, {args.feature_dim}-d features")
     return 0
 
 

@@ -21,10 +21,16 @@ def _check_table(name, x):
         raise ValueError(f"{name} needs N >= 1 and M >= 1, got {tuple(x.shape)}")
 
 
+# Below this a positive gamma overflows float32 (x / gamma, 1 / gamma): 0 (the hard max) is the limit.
+MIN_GAMMA = 1e-4
+
+
 def _check_gamma(gamma):
     gamma = float(gamma)
     if not (gamma >= 0 and math.isfinite(gamma)):
         raise ValueError(f"gamma must be a finite number >= 0, got {gamma}")
+    if 0 < gamma < MIN_GAMMA:
+        raise ValueError(f"gamma {gamma:g} is below {MIN_GAMMA:g}, where float32 overflows; use 0 for the hard max")
     return gamma
 
 

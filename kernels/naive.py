@@ -22,7 +22,7 @@ def fsd_naive(match, gap, gamma, lengths):
     out = []
     for b in range(match.shape[0]):
         n, m = lengths[b]
-        zero = match.new_zeros(())
+        zero = match[b, :0].sum()
         table = [[zero] * (m + 1) for _ in range(n + 1)]
         for i in range(1, n + 1):
             for j in range(1, m + 1):
@@ -38,7 +38,9 @@ def lcs_naive(sim, threshold, gamma, lengths):
     out = []
     for b in range(sim.shape[0]):
         n, m = lengths[b]
-        zero = sim.new_zeros(())
+        # An empty sum of sim: 0, but in the graph, so the value keeps a grad_fn (a zero gradient)
+        # even when no cell clears the threshold.
+        zero = sim[b, :0].sum()
         table = [[zero] * (m + 1) for _ in range(n + 1)]
         for i in range(1, n + 1):
             for j in range(1, m + 1):

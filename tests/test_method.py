@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+import evaluation
 import kernels
 from ftcl import data, losses
 from ftcl.config import Config, preset
@@ -53,11 +54,39 @@ def test_release_pairs_take_identical_labels_and_as_many_disjoint():
     assert {tuple(p) for p in again.tolist()} != as_set or not np.array_equal(again, pairs)
 
 
-def test_in_batch_pairs_keep_identical_and_disjoint_pairs_only():
-    labels = np.array([[1, 0], [1, 0], [1, 1], [0, 1]])
-    pairs, positive = data.in_batch_pairs(labels)
-    got = dict(zip(map(tuple, pairs.tolist()), positive.tolist()))
-    assert got == {(0, 1): True, (0, 3): False, (1, 3): False}
+def _release_generate_pairs(labels):
+    """The release's generate_pairs (utils/net_utils.py), loop by loop, before its negative sampling."""
+    positives, negatives = [], []
+    for i in range(len(labels) - 1):
+        for j in range(i + 1, len(labels)):
+            shared = float(np.sum(labels[i] * labels[j]))
+            if shared == 1 and np.array_equal(labels[i], labels[j]):
+                positives.append((i, j))
+            elif shared == 0:
+                negatives.append((i, j))
+    return positives, negatives
+
+
+def test_in_batch_pairs_are_the_release_baselines_pairs():
+    labels = np.array([[1, 0, 0], [1, 0, 0], [1, 1, 0], [1, 1, 0], [0, 0, 1], [0, 1, 0], [0, 0, 1]])
+    # Positive: identical with exactly one class -> (0, 1), (4, 6); (2, 3) is identical but two-class.
+    pairs, positive = data.in_batch_pairs(labels, np.random.default_rng(0))
+    got_pos = {tuple(p) for p in pairs[positive].tolist()}
+    got_neg = {tuple(p) for p in pairs[~positive].tolist()}
+    want_pos, want_neg = _release_generate_pairs(labels)
+    assert got_pos == set(want_pos) == {(0, 1), (4, 6)}
+    assert len(got_neg) == 2 and got_neg <= set(want_neg)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        batch = (rng.random((16, 5)) < 0.25).astype(int)
+        pairs, positive = data.in_batch_pairs(batch, rng)
+        want_pos, want_neg = _release_generate_pairs(batch)
+        assert {tuple(p) for p in pairs[positive].tolist()} == set(want_pos)
+        negatives = {tuple(p) for p in pairs[~positive].tolist()}
+        assert negatives <= set(want_neg) and len(negatives) == min(len(want_pos), len(want_neg))
+        assert len(pairs) == len({tuple(p) for p in pairs.tolist()})
+    none, flags = data.in_batch_pairs(np.array([[1, 0], [0, 1]]), rng)
+    assert none.shape == (0, 2) and flags.shape == (0,)
 
 
 def _model(feature_dim=12, num_classes=5, **kw):
@@ -217,12 +246,12 @@ def test_pairwise_cosine_gradients():
 def test_real_thumos_pair_set_has_the_release_counts(thumos_annotations):
     """The release notes 861 identical-label pairs among the 200 training videos."""
     database = data.read_ground_truth(thumos_annotations)
-    classes = data.class_names(database)
+    classes = evaluation.class_names(database)
     assert classes[:3] == ["BaseballPitch", "BasketballDunk", "Billiards"] and len(classes) == 20
     ids = (thumos_annotations / "split_train.txt").read_text().split()
     labels = np.zeros((len(ids), len(classes)))
     for v, vid in enumerate(ids):
-        for ann in database[vid]["annotations"]:
-            labels[v, classes.index(ann["label"])] = 1
+        for label, _, _ in database[vid].annotations:
+            labels[v, classes.index(label)] = 1
     pairs = data.release_pairs(labels, np.random.default_rng(0))
     assert len(pairs) == 2 * 861

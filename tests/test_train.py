@@ -13,7 +13,7 @@ from ftcl import evaluate as ftcl_evaluate
 from ftcl import losses, synthetic
 from ftcl.config import preset
 from ftcl.data import load_dataset
-from ftcl.evaluate import evaluate_model, ground_truth_of
+from ftcl.evaluate import evaluate_model
 from ftcl.model import ACMNet
 from train import __main__ as train_cli
 from train.loop import Trainer, TrainingStopped
@@ -87,18 +87,34 @@ def test_nan_losses_are_skipped_then_stop_the_run(tiny_data, tmp_path, monkeypat
     real = losses.acm_loss
     calls = {"n": 0}
 
-    def first_nan(out, labels, config):
+    def first_nan(out, labels, config, *args, **kwargs):
         calls["n"] += 1
-        loss, terms = real(out, labels, config)
+        loss, terms = real(out, labels, config, *args, **kwargs)
         return (loss * float("nan") if calls["n"] == 1 else loss), terms
 
     monkeypatch.setattr(losses, "acm_loss", first_nan)
     trainer = _train("baseline", tiny_data, tmp_path / "one", epochs=1)
     assert trainer.nan_steps == 1 and _rows(tmp_path / "one" / "metrics.csv")[0]["nan_steps"] == "1"
 
-    monkeypatch.setattr(losses, "acm_loss", lambda out, labels, config: (real(out, labels, config)[0] * float("nan"), {}))
-    with pytest.raises(TrainingStopped, match="3 consecutive non-finite losses at epoch 1"):
-        _train("baseline", tiny_data, tmp_path / "all", epochs=1, max_nan_steps=3)
+    def nan_after(good):
+        counter = {"n": 0}
+
+        def loss_fn(out, labels, config, *args, **kwargs):
+            counter["n"] += 1
+            loss, terms = real(out, labels, config, *args, **kwargs)
+            return (loss if counter["n"] <= good else loss * float("nan")), terms
+        return loss_fn
+
+    # 6 batches per epoch, NaN from the 4th step on: the streak carries over into epoch 2, where its
+    # 8th NaN (step 5) stops the run.
+    monkeypatch.setattr(losses, "acm_loss", nan_after(3))
+    with pytest.raises(TrainingStopped, match="8 consecutive non-finite losses up to epoch 2, step 5"):
+        _train("baseline", tiny_data, tmp_path / "streak", epochs=3, max_nan_steps=8)
+    monkeypatch.setattr(losses, "acm_loss", nan_after(0))
+    # A streak limit longer than an epoch: the epoch itself took no finite step, which stops the run.
+    with pytest.raises(TrainingStopped, match="epoch 1 took no finite step"):
+        _train("baseline", tiny_data, tmp_path / "all", epochs=2, max_nan_steps=100)
+    assert not (tmp_path / "all" / "last.pt").exists() and not (tmp_path / "all" / "best.pt").exists()
 
 
 def test_release_checkpoint_without_projection_initialises_ftcl(tiny_data, tmp_path, capsys):
@@ -130,7 +146,7 @@ def _first_id(d, split):
     (lambda d: (d / "train" / f"{_first_id(d, 'train')}.npy").unlink(), "feature file not found (video video_validation_0000001"),
     (lambda d: np.save(d / "test" / f"{_first_id(d, 'test')}.npy", np.zeros((5, 17), np.float32)), "feature dimension"),
     (lambda d: (d / "split_test.txt").write_text("video_test_9999999\n"), "video id video_test_9999999 is not in"),
-    (lambda d: (d / "gt.json").write_text("[1, 2]"), "needs a 'database' object"),
+    (lambda d: (d / "gt.json").write_text("[1, 2]"), "no 'database' object"),
 ])
 def test_train_cli_reports_bad_data_in_one_line(tiny_data, tmp_path, capsys, breakage, message):
     data_dir = _broken_copy(tiny_data, tmp_path, breakage)
@@ -178,12 +194,12 @@ def test_evaluate_cli_outputs_round_trip_and_plots(tiny_data, tmp_path, capsys):
     assert ftcl_evaluate.main([str(ckpt), "--json", "--save-outputs", str(tmp_path / "out.npz"),
                                "--plot", str(tmp_path / "plots")]) == 0
     direct = json.loads(capsys.readouterr().out)
-    assert (tmp_path / "run" / "results.json").is_file()
+    assert (tmp_path / "run" / "last.pt.results.json").is_file()
     assert len(list((tmp_path / "plots").glob("*.png"))) == 4
     assert ftcl_evaluate.main(["--from-outputs", str(tmp_path / "out.npz"), "--json",
                                "--out", str(tmp_path / "again.json")]) == 0
     assert json.loads(capsys.readouterr().out) == direct
-    assert json.loads((tmp_path / "again.json").read_text()) == json.loads((tmp_path / "run" / "results.json").read_text())
+    assert json.loads((tmp_path / "again.json").read_text()) == json.loads((tmp_path / "run" / "last.pt.results.json").read_text())
     assert ftcl_evaluate.main([str(ckpt), "--per-class"]) == 0
     table = capsys.readouterr().out
     assert "| mAP" in table and "Action01" in table and "classification mAP" in table
@@ -204,8 +220,9 @@ def test_synthetic_generator_is_deterministic_and_thumos_like(tmp_path):
 def test_default_synthetic_set_statistics(tmp_path):
     out = tmp_path / "syn"
     assert synthetic.main(["--out", str(out)]) == 0
-    classes, train, test, dim = load_dataset(out)
-    assert len(classes) == 20 and len(train) == 200 and len(test) == 200 and dim == 256
+    ds = load_dataset(out)
+    assert len(ds.classes) == 20 and len(ds.train) == 200 and len(ds.test) == 200 and ds.feature_dim == 256
+    train, test = ds.train, ds.test
     assert 100 <= min(train.lengths) and max(test.lengths) <= 400
     database = json.loads((out / "gt.json").read_text())["database"]
     counts = [len(v["annotations"]) for v in database.values()]
@@ -230,11 +247,12 @@ def test_real_thumos_layout_with_generated_features(thumos_annotations, tmp_path
         for vid in (root / f"split_{split}.txt").read_text().split():
             snippets = max(2, int(database[vid]["duration"] * 25 / 16))
             np.save(root / split / f"{vid}.npy", rng.random((snippets, 4), dtype=np.float32))
-    classes, train, test, dim = load_dataset(root)
-    assert len(classes) == 20 and len(train) == 200 and len(test) == 210 and dim == 4
+    ds = load_dataset(root)
+    classes, train, test = ds.classes, ds.train, ds.test
+    assert len(classes) == 20 and len(train) == 200 and len(test) == 210 and ds.feature_dim == 4
     config = preset("thumos14", data_dir=str(root), num_classes=20, feature_dim=4, classes=classes)
     torch.manual_seed(0)
-    result = evaluate_model(ACMNet.from_config(config), test, ground_truth_of(config), config, "cpu", batch_size=32)
+    result = evaluate_model(ACMNet.from_config(config), test, ds.test_ground_truth(), config, "cpu", batch_size=32)
     assert len(result.outputs) == 210 and set(result.results["results"]) == set(test.ids)
     assert result.detection.ap.shape == (9, 20) and 0 <= result.detection.mAP.max() <= 1
     longest = test.ids[int(np.argmax(test.lengths))]

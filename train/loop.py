@@ -1,29 +1,30 @@
-"""The ACM-Net baseline and FTCL fine-tuning loops, evaluation each epoch, checkpoints and logs."""
-import csv
-import json
+"""The baseline and FTCL training loops, evaluation each epoch, checkpoints and logs."""
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from tqdm import tqdm
 
+from evaluation import atomic_write, parse_range
 from ftcl import losses
 from ftcl.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from ftcl.config import Config
-from ftcl.data import in_batch_pairs, load_dataset, random_sample, release_pairs
-from ftcl.evaluate import evaluate_model, ground_truth_of
-from ftcl.files import atomic_write
+from ftcl.data import DataError, in_batch_pairs, load_dataset, random_sample, release_pairs
+from ftcl.evaluate import evaluate_model
 from ftcl.model import ACMNet
 from ftcl.seed import seed_everything
+from train.loggers import EpochLoggers
 
 LOSS_TERMS = ("loss", "inst", "cont", "back", "guide", "feat", "sparse", "lcs", "fsd")
 
 
 class TrainingStopped(RuntimeError):
-    """The run cannot go on (e.g. a run of NaN losses); the message says why and where."""
+    """The run cannot go on (e.g. no finite step); the message says why and where."""
 
 
 def _sampled_batch(split, videos, count, rng):
@@ -38,36 +39,154 @@ def _all_correct(scores, labels, threshold):
     return ((scores[:, :-1] >= threshold).float() == labels).all(dim=1)
 
 
-class Trainer:
-    """One run: `kind` is "baseline" (ACM-Net) or "ftcl" (fine-tuning with the FSD / LCS terms)."""
+@dataclass(frozen=True)
+class Objective:
+    """How one kind of run draws its batches and computes a step's loss (chosen once per run).
+    batches(trainer) -> list of batches; step(trainer, batch) -> (loss, terms, correct [B] bool)."""
 
-    def __init__(self, kind, config, run_dir, device, progress=True):
+    name: str
+    batches: object
+    step: object
+
+
+def _video_batches(trainer):
+    order = trainer.rng.permutation(len(trainer.train_split))
+    size = trainer.config.batch_size
+    return [order[i:i + size] for i in range(0, len(order), size)]
+
+
+def _release_pair_batches(trainer):
+    pairs = release_pairs(trainer.train_split.labels, trainer.rng)
+    size = trainer.config.batch_size
+    return [pairs[i:i + size] for i in range(0, len(pairs), size)]
+
+
+def _video_forward(trainer, videos):
+    cfg, split = trainer.config, trainer.train_split
+    labels = torch.from_numpy(split.labels[videos]).to(trainer.device)
+    out = trainer.model(_sampled_batch(split, videos, cfg.sample_snippets, trainer.rng).to(trainer.device))
+    return out, labels
+
+
+def _acm_step(trainer, videos):
+    out, labels = _video_forward(trainer, videos)
+    loss, terms = losses.acm_loss(out, labels, trainer.config)
+    terms.update(lcs=loss.new_zeros(()), fsd=loss.new_zeros(()))
+    return loss, terms, _all_correct(out.scores_inst, labels, trainer.config.cls_threshold)
+
+
+def _in_batch_step(log_eps, rescale_lcs):
+    def step(trainer, videos):
+        out, labels = _video_forward(trainer, videos)
+        pairs, positive = in_batch_pairs(trainer.train_split.labels[videos], trainer.rng)
+        loss, terms = losses.in_batch_loss(out, labels, torch.from_numpy(pairs).to(trainer.device),
+                                           torch.from_numpy(positive).to(trainer.device), trainer.config,
+                                           log_eps=log_eps, rescale_lcs=rescale_lcs)
+        return loss, terms, _all_correct(out.scores_inst, labels, trainer.config.cls_threshold)
+    return step
+
+
+def _release_pair_step(trainer, batch):
+    cfg, split, device = trainer.config, trainer.train_split, trainer.device
+    videos = np.concatenate([batch[:, 0], batch[:, 1]])
+    out = trainer.model(_sampled_batch(split, videos, cfg.sample_snippets, trainer.rng).to(device))
+    a, b = out.select(slice(0, len(batch))), out.select(slice(len(batch), None))
+    labels_a = torch.from_numpy(split.labels[batch[:, 0]]).to(device)
+    labels_b = torch.from_numpy(split.labels[batch[:, 1]]).to(device)
+    loss, terms = losses.ftcl_loss(a, b, labels_a, labels_b, cfg)
+    correct = (_all_correct(a.scores_inst, labels_a, cfg.cls_threshold)
+               & _all_correct(b.scores_inst, labels_b, cfg.cls_threshold))
+    return loss, terms, correct
+
+
+def objective_of(kind, config):
+    """The Objective of a run: baseline "release" (ACM-Net + the release's in-batch FSD / LCS terms,
+    its log(p + 1e-45)), baseline "acm" (ACM-Net alone), FTCL on the release's pair set, or FTCL on
+    the baseline's in-batch pairs (unscaled LCS similarities)."""
+    if kind == "baseline":
+        if config.objective == "acm":
+            return Objective("acm", _video_batches, _acm_step)
+        return Objective("release", _video_batches, _in_batch_step(losses.RELEASE_BASELINE_LOG_EPS, True))
+    if config.pairs == "in-batch":
+        return Objective("ftcl-in-batch", _video_batches, _in_batch_step(losses.LOG_EPS, False))
+    return Objective("ftcl-release-pairs", _release_pair_batches, _release_pair_step)
+
+
+def _check_pairs_exist(kind, config, labels, data_dir):
+    """FTCL needs positive pairs; refuse a training split that has none (zero steps otherwise)."""
+    labels = np.asarray(labels) > 0
+    first, second = np.triu_indices(len(labels), k=1)
+    identical = (labels[first] == labels[second]).all(axis=1)
+    if kind == "ftcl" and config.pairs == "release" and not identical.any():
+        raise DataError(f"{data_dir}: no two training videos have identical labels, so FTCL has no positive pair "
+                        f"to train on")
+    single = identical & (labels[first].sum(axis=1) == 1)
+    if kind == "ftcl" and config.pairs == "in-batch" and not single.any():
+        raise DataError(f"{data_dir}: no two training videos share one single label, so --pairs in-batch has no "
+                        f"positive pair to train on")
+
+
+class Trainer:
+    """One run: `kind` is "baseline" (ACM-Net, by default with the release's in-batch terms) or
+    "ftcl" (fine-tuning with the FSD / LCS terms). dataset: an already loaded ftcl.data.Dataset of
+    config.data_dir (optional)."""
+
+    def __init__(self, kind, config, run_dir, device, progress=True, dataset=None, loggers=None):
         self.kind, self.config, self.run_dir, self.device = kind, config, Path(run_dir), device
         self.progress = progress
         self.rng = seed_everything(config.seed)
-        classes, self.train_split, self.test_split, dim = load_dataset(config.data_dir)
-        config.classes, config.num_classes, config.feature_dim = classes, len(classes), dim
-        config.data_dir = str(Path(config.data_dir).resolve())
-        self.ground_truth = ground_truth_of(config)
+        dataset = dataset or load_dataset(config.data_dir, config.seconds_per_snippet)
+        self._adopt_dataset(dataset)
+        self.objective = objective_of(kind, config)
         self.model = ACMNet.from_config(config).to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr, betas=(0.9, 0.999),
                                           weight_decay=config.weight_decay)
+        self.selection = parse_range(config.selection_average)
+        self.loggers = loggers or EpochLoggers()
         self.epoch = 0
         self.best = -math.inf
+        self.best_eval = None
         self.nan_steps = 0
+        self.nan_streak = 0
         self.rows = []
+
+    def _adopt_dataset(self, dataset):
+        cfg = self.config
+        if cfg.classes and (list(cfg.classes) != dataset.classes or cfg.feature_dim != dataset.feature_dim):
+            raise DataError(f"{dataset.data_dir}: {len(dataset.classes)} classes of {dataset.feature_dim}-d features "
+                            f"({', '.join(dataset.classes[:4])}, ...), but the run was trained on "
+                            f"{len(cfg.classes)} classes of {cfg.feature_dim}-d features ({', '.join(cfg.classes[:4])}, ...)")
+        cfg.classes, cfg.num_classes, cfg.feature_dim = dataset.classes, len(dataset.classes), dataset.feature_dim
+        cfg.data_dir = str(Path(dataset.data_dir).resolve())
+        if cfg.sample_snippets < 2 * cfg.fsd_len:
+            raise ValueError(f"--sample-snippets {cfg.sample_snippets}: must be >= {2 * cfg.fsd_len} "
+                             f"(FSD takes {cfg.fsd_len} action and {cfg.fsd_len} background candidates per video)")
+        _check_pairs_exist(self.kind, cfg, dataset.train.labels, dataset.data_dir)
+        self.dataset, self.train_split, self.test_split = dataset, dataset.train, dataset.test
+        self.ground_truth = dataset.test_ground_truth()
 
     @property
     def total_epochs(self):
         return self.config.ftcl_epochs if self.kind == "ftcl" else self.config.epochs
 
     def init_from(self, path):
-        """Start from another run's weights (ours or a release .pth); the optimizer starts fresh."""
-        state = load_checkpoint(path)["model_state_dict"]
-        missing = load_weights(self.model, state, path)
+        """Start from another run's weights (ours or a release .pth); the optimizer starts fresh.
+        Returns a one-line description of the checkpoint (its recorded test mAP when it has one)."""
+        ckpt = load_checkpoint(path)
+        missing = load_weights(self.model, ckpt["model_state_dict"], path)
         if missing:
             print(f"note: {path} has no {', '.join(sorted({k.split('.')[0] for k in missing}))}; "
                   f"initialised fresh", file=sys.stderr)
+        if ckpt.get("format") == FORMAT:
+            where = f"{ckpt.get('kind')} run, epoch {ckpt.get('epoch')}"
+            best_eval = ckpt.get("best_eval") or {}
+            if best_eval.get("average"):
+                where += ", test " + ", ".join(f"avg mAP({k}) {100 * v:.2f}" for k, v in best_eval["average"].items())
+            elif isinstance(ckpt.get("best"), float) and math.isfinite(ckpt["best"]):
+                where += f", best test avg mAP {ckpt['best']:.2f}"
+            return f"{path}: {where}"
+        epoch = ckpt.get("epoch")
+        return f"{path}: release checkpoint" + (f" (epoch {epoch})" if epoch is not None else "") + ", no recorded mAP"
 
     def resume(self):
         """Continue exactly from RUN/last.pt: weights, optimizer, epoch, best, RNG states, logs."""
@@ -78,79 +197,47 @@ class Trainer:
         load_weights(self.model, ckpt["model_state_dict"], path)
         self.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
         self.epoch, self.best, self.nan_steps = ckpt["epoch"], ckpt["best"], ckpt["nan_steps"]
+        self.nan_streak = ckpt.get("nan_streak", 0)
+        self.best_eval = ckpt.get("best_eval")
         torch.set_rng_state(ckpt["rng"]["torch"])
         if torch.cuda.is_available() and ckpt["rng"].get("cuda"):
             torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
         self.rng.bit_generator.state = ckpt["rng"]["numpy"]
         metrics = self.run_dir / "metrics.csv"
         if metrics.is_file():
-            with metrics.open() as f:
-                self.rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= self.epoch]
+            frame = pd.read_csv(metrics, dtype=str, keep_default_na=False)
+            self.rows = [row for row in frame.to_dict("records") if int(row["epoch"]) <= self.epoch]
 
     def _payload(self):
         return {"format": FORMAT, "kind": self.kind, "epoch": self.epoch, "best": self.best,
-                "nan_steps": self.nan_steps, "config": self.config.to_dict(),
-                "model_state_dict": self.model.state_dict(), "optimizer_state_dict": self.optimizer.state_dict(),
+                "best_eval": self.best_eval, "nan_steps": self.nan_steps, "nan_streak": self.nan_streak,
+                "config": self.config.to_dict(), "model_state_dict": self.model.state_dict(),
+                "optimizer_state_dict": self.optimizer.state_dict(),
                 "rng": {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state,
                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}}
-
-    def _batches(self):
-        """Per step: (videos [B] or pairs [P, 2] of train indices, positive [P] bool or None)."""
-        cfg = self.config
-        if self.kind == "ftcl" and cfg.pairs == "release":
-            pairs = release_pairs(self.train_split.labels, self.rng)
-            return [(pairs[i:i + cfg.batch_size], None) for i in range(0, len(pairs), cfg.batch_size)]
-        order = self.rng.permutation(len(self.train_split))
-        return [(order[i:i + cfg.batch_size], None) for i in range(0, len(order), cfg.batch_size)]
-
-    def _step_loss(self, batch):
-        """(loss, terms, correct [B] bool) of one batch."""
-        cfg, split, device = self.config, self.train_split, self.device
-        labels_all = torch.from_numpy(split.labels)
-        if self.kind == "ftcl" and cfg.pairs == "release":
-            videos = np.concatenate([batch[:, 0], batch[:, 1]])
-            out = self.model(_sampled_batch(split, videos, cfg.sample_snippets, self.rng).to(device))
-            a, b = out.select(slice(0, len(batch))), out.select(slice(len(batch), None))
-            labels_a, labels_b = labels_all[batch[:, 0]].to(device), labels_all[batch[:, 1]].to(device)
-            loss, terms = losses.ftcl_loss(a, b, labels_a, labels_b, cfg)
-            correct = (_all_correct(a.scores_inst, labels_a, cfg.cls_threshold)
-                       & _all_correct(b.scores_inst, labels_b, cfg.cls_threshold))
-            return loss, terms, correct
-        labels = labels_all[batch].to(device)
-        out = self.model(_sampled_batch(split, batch, cfg.sample_snippets, self.rng).to(device))
-        loss, terms = losses.acm_loss(out, labels, cfg)
-        terms.update(lcs=loss.new_zeros(()), fsd=loss.new_zeros(()))
-        pairs, positive = in_batch_pairs(split.labels[batch]) if self.kind == "ftcl" else ([], None)
-        if len(pairs):
-            pairs = torch.from_numpy(pairs).to(device)
-            weighted, lcs_term, fsd_term = losses.contrastive_terms(
-                out.select(pairs[:, 0]), out.select(pairs[:, 1]), torch.from_numpy(positive).to(device), cfg)
-            loss = loss + weighted
-            terms.update(lcs=lcs_term.detach(), fsd=fsd_term.detach())
-        return loss, terms, _all_correct(out.scores_inst, labels, cfg.cls_threshold)
 
     def train_epoch(self):
         """One pass over the batches; returns the epoch's mean loss terms and train accuracy."""
         self.model.train()
         sums = dict.fromkeys(LOSS_TERMS, 0.0)
         steps = correct = total = 0
-        streak = 0
-        batches = self._batches()
+        batches = self.objective.batches(self)
         bar = tqdm(batches, desc=f"{self.kind} epoch {self.epoch + 1}/{self.total_epochs}", leave=False,
                    disable=not self.progress, file=sys.stderr)
         for step, batch in enumerate(bar):
             t0 = time.perf_counter()
-            loss, terms, ok = self._step_loss(batch[0])
+            loss, terms, ok = self.objective.step(self, batch)
             self.optimizer.zero_grad(set_to_none=True)
             if not torch.isfinite(loss):
-                # As the release: a NaN step is skipped; a run of them means the run has diverged.
+                # As the release: a NaN step is skipped; a run of them (across epochs) means divergence.
                 self.nan_steps += 1
-                streak += 1
-                if streak >= self.config.max_nan_steps:
-                    raise TrainingStopped(f"{streak} consecutive non-finite losses at epoch {self.epoch + 1}, "
-                                          f"step {step + 1}; the last good state is {self.run_dir / 'last.pt'}")
+                self.nan_streak += 1
+                if self.nan_streak >= self.config.max_nan_steps:
+                    raise TrainingStopped(f"{self.nan_streak} consecutive non-finite losses up to epoch "
+                                          f"{self.epoch + 1}, step {step + 1}; the last good state is "
+                                          f"{self.run_dir / 'last.pt'}")
                 continue
-            streak = 0
+            self.nan_streak = 0
             loss.backward()
             self.optimizer.step()
             steps += 1
@@ -160,76 +247,111 @@ class Trainer:
             correct += int(ok.sum())
             total += len(ok)
             bar.set_postfix(loss=f"{sums['loss'] / steps:.3f}", ms_step=f"{1e3 * (time.perf_counter() - t0):.0f}")
-        return {k: v / max(steps, 1) for k, v in sums.items()}, correct / max(total, 1)
+        if steps == 0:
+            raise TrainingStopped(f"epoch {self.epoch + 1} took no finite step ({len(batches)} batches, every loss "
+                                  f"non-finite); the last good state is {self.run_dir / 'last.pt'}")
+        bad = [name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise TrainingStopped(f"epoch {self.epoch + 1} left non-finite weights ({bad[0]}); nothing saved; "
+                                  f"lower --lr (now {self.config.lr:g}); the last good state is "
+                                  f"{self.run_dir / 'last.pt'}")
+        return {k: v / steps for k, v in sums.items()}, correct / max(total, 1)
 
     def evaluate(self):
         return evaluate_model(self.model, self.test_split, self.ground_truth, self.config, self.device,
                               progress=self.progress)
 
     def run(self):
-        """Train up to the configured epoch count; returns the last evaluation (or None)."""
+        """Train up to the configured epoch count; returns the last evaluation (or None). The caller
+        holds the run directory (train.rundir.RunDirectory)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with atomic_write(self.run_dir / "config.json") as f:
-            f.write(json.dumps(self.config.to_dict(), indent=2) + "\n")
+            f.write(self.config_json())
         last_eval = None
-        low, high = (float(x) for x in self.config.selection_average.split(":"))
+        label = self.config.selection_average
         while self.epoch < self.total_epochs:
             t0 = time.perf_counter()
             means, accuracy = self.train_epoch()
             self.epoch += 1
-            row = {"epoch": self.epoch, **{k: f"{v:.6g}" for k, v in means.items()},
-                   "train_acc": f"{accuracy:.4f}", "nan_steps": self.nan_steps}
+            row = {"epoch": self.epoch, **means, "weighted_lcs": self.config.lambda_lcs * means["lcs"],
+                   "weighted_fsd": self.config.lambda_fsd * means["fsd"], "train_acc": accuracy,
+                   "nan_steps": self.nan_steps}
             if self.epoch % self.config.eval_every == 0 or self.epoch == self.total_epochs:
                 last_eval = self.evaluate()
                 det = last_eval.detection
-                row.update({f"mAP@{t:g}": f"{100 * m:.4f}" for t, m in zip(det.tiou, det.mAP)})
-                selected = 100 * det.average(low, high)
-                row[f"avg{self.config.selection_average}"] = f"{selected:.4f}"
-                row["cls_mAP"] = f"{100 * last_eval.classification_map:.4f}"
+                row.update({f"mAP@{t:g}": 100 * m for t, m in zip(det.tiou, det.mAP)})
+                selected = 100 * det.average(*self.selection)
+                row[f"avg{label}"] = selected
+                row.update({f"avg{k}": 100 * v for k, v in det.averages().items() if k != label})
+                row["cls_mAP"] = 100 * last_eval.classification_map
                 if selected > self.best:
                     self.best = selected
+                    self.best_eval = {"epoch": self.epoch, **det.to_dict(), "per_class": None,
+                                      "classification_mAP": last_eval.classification_map}
                     save_checkpoint(self.run_dir / "best.pt", self._payload())
-                self._log(f"epoch {self.epoch}: loss {means['loss']:.4f}, test avg mAP({self.config.selection_average}) "
+                self._log(f"epoch {self.epoch}: loss {means['loss']:.4f}, test avg mAP({label}) "
                           f"{selected:.2f} (best {self.best:.2f})")
-            row["seconds"] = f"{time.perf_counter() - t0:.2f}"
-            self.rows.append(row)
+            row["seconds"] = time.perf_counter() - t0
+            self.rows.append({k: _cell(v) for k, v in row.items()})
             save_checkpoint(self.run_dir / "last.pt", self._payload())
             self._write_metrics()
+            self.loggers.log(self.epoch, row)
         return last_eval
 
+    def config_json(self):
+        import json
+        return json.dumps(self.config.to_dict(), indent=2) + "\n"
+
     def _write_metrics(self):
-        columns = []
-        for row in self.rows:
-            columns += [k for k in row if k not in columns]
+        frame = pd.DataFrame(self.rows)
         with atomic_write(self.run_dir / "metrics.csv") as f:
-            writer = csv.DictWriter(f, fieldnames=columns, restval="")
-            writer.writeheader()
-            writer.writerows(self.rows)
+            frame.to_csv(f, index=False)
 
     def _log(self, message):
         if self.progress:
             tqdm.write(message, file=sys.stderr)
 
 
+def _cell(value):
+    """A metrics.csv cell: integers as they are, floats with 6 significant digits (text, so a row
+    read back on --resume is written again unchanged)."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(int(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, str):
+        return value
+    return f"{float(value):.6g}"
+
+
 def config_for_run(kind, args):
     """The resolved Config of a new run from parsed CLI arguments (see train/__main__.py)."""
     from ftcl.config import preset
-    overrides = {"data_dir": args.data_dir, "seed": args.seed, "eval_every": args.eval_every,
-                 "pairs": args.pairs, "use_fsd": not args.without_fsd, "use_lcs": not args.without_lcs}
-    for name in ("batch_size", "lr", "weight_decay", "sample_snippets", "lcs_gamma", "fsd_gamma"):
-        if getattr(args, name) is not None:
+    overrides = {"data_dir": args.data_dir, "use_fsd": not args.without_fsd, "use_lcs": not args.without_lcs}
+    for name in ("seed", "eval_every", "pairs", "objective", "batch_size", "lr", "weight_decay", "sample_snippets",
+                 "lcs_gamma", "fsd_gamma"):
+        if getattr(args, name, None) is not None:
             overrides[name] = getattr(args, name)
     if args.epochs is not None:
         overrides["ftcl_epochs" if kind == "ftcl" else "epochs"] = args.epochs
-    return preset(args.preset, **overrides)
+    return preset(args.preset or "thumos14", **overrides)
 
 
-def resumed_config(run_dir, args):
-    """The stored Config of RUN/last.pt, with --epochs (to extend a run) applied."""
-    ckpt = load_checkpoint(Path(run_dir) / "last.pt")
-    if "config" not in ckpt:
-        raise CheckpointError(f"{Path(run_dir) / 'last.pt'}: no stored config; cannot resume")
+def resumed_config(run_dir, kind, epochs=None, data_dir=None):
+    """The stored Config of RUN/last.pt, with --epochs (to extend a run, never below what is done)
+    and --data-dir (the same data moved elsewhere) applied."""
+    path = Path(run_dir) / "last.pt"
+    ckpt = load_checkpoint(path)
+    if "config" not in ckpt or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: no stored config; cannot resume")
+    if ckpt.get("kind") != kind:
+        raise CheckpointError(f"{path}: a {ckpt.get('kind')} run, not {kind}; resume it with `python -m train "
+                              f"{ckpt.get('kind')} --resume`")
     config = Config.from_dict(ckpt["config"])
-    if args.epochs is not None:
-        setattr(config, "ftcl_epochs" if ckpt.get("kind") == "ftcl" else "epochs", args.epochs)
+    if epochs is not None:
+        if epochs < ckpt["epoch"]:
+            raise ValueError(f"--epochs {epochs}: below the {ckpt['epoch']} epochs {run_dir} has done already")
+        setattr(config, "ftcl_epochs" if kind == "ftcl" else "epochs", epochs)
+    if data_dir is not None:
+        config.data_dir = str(data_dir)
     return config

@@ -1,0 +1,22 @@
+"""The project's command-line parsers: a usage mistake is one line on stderr and exit status 2."""
+import argparse
+import sys
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse.ArgumentParser whose errors are one line (no usage block; --help still shows it)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def parser(prog, doc, **kwargs):
+    """A OneLineParser whose description is the second paragraph of a module docstring."""
+    return OneLineParser(prog=prog, description=doc.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter,
+                         **kwargs)
+
+
+def fail(message):
+    """Print a one-line error and return the CLIs' exit status for bad input."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2

@@ -1,0 +1,74 @@
+"""A run directory that two runs never share and a new run never silently overwrites."""
+import errno
+import os
+import shutil
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: runs are not locked
+    fcntl = None
+
+# What a run writes; any of them means the directory already holds a run.
+RUN_FILES = ("config.json", "metrics.csv", "last.pt", "best.pt", "seeds.csv", "seeds.md")
+RUN_DIRS = ("tb",)
+LOCK_NAME = ".lock"
+
+
+class RunDirError(ValueError):
+    """The run directory cannot be used; the message is one line naming it and why."""
+
+
+class RunDirectory:
+    """RUN/ held by this process for the length of a `with` block: an exclusive lock on RUN/.lock
+    (released by the kernel when the process ends, even by kill -9) keeps a second run out."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self._lock = None
+
+    def existing_run_files(self):
+        return [name for name in RUN_FILES + RUN_DIRS if (self.path / name).exists()] + \
+            sorted(p.name for p in self.path.glob("seed-*") if p.is_dir())
+
+    def __enter__(self):
+        if self.path.exists() and not self.path.is_dir():
+            raise RunDirError(f"{self.path}: exists and is not a directory; choose another --run-dir")
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = open(self.path / LOCK_NAME, "a+")
+        if fcntl is not None:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:
+                lock.seek(0)
+                holder = lock.read().strip() or "unknown"
+                lock.close()
+                if err.errno in (errno.EAGAIN, errno.EACCES):
+                    raise RunDirError(f"{self.path}: another run (pid {holder}) is using this run directory") from None
+                raise
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        self._lock = lock
+        return self
+
+    def __exit__(self, *exc):
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+        return False
+
+    def claim_new(self, overwrite):
+        """Make sure a new run may write here: refuse a directory holding a run, unless overwrite,
+        which removes that run's files first."""
+        found = self.existing_run_files()
+        if found and not overwrite:
+            raise RunDirError(f"{self.path}: already holds a run ({', '.join(found)}); continue it with --resume, "
+                              f"choose another --run-dir, or start over with --overwrite")
+        for name in found:
+            target = self.path / name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            else:
+                target.unlink()

@@ -1,0 +1,77 @@
+"""Several baselines, one per seed (ACM-Net training is unstable across seeds): RUN/seed-K runs, a
+summary table (RUN/seeds.csv, printed as Markdown) and RUN/best.pt pointing at the best seed."""
+import copy
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from evaluation import atomic_write, markdown
+from ftcl.checkpoint import CheckpointError
+from train.loop import resumed_config
+from train.rundir import RunDirectory
+
+
+def _seed_row(seed, trainer):
+    row = {"seed": seed, "best epoch": None}
+    best = trainer.best_eval or {}
+    row["best epoch"] = best.get("epoch")
+    for t, m in zip(best.get("tiou", []), best.get("mAP", [])):
+        row[f"mAP@{t:.2f}"] = 100 * m
+    for key, value in (best.get("average") or {}).items():
+        row[f"avg {key}"] = 100 * value
+    return row
+
+
+def summary_frame(rows):
+    """Per-seed rows plus the mean and the (sample) standard deviation of every mAP column."""
+    frame = pd.DataFrame(rows)
+    numeric = frame.drop(columns=["seed", "best epoch"])
+    stats = pd.DataFrame([{"seed": "mean", **numeric.mean().to_dict()}, {"seed": "std", **numeric.std(ddof=1).to_dict()}])
+    frame = frame.astype({"seed": str, "best epoch": "Int64"})
+    return pd.concat([frame, stats], ignore_index=True)
+
+
+def _point_best(run_dir, seed_dir):
+    """RUN/best.pt -> seed-K/best.pt (a relative symlink, replaced atomically)."""
+    link = run_dir / "best.pt"
+    tmp = run_dir / ".best.pt.link"
+    tmp.unlink(missing_ok=True)
+    os.symlink(Path(seed_dir.name) / "best.pt", tmp)
+    os.replace(tmp, link)
+
+
+def train_seeds(args, device):
+    """Train (or resume) one baseline per seed in args.seeds. Returns the Markdown summary."""
+    from train.__main__ import train_one
+
+    run_dir = Path(args.run_dir)
+    rows, trainers = [], {}
+    with RunDirectory(run_dir) as held:
+        if not args.resume:
+            held.claim_new(args.overwrite)
+        template = None
+        if args.resume:
+            started = sorted(run_dir.glob("seed-*/last.pt"))
+            if not started:
+                raise CheckpointError(f"{run_dir}: no seed-K/last.pt to resume")
+            template = resumed_config(started[0].parent, args.kind, args.epochs, args.data_dir)
+        for seed in args.seeds:
+            seed_dir = run_dir / f"seed-{seed}"
+            print(f"== seed {seed} -> {seed_dir}", file=sys.stderr)
+            if args.resume and (seed_dir / "last.pt").is_file():
+                trainer = train_one(args.kind, args, seed_dir, device, resume=True)
+            else:
+                trainer = train_one(args.kind, args, seed_dir, device, seed=seed, resume=False,
+                                    config=copy.deepcopy(template) if template else None)
+            trainers[seed] = trainer
+            rows.append(_seed_row(seed, trainer))
+        frame = summary_frame(rows)
+        with atomic_write(run_dir / "seeds.csv") as f:
+            frame.to_csv(f, index=False)
+        best_seed = max(trainers, key=lambda s: trainers[s].best)
+        _point_best(run_dir, run_dir / f"seed-{best_seed}")
+    label = trainers[best_seed].config.selection_average
+    return (markdown(frame) + f"\n\nbest seed {best_seed}: avg mAP({label}) {trainers[best_seed].best:.2f}; "
+            f"{run_dir / 'best.pt'} -> seed-{best_seed}/best.pt; table: {run_dir / 'seeds.csv'}")
