@@ -63,6 +63,12 @@ class Dataset:
         return ground_truth_from(self.videos, self.test.subset, self.data_dir / "gt.json")
 
 
+def describe(classes, feature_dim):
+    """"3 classes (A, B, C) of 2048-d features", for messages comparing two data sets."""
+    shown = ", ".join(classes[:6]) + (", ..." if len(classes) > 6 else "")
+    return f"{len(classes)} classes ({shown}) of {feature_dim}-d features"
+
+
 def read_ground_truth(data_dir):
     """{vid: VideoInfo} of DIR/gt.json, every entry checked (evaluation's parser)."""
     path = Path(data_dir) / "gt.json"

@@ -21,7 +21,7 @@ import evaluation
 from evaluation import ProposalConfig, VideoOutput, cli
 from ftcl.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_weights
 from ftcl.config import PRESETS, Config, preset
-from ftcl.data import DataError, load_dataset, uniform_sample
+from ftcl.data import DataError, describe, load_dataset, uniform_sample
 from ftcl.model import ACMNet
 from ftcl.seed import resolve_device
 
@@ -136,11 +136,6 @@ def load_outputs(path):
     return outputs, ids, labels, config
 
 
-def _describe(classes, dim):
-    shown = ", ".join(classes[:6]) + (", ..." if len(classes) > 6 else "")
-    return f"{len(classes)} classes ({shown}) of {dim}-d features"
-
-
 def load_model(checkpoint_path, data_dir=None, preset_name=None):
     """(model on CPU, Config, Dataset with the test split) from a checkpoint.
 
@@ -163,15 +158,15 @@ def load_model(checkpoint_path, data_dir=None, preset_name=None):
         config = preset(preset_name or "thumos14", data_dir=str(data_dir))
     dataset = load_dataset(config.data_dir, config.seconds_per_snippet, splits=("test",))
     if ours and (list(config.classes) != dataset.classes or config.feature_dim != dataset.feature_dim):
-        raise DataError(f"{config.data_dir}: {_describe(dataset.classes, dataset.feature_dim)}, but "
-                        f"{checkpoint_path} was trained on {_describe(list(config.classes), config.feature_dim)}")
+        raise DataError(f"{config.data_dir}: {describe(dataset.classes, dataset.feature_dim)}, but "
+                        f"{checkpoint_path} was trained on {describe(list(config.classes), config.feature_dim)}")
     if not ours:
         state = ckpt["model_state_dict"]
         classifier, embedding = state.get("snippet_cls.weight"), state.get("feature_embedding.0.weight",
                                                                              state.get("feature_embedding.1.weight"))
         if classifier is not None and embedding is not None and (
                 classifier.shape[0] - 1 != len(dataset.classes) or embedding.shape[0] != dataset.feature_dim):
-            raise DataError(f"{config.data_dir}: {_describe(dataset.classes, dataset.feature_dim)}, but "
+            raise DataError(f"{config.data_dir}: {describe(dataset.classes, dataset.feature_dim)}, but "
                             f"{checkpoint_path} has {classifier.shape[0] - 1} classes of {embedding.shape[0]}-d features")
         config.classes, config.num_classes, config.feature_dim = dataset.classes, len(dataset.classes), dataset.feature_dim
     model = ACMNet.from_config(config)

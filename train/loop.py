@@ -14,7 +14,7 @@ from evaluation import atomic_write, parse_range
 from ftcl import losses
 from ftcl.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from ftcl.config import Config
-from ftcl.data import DataError, in_batch_pairs, load_dataset, random_sample, release_pairs
+from ftcl.data import DataError, describe, in_batch_pairs, load_dataset, random_sample, release_pairs
 from ftcl.evaluate import evaluate_model
 from ftcl.model import ACMNet
 from ftcl.seed import seed_everything
@@ -153,9 +153,8 @@ class Trainer:
     def _adopt_dataset(self, dataset):
         cfg = self.config
         if cfg.classes and (list(cfg.classes) != dataset.classes or cfg.feature_dim != dataset.feature_dim):
-            raise DataError(f"{dataset.data_dir}: {len(dataset.classes)} classes of {dataset.feature_dim}-d features "
-                            f"({', '.join(dataset.classes[:4])}, ...), but the run was trained on "
-                            f"{len(cfg.classes)} classes of {cfg.feature_dim}-d features ({', '.join(cfg.classes[:4])}, ...)")
+            raise DataError(f"{dataset.data_dir}: {describe(dataset.classes, dataset.feature_dim)}, but the run was "
+                            f"trained on {describe(list(cfg.classes), cfg.feature_dim)}")
         cfg.classes, cfg.num_classes, cfg.feature_dim = dataset.classes, len(dataset.classes), dataset.feature_dim
         cfg.data_dir = str(Path(dataset.data_dir).resolve())
         if cfg.sample_snippets < 2 * cfg.fsd_len:
