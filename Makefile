@@ -7,32 +7,39 @@ STAMP := $(VENV)/.installed
 
 DATA ?= data/synthetic
 DEVICE ?= auto
-RUNS ?= runs
+# Runs of a data set live under runs/<its directory name>: runs/synthetic, runs/THUMOS14, ...
+RUNS ?= runs/$(notdir $(patsubst %/,%,$(DATA)))
 # On the embedded synthetic set the whole method fits in minutes on a CPU; on real data the
-# release's counts (1000 baseline epochs, 25 FTCL epochs) apply unless EPOCHS / FTCL_EPOCHS are set.
+# release's counts (500 baseline epochs, 25 FTCL epochs) apply unless EPOCHS / FTCL_EPOCHS are set.
 ifeq ($(DATA),data/synthetic)
 EPOCHS ?= 30
 FTCL_EPOCHS ?= 3
 endif
+# BASELINE_SEEDS=4 trains four baselines (seeds 0-3) and fine-tunes the best.
+BASELINE_SEEDS ?=
 
 epochs_arg = $(if $(EPOCHS),--epochs $(EPOCHS),)
 ftcl_epochs_arg = $(if $(FTCL_EPOCHS),--epochs $(FTCL_EPOCHS),)
+seeds_arg = $(if $(BASELINE_SEEDS),--seeds $(BASELINE_SEEDS),)
 
-.PHONY: install test test-gpu bench data train-baseline train-ftcl evaluate clean
+.PHONY: install test test-gpu bench bench-compare data train-baseline train-ftcl clean
 
 install: $(STAMP)
 
 # Without a CUDA driver the CPU wheel of torch is taken (it lies on local disk here); elsewhere the
 # regular wheel. The project itself is installed editable so `python -m ...` works from anywhere.
 $(STAMP): pyproject.toml
+	@echo "make install: creating $(VENV) and installing torch, triton and the project (about 1-2 minutes the first time)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
-		$(PY) -m pip install -q torch; \
+		echo "make install: GPU found: torch with CUDA"; $(PY) -m pip install -q torch; \
 	else \
-		$(PY) -m pip install -q torch==2.13.0; \
+		echo "make install: no GPU: torch 2.13.0 (CPU build)"; $(PY) -m pip install -q torch==2.13.0; \
 	fi
-	$(PY) -m pip install -q -e '.[test]'
+	@echo "make install: the project and its dependencies (pip install -e '.[test]')"
+	@$(PY) -m pip install -q -e '.[test]'
 	@touch $(STAMP)
+	@echo "make install: done; run commands with $(VENV)/bin/python, or after: source $(VENV)/bin/activate"
 
 test: install
 	$(PY) -m pytest -q
@@ -40,10 +47,14 @@ test: install
 # The kernel tests with the GPU-only ones (those skip without CUDA). On the lent GPU machines,
 # which have no package index, run `bash bench/gpu_check.sh` instead (system python3).
 test-gpu: install
-	$(PY) -m pytest -q tests/test_kernels.py tests/test_kernels_gpu.py
+	$(PY) -m pytest -q tests/test_kernels.py tests/test_kernels_gpu.py tests/test_kernels_compile.py
 
+# Benchmarks (pytest-benchmark; not part of `make test`): JSON under .benchmarks/, tables printed.
 bench: install
-	$(PY) -m bench
+	$(PY) -m bench all
+
+bench-compare: install
+	$(PY) -m pytest bench --benchmark-only --benchmark-compare
 
 # The synthetic THUMOS-like set is generated once; pass DATA=/path/to/THUMOS14 for real features.
 $(DATA)/gt.json: | install
@@ -51,14 +62,16 @@ $(DATA)/gt.json: | install
 
 data: $(if $(filter data/synthetic,$(DATA)),$(DATA)/gt.json,)
 
+# A stage whose best.pt exists is not trained again (delete its run directory to start over).
 train-baseline: install data
-	$(PY) -m train baseline --data-dir $(DATA) --run-dir $(RUNS)/baseline --device $(DEVICE) $(epochs_arg)
+	@if [ -e $(RUNS)/baseline/best.pt ]; then echo "$(RUNS)/baseline/best.pt exists: baseline not trained again"; else \
+		$(PY) -m train baseline --data-dir $(DATA) --run-dir $(RUNS)/baseline --device $(DEVICE) $(epochs_arg) $(seeds_arg); fi
 
-train-ftcl: install data
-	@test -f $(RUNS)/baseline/best.pt || $(MAKE) --no-print-directory train-baseline
-	$(PY) -m train ftcl --data-dir $(DATA) --run-dir $(RUNS)/ftcl --init $(RUNS)/baseline/best.pt \
-		--device $(DEVICE) $(ftcl_epochs_arg)
-	@echo "== baseline (ACM-Net) =="
+train-ftcl: train-baseline
+	@if [ -e $(RUNS)/ftcl/best.pt ]; then echo "$(RUNS)/ftcl/best.pt exists: FTCL not trained again"; else \
+		$(PY) -m train ftcl --data-dir $(DATA) --run-dir $(RUNS)/ftcl --init $(RUNS)/baseline/best.pt \
+		--device $(DEVICE) $(ftcl_epochs_arg); fi
+	@echo "== baseline (ACM-Net + in-batch FSD/LCS, the release's baseline) =="
 	@$(PY) -m ftcl.evaluate $(RUNS)/baseline/best.pt --device $(DEVICE)
 	@echo "== FTCL =="
 	@$(PY) -m ftcl.evaluate $(RUNS)/ftcl/best.pt --device $(DEVICE)

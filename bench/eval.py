@@ -10,6 +10,7 @@ import evaluation
 from bench.common import RESULTS_DIR, append_csv, fmt, machine, print_table, time_cpu
 from evaluation import VideoOutput
 from evaluation.proposals import ProposalConfig
+from ftcl.config import Config
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "thumos14"
 TIOU = np.round(np.arange(0.1, 1.0, 0.1), 2)
@@ -35,7 +36,7 @@ def model_like_outputs(gt, ids, seed=0, sample=750):
     outputs = {}
     for vid in ids:
         duration = gt.durations.get(vid, 120.0)
-        original = max(2, int(duration * 25 / 16))
+        original = max(2, int(duration / Config().seconds_per_snippet))
         length = min(original, sample)
         seconds = (np.arange(length) + 0.5) * duration / length
         v = gt.videos.index(vid) if vid in gt.videos else -1

@@ -62,9 +62,11 @@ def atomic_write(path, mode="w"):
 
 
 def write_json_atomic(path, obj):
-    """Write JSON to a temporary file beside path, then rename: never a half-written file."""
+    """Write JSON to a temporary file beside path, then rename: never a half-written file.
+    (json.dumps: its C encoder is several times faster than json.dump's chunked one.)"""
+    text = json.dumps(obj)
     with atomic_write(path) as f:
-        json.dump(obj, f)
+        f.write(text)
 
 
 def _read_json(path, what):

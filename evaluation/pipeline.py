@@ -3,9 +3,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evaluation.detection import evaluate_detection
-from evaluation.io import predictions_from_results, results_json
-from evaluation.proposals import ProposalConfig, t_factor, video_proposals
+from evaluation.detection import Segments, evaluate_detection
+from evaluation.io import results_json
+from evaluation.proposals import ProposalConfig, nms_groups, t_factor, video_candidates
 
 
 @dataclass
@@ -23,20 +23,46 @@ class VideoOutput:
     original_snippets: int
 
 
-def localize(outputs, classes, config=ProposalConfig()):
-    """Proposals of every video. outputs: {vid: VideoOutput}. Returns {vid: [(label, score, start, end)]}."""
-    per_video = {}
-    for vid, out in outputs.items():
+def proposals(outputs, config=ProposalConfig()):
+    """Proposals of every video, NMS run for all (video, class) groups at once.
+    outputs: {vid: VideoOutput}. Returns (video [K] index into outputs' order, label [K], score [K],
+    start [K], end [K]), by video, class, then descending score."""
+    parts = []
+    for v, out in enumerate(outputs.values()):
         factor = t_factor(out.original_snippets, out.cas.shape[0], upscale=config.upscale,
                           frames_per_snippet=config.frames_per_snippet, fps=config.fps)
-        label, score, start, end = video_proposals(out.cas, out.attention, out.video_scores, factor, config)
-        per_video[vid] = [(classes[c], s, a, b) for c, s, a, b in
-                          zip(label.tolist(), score.tolist(), start.tolist(), end.tolist())]
+        label, score, start, end = video_candidates(out.cas, out.attention, out.video_scores, factor, config)
+        parts.append((np.full(len(label), v, dtype=np.int64), label, score, start, end))
+    if not parts:
+        return tuple(np.zeros(0, dtype=dtype) for dtype in (np.int64, np.int64, float, float, float))
+    video, label, score, start, end = (np.concatenate(column) for column in zip(*parts))
+    classes = max(int(label.max()) + 1, 1) if len(label) else 1
+    kept = nms_groups(video * classes + label, start, end, score, config.nms_iou, config.fixed)
+    return video[kept], label[kept], score[kept], start[kept], end[kept]
+
+
+def localize(outputs, classes, config=ProposalConfig()):
+    """Proposals of every video. outputs: {vid: VideoOutput}. Returns {vid: [(label, score, start, end)]}."""
+    video, label, score, start, end = proposals(outputs, config)
+    ids = list(outputs)
+    per_video = {vid: [] for vid in ids}
+    rows = zip(video.tolist(), label.tolist(), score.tolist(), start.tolist(), end.tolist())
+    for v, c, s, a, b in rows:
+        per_video[ids[v]].append((classes[c], s, a, b))
     return per_video
 
 
 def evaluate_outputs(outputs, ground_truth, tiou_thresholds, config=ProposalConfig()):
     """Localize every video and score the result. Returns (DetectionResult, ActivityNet results dict)."""
-    results = results_json(localize(outputs, ground_truth.classes, config))
-    pred = predictions_from_results(results["results"], ground_truth)
-    return evaluate_detection(ground_truth.segments, pred, ground_truth.classes, tiou_thresholds), results
+    video, label, score, start, end = proposals(outputs, config)
+    ids = list(outputs)
+    # Videos outside the ground-truth subset get their own indexes (they only make false positives).
+    index = {vid: v for v, vid in enumerate(ground_truth.videos)}
+    for vid in ids:
+        index.setdefault(vid, len(index))
+    pred = Segments(video=np.array([index[vid] for vid in ids], dtype=np.int64)[video], label=label, start=start,
+                    end=end, score=score)
+    per_video = {vid: [] for vid in ids}
+    for v, c, s, a, b in zip(video.tolist(), label.tolist(), score.tolist(), start.tolist(), end.tolist()):
+        per_video[ids[v]].append((ground_truth.classes[c], s, a, b))
+    return evaluate_detection(ground_truth.segments, pred, ground_truth.classes, tiou_thresholds), results_json(per_video)

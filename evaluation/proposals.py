@@ -94,43 +94,43 @@ def oic_scores(cumsum, row, start, end, outer_ratio):
     return inner - outer
 
 
-_NMS_MATRIX_LIMIT = 4096  # proposals of one class above which NMS works row by row instead
+def nms_groups(group, start, end, score, iou_threshold, fixed=False):
+    """Greedy NMS within each group (e.g. each (video, class)); returns kept indices ordered by
+    group, then by descending score. group: [K] int; start/end/score: [K].
 
-
-def _overlaps(start, end, lengths, plus, first, others):
-    """IoU ("+plus" lengths) of proposal(s) `first` with `others`, as the release computes it."""
-    inter = np.maximum(0.0, np.minimum(end[first], end[others]) - np.maximum(start[first], start[others]) + plus)
-    union = lengths[first] + lengths[others] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    Exactly the release's loop per group (descending score, the later entry first among equal
+    scores; suppress what overlaps the best by >= iou_threshold; repeat), run for all groups at once:
+    each round keeps the best survivor of every group and removes what it suppresses, so the Python
+    loop runs as many rounds as the largest group keeps, not once per kept proposal. The release
+    measures lengths as end - start + 1 (a pixel convention, on seconds here): kept by default;
+    fixed=True uses the true temporal IoU.
+    """
+    plus = 0.0 if fixed else 1.0
+    index = np.arange(len(score))
+    order = np.lexsort((-index, -np.asarray(score, dtype=np.float64), group))
+    group, start, end = np.asarray(group)[order], np.asarray(start)[order], np.asarray(end)[order]
+    lengths = end - start + plus
+    survivors = np.arange(len(order))
+    keep = []
+    while len(survivors):
+        first = np.r_[True, group[survivors[1:]] != group[survivors[:-1]]]
+        heads = survivors[first]
+        keep.append(heads)
+        rest = survivors[~first]
+        # The head of each survivor's group: survivors are sorted by group, heads lead their runs.
+        head = heads[np.cumsum(first)[~first] - 1]
+        inter = np.maximum(0.0, np.minimum(end[head], end[rest]) - np.maximum(start[head], start[rest]) + plus)
+        union = lengths[head] + lengths[rest] - inter
+        with np.errstate(divide="ignore", invalid="ignore"):
+            iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+        survivors = rest[iou < iou_threshold]
+    kept = np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
+    return order[kept]
 
 
 def nms(start, end, score, iou_threshold, fixed=False):
-    """Greedy NMS; returns kept indices in descending score order. start/end/score: [K].
-
-    The release measures lengths as end - start + 1 (a pixel convention, on seconds here): kept by
-    default for comparable numbers; fixed=True uses the true temporal IoU. The IoU of every pair is
-    computed at once; the greedy pass then only ORs precomputed rows.
-    """
-    plus = 0.0 if fixed else 1.0
-    order = np.argsort(score, kind="stable")[::-1]  # later first among equal scores, as the release
-    start, end = start[order], end[order]
-    lengths = end - start + plus
-    count = len(order)
-    keep = []
-    if count > _NMS_MATRIX_LIMIT:
-        alive = np.arange(count)
-        while alive.size:
-            keep.append(alive[0])
-            alive = alive[1:][_overlaps(start, end, lengths, plus, alive[0], alive[1:]) < iou_threshold]
-        return order[np.asarray(keep, dtype=np.int64)]
-    suppress = _overlaps(start, end, lengths, plus, np.arange(count)[:, None], np.arange(count)[None, :]) >= iou_threshold
-    removed = np.zeros(count, dtype=bool)
-    for i in range(count):
-        if not removed[i]:
-            keep.append(i)
-            removed |= suppress[i]
-    return order[np.asarray(keep, dtype=np.int64)]
+    """Greedy NMS of one set; returns kept indices in descending score order (see nms_groups)."""
+    return nms_groups(np.zeros(len(score), dtype=np.int64), start, end, score, iou_threshold, fixed)
 
 
 def _score_runs(series, row, start, end, run_class, classes, video_scores, gamma, config, seconds_per_index):
@@ -147,18 +147,10 @@ def _score_runs(series, row, start, end, run_class, classes, video_scores, gamma
     return label, score, start * seconds_per_index, (end + 1) * seconds_per_index
 
 
-def video_proposals(cas, attention, video_scores, seconds_per_index, config=ProposalConfig()):
-    """Proposals of one video.
-
-    Args:
-        cas: [T, C] instance-branch class activation (softmax over classes + background, background
-            column dropped).
-        attention: [T] instance attention.
-        video_scores: [C] instance-branch video-level class scores.
-        seconds_per_index: see t_factor().
-    Returns:
-        (label [K] int, score [K], start [K], end [K]) in seconds, after per-class NMS.
-    """
+def video_candidates(cas, attention, video_scores, seconds_per_index, config=ProposalConfig()):
+    """Scored runs of one video before NMS, in the release's order (CAS runs by threshold, class and
+    time, then attention runs by class, threshold and time); arguments as video_proposals().
+    Returns (label [K] int, score [K], start [K], end [K]) in seconds."""
     video_scores = np.asarray(video_scores)
     classes = predicted_classes(video_scores, config.class_threshold)
     cas_up = upsample(np.asarray(cas)[:, classes], config.upscale).T  # [K, L]
@@ -190,8 +182,24 @@ def video_proposals(cas, attention, video_scores, seconds_per_index, config=Prop
         found.append(_score_runs(series, row, np.tile(start, n_cls), np.tile(end, n_cls), run_class, classes,
                                  video_scores, gamma_att, config, seconds_per_index))
 
-    label, score, start, end = (np.concatenate(parts) for parts in zip(*found))
-    kept = [idx[nms(start[idx], end[idx], score[idx], config.nms_iou, config.fixed)]
-            for idx in (np.flatnonzero(label == c) for c in classes)]
-    kept = np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
+    if not found:
+        return np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0), np.zeros(0)
+    return tuple(np.concatenate(parts) for parts in zip(*found))
+
+
+def video_proposals(cas, attention, video_scores, seconds_per_index, config=ProposalConfig()):
+    """Proposals of one video.
+
+    Args:
+        cas: [T, C] instance-branch class activation (softmax over classes + background, background
+            column dropped).
+        attention: [T] instance attention.
+        video_scores: [C] instance-branch video-level class scores.
+        seconds_per_index: see t_factor().
+    Returns:
+        (label [K] int, score [K], start [K], end [K]) in seconds, after per-class NMS, by class
+        then descending score.
+    """
+    label, score, start, end = video_candidates(cas, attention, video_scores, seconds_per_index, config)
+    kept = nms_groups(label, start, end, score, config.nms_iou, config.fixed)
     return label[kept], score[kept], start[kept], end[kept]

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.io import EvaluationInputError, GroundTruth, class_names, ground_truth_from, read_database
+from evaluation.io import EvaluationInputError, class_names, ground_truth_from, read_database
+from ftcl.config import Config
 
 
 class DataError(ValueError):
@@ -139,10 +140,12 @@ def _split_subset(videos, ids, split_file):
     return next(iter(subsets))
 
 
-def load_split(data_dir, name, classes=None, videos=None, seconds_per_snippet=16 / 25):
+def load_split(data_dir, name, classes=None, videos=None, seconds_per_snippet=None):
     """Read split `name` ("train" or "test") of a data directory, checking every file it needs.
-    seconds_per_snippet gives the duration of a video that gt.json gives none for."""
+    seconds_per_snippet gives the duration of a video that gt.json gives none for (default: the
+    Config default's)."""
     data_dir = Path(data_dir)
+    seconds_per_snippet = seconds_per_snippet or Config().seconds_per_snippet
     videos = read_ground_truth(data_dir) if videos is None else videos
     classes = class_names(videos) if classes is None else classes
     index = {c: k for k, c in enumerate(classes)}
@@ -172,7 +175,7 @@ def load_split(data_dir, name, classes=None, videos=None, seconds_per_snippet=16
                  paths=paths, feature_dim=feature_dim, subset=_split_subset(videos, ids, split_file))
 
 
-def load_dataset(data_dir, seconds_per_snippet=16 / 25, splits=("train", "test")):
+def load_dataset(data_dir, seconds_per_snippet=None, splits=("train", "test")):
     """A Dataset of a data directory; both splits share a dimension. splits=("test",) loads only
     the test split (train is then None)."""
     data_dir = Path(data_dir)

@@ -51,27 +51,58 @@ def proposal_config(config, fixed_nms=False):
                           frames_per_snippet=config.frames_per_snippet, fps=config.fps)
 
 
-@torch.no_grad()
-def model_outputs(model, split, config, device, batch_size=16, progress=False):
-    """Per-video outputs of the model on a split (uniform sampling capped at config.sample_snippets,
-    batched with zero padding). Returns {vid: VideoOutput}."""
-    model.eval()
-    outputs = {}
-    order = np.argsort(split.lengths, kind="stable")  # similar lengths together: little padding
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    for batch in tqdm(batches, desc="evaluate", disable=not progress, leave=False, file=sys.stderr):
+@dataclass
+class EvalBatch:
+    """Test videos run together: indices into the split, zero-padded features [B, T, D] (on the
+    model's device) and valid lengths [B]."""
+
+    videos: np.ndarray
+    features: torch.Tensor
+    lengths: torch.Tensor
+
+
+# Test features kept in memory between epochs up to this size (THUMOS14's 2048-d test split: ~0.6 GB).
+EVAL_CACHE_BYTES = 2 * 2**30
+
+
+def eval_batches(split, config, device, batch_size=16):
+    """The test split's uniformly sampled features in padded batches, videos of similar length
+    together (little padding), ready for model_outputs(); read once, reusable every epoch."""
+    order = np.argsort(split.lengths, kind="stable")
+    batches = []
+    for start in range(0, len(order), batch_size):
+        videos = order[start:start + batch_size]
         feats = [np.asarray(split.features(v)[uniform_sample(split.lengths[v], config.sample_snippets)],
-                            dtype=np.float32) for v in batch]
+                            dtype=np.float32) for v in videos]
         lengths = torch.tensor([len(f) for f in feats])
         padded = torch.zeros(len(feats), int(lengths.max()), feats[0].shape[1])
         for k, f in enumerate(feats):
             padded[k, :len(f)] = torch.from_numpy(f)
-        out = model(padded.to(device), lengths.to(device))
+        batches.append(EvalBatch(videos=videos, features=padded.to(device), lengths=lengths.to(device)))
+    return batches
+
+
+def eval_bytes(split, config):
+    """Bytes of the test features eval_batches() would hold."""
+    return int(np.minimum(split.lengths, max(config.sample_snippets, 2)).sum()) * split.feature_dim * 4
+
+
+@torch.inference_mode()
+def model_outputs(model, split, config, device, batch_size=16, progress=False, batches=None):
+    """Per-video outputs of the model on a split (uniform sampling capped at config.sample_snippets,
+    batched with zero padding; `batches` from eval_batches() saves reading the files again).
+    Returns {vid: VideoOutput}."""
+    model.eval()
+    outputs = {}
+    batches = batches if batches is not None else eval_batches(split, config, device, batch_size)
+    for batch in tqdm(batches, desc="evaluate", disable=not progress, leave=False, file=sys.stderr):
+        out = model(batch.features, batch.lengths, localization_only=True)
         cas = out.inst_cas[:, :, :-1].float().cpu().numpy()
         attention = out.attention[:, :, 0].float().cpu().numpy()
         scores = out.scores_inst[:, :-1].float().cpu().numpy()
-        for k, v in enumerate(batch):
-            n = int(lengths[k])
+        lengths = batch.lengths.cpu().tolist()
+        for k, v in enumerate(batch.videos):
+            n = lengths[k]
             outputs[split.ids[v]] = VideoOutput(cas=cas[k, :n], attention=attention[k, :n], video_scores=scores[k],
                                                 original_snippets=int(split.lengths[v]))
     # Split order, not batching order: ties between equal scores of different videos are broken by
@@ -89,9 +120,10 @@ def score_outputs(outputs, labels, ids, ground_truth, config, fixed_nms=False):
                       ids=list(ids), labels=labels)
 
 
-def evaluate_model(model, split, ground_truth, config, device, batch_size=16, progress=False, fixed_nms=False):
-    """Run and score a model on a split. Returns an Evaluation."""
-    outputs = model_outputs(model, split, config, device, batch_size, progress)
+def evaluate_model(model, split, ground_truth, config, device, batch_size=16, progress=False, fixed_nms=False,
+                   batches=None):
+    """Run and score a model on a split (batches: see model_outputs). Returns an Evaluation."""
+    outputs = model_outputs(model, split, config, device, batch_size, progress, batches)
     return score_outputs(outputs, split.labels, split.ids, ground_truth, config, fixed_nms)
 
 

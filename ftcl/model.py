@@ -34,7 +34,7 @@ class ModelOutput:
 
     def select(self, index):
         """The outputs of the videos picked by index (a slice, or an index tensor along the batch)."""
-        return ModelOutput(**{name: value[index] for name, value in vars(self).items()})
+        return ModelOutput(**{name: None if value is None else value[index] for name, value in vars(self).items()})
 
 
 def _topk_mean(values, k, valid):
@@ -83,9 +83,11 @@ class ACMNet(nn.Module):
                    embedding_dropout=config.embedding_dropout, topk_divisors=config.topk_divisors,
                    lcs_len=config.lcs_len, fsd_len=config.fsd_len, fc_dim=config.fc_dim)
 
-    def forward(self, features, lengths=None):
+    def forward(self, features, lengths=None, localization_only=False):
         """features: [B, T, D]; lengths: optional [B] valid snippets per video (the rest is zero
-        padding at the end; results for the valid part equal those of the unpadded video)."""
+        padding at the end; results for the valid part equal those of the unpadded video).
+        localization_only: compute only what the test-time procedure reads (scores_inst, attention,
+        inst_cas); the other fields are None."""
         batch, time, _ = features.shape
         valid = None
         if lengths is None:
@@ -106,6 +108,12 @@ class ACMNet(nn.Module):
         cas = self.snippet_cls(self.dropout(embedded * snippet_mask))  # [B, T, C+1]
 
         ks = [torch.clamp(lengths // d, min=1) for d in self.topk_divisors]
+        if localization_only:
+            inst_cas = cas * attention[:, :, :1]
+            return ModelOutput(
+                scores_inst=_topk_mean(inst_cas, ks[0], valid).softmax(dim=1), scores_cont=None, scores_back=None,
+                feat_inst=None, feat_cont=None, feat_back=None, attention=attention, inst_cas=inst_cas.softmax(dim=2),
+                lcs_candidates=None, fsd_action=None, fsd_background=None)
         branch_cas = [cas * attention[:, :, b:b + 1] for b in range(3)]
         scores = [_topk_mean(c, k, valid).softmax(dim=1) for c, k in zip(branch_cas, ks)]
 

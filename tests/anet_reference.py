@@ -127,3 +127,32 @@ def video_proposals(cas, att, video_scores, t_factor, cls_thr=0.25, scale=20, nm
             for s, e, score in oic_proposals(np.where(att_up[:, k] >= thr)[0], cas_up[:, k], 0.2):
                 found.setdefault(int(c), []).append((score, s * t_factor, (e + 1) * t_factor))
     return {c: [props[i] for i in nms(props, nms_thr, plus)] for c, props in found.items()}
+
+
+def activitynet_video_proposals(cas, att, video_scores, t_factor, cls_thr=0.10, scale=20, nms_thr=0.90):
+    """ACM-Net's ActivityNet test procedure (main_act.py), loop by loop: CAS and attention runs at
+    0.005 ... 0.02, scored on 0.7 CAS + 0.3 attention (the quantity that made the run thresholded),
+    flanks of 0.15, attention runs adding 0.25 x the class's video score; NMS at 0.9 with "+1" lengths.
+    Returns {class: [(score, start, end)]}."""
+    if video_scores.max() > cls_thr:
+        classes = np.where(video_scores > cls_thr)[0]
+    else:
+        classes = np.array([np.argmax(video_scores)])
+    cas_up = upsample(cas[:, classes], scale)  # [L, K]
+    att_up = upsample(np.repeat(att[:, None], len(classes), axis=1), scale)
+    found = {}
+    for thr in [0.005, 0.01, 0.015, 0.02]:
+        tmp = cas_up.copy()
+        tmp[tmp < thr] = 0
+        scores = 0.70 * tmp + 0.30 * att_up
+        for k, c in enumerate(classes):
+            for s, e, score in oic_proposals(np.where(tmp[:, k] >= thr)[0], scores[:, k], 0.150):
+                found.setdefault(int(c), []).append((score + 0.0 * video_scores[c], s * t_factor, (e + 1) * t_factor))
+    for thr in [0.005, 0.01, 0.015, 0.02]:
+        tmp = att_up.copy()
+        tmp[tmp < thr] = 0
+        scores = 0.70 * cas_up + 0.30 * tmp
+        for k, c in enumerate(classes):
+            for s, e, score in oic_proposals(np.where(tmp[:, k] >= thr)[0], scores[:, k], 0.150):
+                found.setdefault(int(c), []).append((score + 0.250 * video_scores[c], s * t_factor, (e + 1) * t_factor))
+    return {c: [props[i] for i in nms(props, nms_thr)] for c, props in found.items()}

@@ -219,6 +219,29 @@ def test_video_proposals_match_the_literal_release_procedure(seed):
         np.testing.assert_allclose(np.c_[score[got], start[got], end[got]], np.array(props), atol=1e-9)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_activitynet_proposals_match_acm_nets_literal_procedure(seed):
+    """The activitynet13 preset's test procedure against a transcription of ACM-Net's main_act.py,
+    on a hand-made video with low attention and CAS values around its 0.005 ... 0.02 thresholds."""
+    from ftcl.config import preset
+    from ftcl.evaluate import proposal_config
+    rng = np.random.default_rng(seed)
+    length, n_cls = 31, 6
+    cas = rng.dirichlet(np.ones(n_cls + 1) * 0.2, size=length)[:, :n_cls] * 0.05
+    att = np.clip(np.convolve(rng.random(length) * 0.04, np.ones(3) / 3, mode="same"), 0, 1)
+    video_scores = rng.dirichlet(np.ones(n_cls) * 0.4)
+    factor = prop.t_factor(140, length)
+    config = proposal_config(preset("activitynet13"))
+    label, score, start, end = prop.video_proposals(cas, att, video_scores, factor, config)
+    want = ref.activitynet_video_proposals(cas, att, video_scores, factor)
+    assert len(label) > 3 and sorted(set(label.tolist())) == sorted(want)
+    for c, props in want.items():
+        got = np.flatnonzero(label == c)
+        np.testing.assert_allclose(np.c_[score[got], start[got], end[got]], np.array(props), atol=1e-9)
+    thumos = prop.video_proposals(cas, att, video_scores, factor)
+    assert len(thumos[0]) != len(label) or not np.allclose(thumos[1], score)
+
+
 def test_video_proposals_predict_the_arg_max_class_when_none_passes():
     cas = np.tile(np.array([0.05, 0.9, 0.05]), (10, 1))
     label, *_ = prop.video_proposals(cas, np.full(10, 0.9), np.array([0.2, 0.24, 0.1]), 0.1)

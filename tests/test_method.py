@@ -255,3 +255,117 @@ def test_real_thumos_pair_set_has_the_release_counts(thumos_annotations):
             labels[v, classes.index(label)] = 1
     pairs = data.release_pairs(labels, np.random.default_rng(0))
     assert len(pairs) == 2 * 861
+
+
+def _release_max_gamma(values, gamma):
+    """The release's maxGamma (utils/net_utils.py)."""
+    z = values / gamma
+    return gamma * (z.max() + torch.log(torch.exp(z - z.max()).sum()))
+
+
+def _release_cosine(a, b):
+    return (a / a.norm(dim=1, keepdim=True)) @ (b / b.norm(dim=1, keepdim=True)).T
+
+
+def _release_fsd(a, b, gamma=0.1):
+    """The release's dp_for_fsd for one pair of candidate sets [F, D], cell by cell."""
+    half = a.shape[1] // 2
+    m, g = _release_cosine(a[:, :half], b[:, :half]), _release_cosine(a[:, half:], b[:, half:])
+    n = a.shape[0]
+    table = [[torch.zeros((), dtype=a.dtype)] * (n + 1) for _ in range(n + 1)]
+    for i in range(1, n + 1):
+        for j in range(1, n + 1):
+            neighbours = torch.stack([table[i - 1][j - 1], g[i - 1, j - 1] + table[i - 1][j],
+                                      g[i - 1, j - 1] + table[i][j - 1]])
+            table[i][j] = m[i - 1, j - 1] + _release_max_gamma(neighbours, gamma)
+    return table[n][n]
+
+
+def _release_lcs(a, b, threshold, rescale):
+    """The release's dp_for_lcs of the baseline (ACMLoss: rescaled similarity) for one pair."""
+    sim = _release_cosine(a, b).detach()
+    if rescale:
+        sim = torch.maximum(torch.zeros_like(sim), sim - 0.8) * 5
+    n, m = sim.shape
+    table = [[0.0] * (m + 1) for _ in range(n + 1)]
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            table[i][j] = (table[i - 1][j - 1] + sim[i - 1, j - 1].item() if sim[i - 1, j - 1] > threshold
+                           else max(table[i - 1][j], table[i][j - 1]))
+    return table[n][m]
+
+
+def test_in_batch_lcs_on_a_hand_computed_batch():
+    # Identical candidates give sims 1 on the diagonal -> rescaled (1 - 0.8) * 5 = 1 > 0.92: LCS 2;
+    # swapped candidates match only off the diagonal: LCS 1. Positive (0, 1), one negative with 2.
+    eye = torch.eye(2, dtype=torch.float64)
+    cands = torch.stack([eye, eye, eye.flip(0)])
+    out = _output(lcs_candidates=cands, fsd_action=torch.rand(3, 2, 4, dtype=torch.float64),
+                  fsd_background=torch.rand(3, 2, 4, dtype=torch.float64))
+    pairs, positive = data.in_batch_pairs(np.array([[1, 0], [1, 0], [0, 1]]), np.random.default_rng(0))
+    assert pairs.tolist()[0] == [0, 1] and pairs[1, 1] == 2 and positive.tolist() == [True, False]
+    config = Config(use_fsd=False)
+    pairs_t, positive_t = torch.from_numpy(pairs), torch.from_numpy(positive)
+    _, lcs_term, _ = losses.contrastive_terms(out.select(pairs_t[:, 0]), out.select(pairs_t[:, 1]), positive_t,
+                                              config, rescale_lcs=True)
+    assert lcs_term.item() == pytest.approx(1.0 - 2.0)
+
+
+def test_baseline_objective_matches_the_release_acm_loss_with_in_batch_terms():
+    """losses.in_batch_loss on a model's batch equals the release's ACMLoss (its ACM-Net terms with
+    log(p + 1e-45), then lambda_lcs (neg - pos LCS on rescaled similarities) + lambda_fsd (act-bak
+    minus act-act FSD)) computed pair by pair, and its DP values equal the naive kernels'."""
+    torch.manual_seed(2)
+    model = _model(feature_dim=10, num_classes=3, lcs_len=6, fsd_len=2, fc_dim=8).double().train()
+    labels = torch.tensor([[1, 0, 0], [1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 0, 1], [0, 1, 0], [1, 1, 0]],
+                          dtype=torch.float64)
+    out = model(torch.rand(7, 20, 10, dtype=torch.float64) * 2)
+    config = Config(lcs_threshold=0.92)
+    pairs, positive = data.in_batch_pairs(labels.numpy(), np.random.default_rng(5))
+    total, terms = losses.in_batch_loss(out, labels, torch.from_numpy(pairs), torch.from_numpy(positive), config,
+                                        log_eps=losses.RELEASE_BASELINE_LOG_EPS)
+    pos = [tuple(p) for p in pairs[positive].tolist()]
+    neg = [tuple(p) for p in pairs[~positive].tolist()]
+    assert set(pos) == {(0, 1), (0, 3), (1, 3), (2, 5)} and len(neg) == 4
+    acm, _ = losses.acm_loss(out, labels, config, log_eps=1e-45)
+    lcs_pos = np.mean([_release_lcs(out.lcs_candidates[i], out.lcs_candidates[j], 0.92, True) for i, j in pos])
+    lcs_neg = np.mean([_release_lcs(out.lcs_candidates[i], out.lcs_candidates[j], 0.92, True) for i, j in neg])
+    fsd_pos = torch.stack([_release_fsd(out.fsd_action[i], out.fsd_action[j]) for i, j in pos]).mean()
+    fsd_neg = torch.stack([_release_fsd(out.fsd_action[i], out.fsd_background[j]) for i, j in neg]).mean()
+    want = acm + 0.1 * (lcs_neg - lcs_pos) + 0.8 * (fsd_neg - fsd_pos)
+    assert total.item() == pytest.approx(want.item(), rel=1e-9, abs=1e-9)
+    assert terms["lcs"].item() == pytest.approx(lcs_neg - lcs_pos, abs=1e-9)
+    assert terms["fsd"].item() == pytest.approx((fsd_neg - fsd_pos).item(), abs=1e-9)
+    assert lcs_pos != 0 or lcs_neg != 0  # some rescaled similarity clears 0.92
+    a, b = out.select(torch.from_numpy(pairs[:, 0])), out.select(torch.from_numpy(pairs[:, 1]))
+    fsd, lcs = losses.pair_terms(a, b, torch.from_numpy(positive), config, backend="naive", rescale_lcs=True)
+    fsd_fast, lcs_fast = losses.pair_terms(a, b, torch.from_numpy(positive), config, rescale_lcs=True)
+    torch.testing.assert_close(fsd_fast, fsd)
+    torch.testing.assert_close(lcs_fast, lcs)
+    total.backward()
+    assert model.feature_trans.weight.grad is not None and model.feature_trans.weight.grad.abs().sum() > 0
+
+
+def test_time_scale_settings_reach_the_proposals():
+    """Config.fps and frames_per_snippet set the seconds of every proposal (not literal 16 / 25);
+    the true-IoU NMS keeps the same proposals at any time scale (the release's "+1" does not)."""
+    from evaluation import VideoOutput, localize
+    from ftcl.evaluate import proposal_config
+    rng = np.random.default_rng(0)
+    out = {"v": VideoOutput(cas=rng.random((30, 3)) * 0.5, attention=rng.random(30), video_scores=np.array([0.9, 0.05, 0.05]),
+                            original_snippets=60)}
+    base = localize(out, ["a", "b", "c"], proposal_config(preset("thumos14"), fixed_nms=True))["v"]
+    fast = localize(out, ["a", "b", "c"], proposal_config(preset("thumos14", fps=50), fixed_nms=True))["v"]
+    long = localize(out, ["a", "b", "c"], proposal_config(preset("thumos14", frames_per_snippet=32), fixed_nms=True))["v"]
+    assert base and len(base) == len(fast) == len(long)
+    for (_, _, s, e), (_, _, s2, e2), (_, _, s3, e3) in zip(base, fast, long):
+        assert (s2, e2) == pytest.approx((s / 2, e / 2)) and (s3, e3) == pytest.approx((2 * s, 2 * e))
+
+
+def test_localization_only_forward_equals_the_full_forward():
+    model = _model().eval()
+    x, lengths = torch.rand(3, 17, 12), torch.tensor([17, 9, 12])
+    full, light = model(x, lengths), model(x, lengths, localization_only=True)
+    for name in ("scores_inst", "attention", "inst_cas"):
+        torch.testing.assert_close(getattr(light, name), getattr(full, name), rtol=0, atol=0)
+    assert light.fsd_action is None and light.lcs_candidates is None

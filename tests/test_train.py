@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -269,3 +270,63 @@ def test_clis_report_unwritable_paths_in_one_line(tiny_data, tmp_path, capsys):
     assert code == 2 and str(blocker) in err and err.count("\n") == 1
     assert synthetic.main(["--out", str(blocker / "syn"), "--train-videos", "1", "--test-videos", "1"]) == 2
     assert str(blocker) in capsys.readouterr().err
+
+
+def test_release_checkpoint_evaluates_exactly_as_the_same_weights_saved_by_us(tiny_data, tmp_path, capsys):
+    """A release .pth ({"epoch", "model_state_dict"}) runs through ftcl.evaluate with --data-dir (the
+    preset's config) and gives exactly the mAP of the same weights in our checkpoint."""
+    run = tmp_path / "run"
+    assert train_cli.main(["baseline", "--data-dir", str(tiny_data), "--run-dir", str(run), "--epochs", "1",
+                           "--batch-size", "4", "--no-progress"]) == 0
+    ours = torch.load(run / "best.pt", weights_only=True)
+    torch.save({"epoch": 0, "model_state_dict": ours["model_state_dict"]}, tmp_path / "THUMOS_best.pth")
+    capsys.readouterr()
+    assert ftcl_evaluate.main([str(run / "best.pt"), "--json"]) == 0
+    want = json.loads(capsys.readouterr().out)
+    assert ftcl_evaluate.main([str(tmp_path / "THUMOS_best.pth"), "--data-dir", str(tiny_data), "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got == want and max(got["mAP"]) > 0
+    assert ftcl_evaluate.main([str(tmp_path / "THUMOS_best.pth")]) == 2
+    assert "give --data-dir" in capsys.readouterr().err
+
+
+def test_seeds_train_one_baseline_each_and_point_best_at_the_best(tiny_data, tmp_path, capsys):
+    run = tmp_path / "seeds"
+    code = train_cli.main(["baseline", "--data-dir", str(tiny_data), "--run-dir", str(run), "--seeds", "2",
+                           "--epochs", "1", "--sample-snippets", "32", "--batch-size", "4", "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    frame = pd.read_csv(run / "seeds.csv", dtype={"seed": str})
+    assert frame["seed"].tolist() == ["0", "1", "mean", "std"]
+    per_seed = frame.iloc[:2]["avg 0.1:0.7"].astype(float)
+    assert frame.iloc[2]["avg 0.1:0.7"] == pytest.approx(per_seed.mean())
+    assert frame.iloc[3]["avg 0.1:0.7"] == pytest.approx(per_seed.std(ddof=1))
+    best_seed = int(np.argmax(per_seed.to_numpy()))
+    assert (run / "best.pt").is_symlink() and (run / "best.pt").resolve() == (run / f"seed-{best_seed}" / "best.pt").resolve()
+    assert "| mean" in printed and f"best seed {best_seed}" in printed
+    for seed in (0, 1):
+        assert json.loads((run / f"seed-{seed}" / "config.json").read_text())["seed"] == seed
+    code = train_cli.main(["ftcl", "--data-dir", str(tiny_data), "--run-dir", str(tmp_path / "ftcl"), "--init",
+                           str(run / "best.pt"), "--epochs", "1", "--sample-snippets", "32", "--batch-size", "4",
+                           "--no-progress"])
+    assert code == 0
+    assert f"baseline run, epoch 1, test avg mAP(0.1:0.5)" in capsys.readouterr().err
+
+
+def test_activitynet_preset_end_to_end_on_an_activitynet_shaped_set(tmp_path, capsys):
+    data_dir = tmp_path / "anet"
+    assert synthetic.main(["--out", str(data_dir), "--preset", "activitynet13", "--classes", "6",
+                           "--train-videos", "24", "--test-videos", "8", "--feature-dim", "16"]) == 0
+    database = json.loads((data_dir / "gt.json").read_text())["database"]
+    assert {v["subset"] for v in database.values()} == {"training", "validation"}
+    assert max(len(v["annotations"]) for v in database.values()) <= 3
+    common = ["--preset", "activitynet13", "--epochs", "1", "--batch-size", "4", "--no-progress"]
+    assert train_cli.main(["baseline", "--data-dir", str(data_dir), "--run-dir", str(tmp_path / "b"), *common]) == 0
+    assert train_cli.main(["ftcl", "--data-dir", str(data_dir), "--run-dir", str(tmp_path / "f"), "--init",
+                           str(tmp_path / "b" / "best.pt"), *common]) == 0
+    capsys.readouterr()
+    assert ftcl_evaluate.main([str(tmp_path / "f" / "best.pt"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert list(result["average"]) == ["0.5:0.95"] and len(result["tiou"]) == 10
+    config = json.loads((tmp_path / "f" / "config.json").read_text())
+    assert config["sample_snippets"] == 75 and config["oic_score_mix"] == [0.7, 0.3] and config["nms_iou"] == 0.9

@@ -15,7 +15,7 @@ from ftcl import losses
 from ftcl.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from ftcl.config import Config
 from ftcl.data import DataError, describe, in_batch_pairs, load_dataset, random_sample, release_pairs
-from ftcl.evaluate import evaluate_model
+from ftcl.evaluate import EVAL_CACHE_BYTES, eval_batches, eval_bytes, evaluate_model
 from ftcl.model import ACMNet
 from ftcl.seed import seed_everything
 from train.loggers import EpochLoggers
@@ -149,6 +149,7 @@ class Trainer:
         self.nan_steps = 0
         self.nan_streak = 0
         self.rows = []
+        self._eval_batches = None
 
     def _adopt_dataset(self, dataset):
         cfg = self.config
@@ -257,8 +258,12 @@ class Trainer:
         return {k: v / steps for k, v in sums.items()}, correct / max(total, 1)
 
     def evaluate(self):
+        """Test-split evaluation; the sampled test features are read once and kept (on the training
+        device) while they fit in EVAL_CACHE_BYTES."""
+        if self._eval_batches is None and eval_bytes(self.test_split, self.config) <= EVAL_CACHE_BYTES:
+            self._eval_batches = eval_batches(self.test_split, self.config, self.device)
         return evaluate_model(self.model, self.test_split, self.ground_truth, self.config, self.device,
-                              progress=self.progress)
+                              progress=self.progress, batches=self._eval_batches)
 
     def run(self):
         """Train up to the configured epoch count; returns the last evaluation (or None). The caller

@@ -1,0 +1,118 @@
+"""Ahead-of-time compilation of every Triton kernel for real GPUs, on any machine (no GPU needed).
+
+`python -m bench compile [--json]` compiles fsd_fwd, fsd_bwd, lcs_fwd and lcs_bwd through Triton's
+own compiler (triton.compile(ASTSource(...), target=GPUTarget("cuda", cc, 32))) for A100 (80),
+RTX 30 (86), RTX 40 / L4 (89), H100 / H200 (90) and RTX 50 (120), over the variants the API can
+launch: HARD on / off, HAS_LENGTHS on / off, the smallest and the largest BLOCK with their
+num_warps, float32 and bfloat16 inputs. Each cubin's registers, stack, shared and local memory are
+read with the cuobjdump inside Triton's wheel. Local memory means register spills.
+
+Must run without TRITON_INTERPRET (the interpreter replaces the kernels' JIT functions).
+"""
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+TARGETS = {80: "A100", 86: "RTX 30", 89: "RTX 40 / L4", 90: "H100 / H200", 120: "RTX 50"}
+DTYPES = {"float32": "*fp32", "bfloat16": "*bf16"}
+KERNELS = ("fsd_fwd_kernel", "fsd_bwd_kernel", "lcs_fwd_kernel", "lcs_bwd_kernel")
+
+
+def _signature(kernel, dtype):
+    """Triton signature of a kernel with its input (and input-gradient) pointers of `dtype`."""
+    x = DTYPES[dtype]
+    strides = lambda prefix: {f"stride_{prefix}{axis}": "i32" for axis in "bnm"}  # noqa: E731
+    if kernel == "fsd_fwd_kernel":
+        sig = {"match_ptr": x, "gap_ptr": x, "table_ptr": "*fp32", "out_ptr": "*fp32", "len_ptr": "*i64",
+               **strides("m"), **strides("g"), "N": "i32", "M": "i32", "gamma": "fp32", "inv_gamma_log2": "fp32"}
+    elif kernel == "fsd_bwd_kernel":
+        sig = {"gap_ptr": x, "table_ptr": "*fp32", "grad_out_ptr": "*fp32", "grad_match_ptr": x, "grad_gap_ptr": x,
+               "ring_ptr": "*fp32", "len_ptr": "*i64", **strides("g"), "N": "i32", "M": "i32", "inv_gamma_log2": "fp32"}
+    elif kernel == "lcs_fwd_kernel":
+        sig = {"sim_ptr": x, "table_ptr": "*fp32", "out_ptr": "*fp32", "len_ptr": "*i64", **strides("s"), "N": "i32",
+               "M": "i32", "threshold": "fp32", "gamma": "fp32", "inv_gamma_log2": "fp32"}
+    else:
+        sig = {"sim_ptr": x, "table_ptr": "*fp32", "grad_out_ptr": "*fp32", "grad_sim_ptr": x, "ring_ptr": "*fp32",
+               "len_ptr": "*i64", **strides("s"), "N": "i32", "M": "i32", "threshold": "fp32", "inv_gamma_log2": "fp32"}
+    return {**sig, "HAS_LENGTHS": "constexpr", "HARD": "constexpr", "BLOCK": "constexpr"}
+
+
+def variants():
+    """Every (kernel, cc, dtype, hard, has_lengths, block, num_warps) the API can launch, at the
+    smallest and the largest block."""
+    from kernels.triton_dp import _MAX_BLOCK, _launch_config
+    blocks = [_launch_config(1, 1), _launch_config(_MAX_BLOCK, _MAX_BLOCK)]
+    return [(kernel, cc, dtype, hard, lengths, block, warps)
+            for kernel, cc, dtype, hard, lengths, (block, warps) in itertools.product(
+                KERNELS, TARGETS, DTYPES, (True, False), (True, False), blocks)]
+
+
+def _cuobjdump():
+    import triton
+    return Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+
+
+def compile_one(variant):
+    """Compile one variant; returns a row with the cubin's resource usage."""
+    os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from kernels import triton_dp
+    kernel, cc, dtype, hard, lengths, block, warps = variant
+    source = ASTSource(getattr(triton_dp, kernel), _signature(kernel, dtype),
+                       constexprs={"HAS_LENGTHS": lengths, "HARD": hard, "BLOCK": block})
+    compiled = triton.compile(source, target=GPUTarget("cuda", cc, 32), options={"num_warps": warps})
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "kernel.cubin"
+        path.write_bytes(compiled.asm["cubin"])
+        usage = subprocess.run([str(_cuobjdump()), "--dump-resource-usage", str(path)], capture_output=True,
+                               text=True, check=True).stdout
+    function = usage[usage.index(f"Function {kernel}"):]
+    fields = {key: int(value) for key, value in re.findall(r"(REG|STACK|SHARED|LOCAL):(\d+)", function)}
+    return {"kernel": kernel.removesuffix("_kernel"), "cc": cc, "gpu": TARGETS[cc], "dtype": dtype, "hard": hard,
+            "lengths": lengths, "block": block, "num_warps": warps, "registers": fields["REG"],
+            "stack": fields["STACK"], "shared": fields["SHARED"], "local": fields["LOCAL"]}
+
+
+def compile_all(workers=None):
+    """Rows of compile_one() over every variant, compiled in parallel processes."""
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        raise RuntimeError("ahead-of-time compilation needs TRITON_INTERPRET unset")
+    with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+        return list(pool.map(compile_one, variants()))
+
+
+def main(argv=None):
+    import pandas as pd
+
+    import triton
+    from evaluation import markdown
+    as_json = "--json" in (argv or [])
+    rows = compile_all()
+    if as_json:
+        print(json.dumps(rows))
+        return 0
+    frame = pd.DataFrame(rows)
+    print(f"# ahead-of-time compile: Triton {triton.__version__}, {len(rows)} cubins "
+          f"({len(KERNELS)} kernels x {len(TARGETS)} targets x {len(rows) // (len(KERNELS) * len(TARGETS))} variants)\n")
+    summary = frame.groupby(["kernel", "cc", "gpu"]).agg(
+        variants=("registers", "size"), registers_min=("registers", "min"), registers_max=("registers", "max"),
+        stack_max=("stack", "max"), shared_max=("shared", "max"), local_max=("local", "max")).reset_index()
+    print(markdown(summary, floatfmt="g"))
+    spills = frame[frame["local"] > 0]
+    print(f"\n{len(spills)} variants with local memory (register spills)")
+    if len(spills):
+        print(markdown(spills, floatfmt="g"))
+    return 1 if len(spills) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
