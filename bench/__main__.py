@@ -1,23 +1,47 @@
-"""python -m bench [kernels|eval|step|all]: print benchmark tables (default: all that apply here)."""
-import argparse
+"""python -m bench [kernels|eval|step|recipe|compile|all] [--scale F]: run benchmarks and print tables.
+
+kernels, eval, step and recipe run as pytest-benchmark cases (bench/bench_*.py): results are saved
+as JSON under .benchmarks/ (compare two commits with `pytest bench/bench_eval.py
+--benchmark-compare`) and as bench/results/latest-<what>.json, from which the Markdown tables are
+printed and CSV rows appended to bench/results/benchmarks.csv. `recipe --scale F` runs the whole
+recipe outside pytest (see bench/recipe.py); `compile` compiles every Triton kernel for five GPU
+generations (see bench/compile.py).
+"""
 import sys
+from pathlib import Path
+
+FILES = {"kernels": "bench_kernels.py", "eval": "bench_eval.py", "step": "bench_step.py", "recipe": "bench_recipe.py"}
+
+
+def run_pytest(what):
+    import pytest
+
+    from bench.common import RESULTS_DIR
+    from bench.report import print_report
+    here = Path(__file__).resolve().parent
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    json_path = RESULTS_DIR / f"latest-{what}.json"
+    files = [str(here / FILES[w]) for w in (FILES if what == "all" else [what]) if w != "recipe" or what == "recipe"]
+    code = pytest.main([*files, "-q", "-p", "no:cacheprovider", "--benchmark-autosave", f"--benchmark-json={json_path}",
+                        "--benchmark-columns=median,mean,rounds", "--rootdir", str(here.parent)])
+    if json_path.exists():
+        print_report(json_path)
+    return int(code)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("what", nargs="?", default="all", choices=["kernels", "eval", "step", "all"],
-                        help="which benchmark to run (default: all)")
-    args = parser.parse_args(argv)
-    if args.what in ("kernels", "all"):
-        from bench import kernels
-        kernels.main()
-    if args.what in ("eval", "all"):
-        from bench import eval as eval_bench
-        eval_bench.main()
-    if args.what in ("step", "all"):
-        from bench import step
-        step.main()
-    return 0
+    argv = list(sys.argv[1:] if argv is None else argv)
+    what = argv.pop(0) if argv and not argv[0].startswith("-") else "all"
+    if what == "compile":
+        from bench import compile as compile_bench
+        return compile_bench.main(argv)
+    if what == "recipe" and argv:
+        from bench import recipe
+        return recipe.main(argv)
+    if what not in (*FILES, "all"):
+        print(f"error: unknown benchmark {what!r}; choose kernels, eval, step, recipe, compile or all", file=sys.stderr)
+        return 2
+    return run_pytest(what)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,6 @@
-"""Timing, machine description and CSV output shared by the benchmarks."""
-import csv
+"""Machine description, GPU timing and result files shared by the benchmarks."""
 import os
 import platform
-import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -32,23 +30,36 @@ def machine():
             "date": time.strftime("%Y-%m-%d")}
 
 
-def time_cpu(fn, *, repeats=20, min_seconds=0.0, warmup=2):
-    """Median wall time of fn() in ms."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    start = time.perf_counter()
-    while len(samples) < repeats or time.perf_counter() - start < min_seconds:
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples) * 1e3
+def on_gpu():
+    return torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1"
 
 
-def time_gpu(fn):
+def synchronized(fn):
+    """fn followed by a device synchronisation (so wall-clock timers see the GPU work)."""
+    if not torch.cuda.is_available():
+        return fn
+
+    def run():
+        out = fn()
+        torch.cuda.synchronize()
+        return out
+    return run
+
+
+def gpu_ms(fn):
     """Median time of fn() in ms through triton.testing.do_bench (CUDA events, warm-up)."""
     import triton.testing
     return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+
+
+def peak_mib(fn):
+    """Peak extra GPU memory of one fn() call, MiB."""
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    fn()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - base) / 2**20
 
 
 def time_once(fn):
@@ -60,36 +71,3 @@ def time_once(fn):
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return (time.perf_counter() - t0) * 1e3
-
-
-def append_csv(path, rows):
-    """Append dict rows (one schema per file) to a CSV, with the header on first write."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists()
-    with path.open("a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
-
-
-def print_table(rows, columns):
-    """A Markdown table of the given columns."""
-    widths = [max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns]
-    print("| " + " | ".join(c.ljust(w) for c, w in zip(columns, widths)) + " |")
-    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    for r in rows:
-        print("| " + " | ".join(str(r.get(c, "")).ljust(w) for c, w in zip(columns, widths)) + " |")
-
-
-def fmt(x, digits=3):
-    if x is None or x == "":
-        return ""
-    if isinstance(x, float):
-        return f"{x:.{digits}g}" if abs(x) < 1e4 else f"{x:,.0f}"
-    return str(x)
-
-
-def cpu_threads():
-    return int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads()))

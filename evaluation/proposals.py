@@ -59,7 +59,8 @@ def upsample(values, scale):
     positions = np.arange(0, length, 1 / scale)
     if length == 1:
         return np.repeat(values, len(positions), axis=0)
-    hi = np.searchsorted(np.arange(length, dtype=np.float64), positions, side="left").clip(1, length - 1)
+    # np.searchsorted(arange(length), positions, "left") (scipy's index) is ceil() for positions >= 0.
+    hi = np.ceil(positions).astype(np.int64).clip(1, length - 1)
     lo = hi - 1
     shape = (-1,) + (1,) * (values.ndim - 1)
     return (values[hi] - values[lo]) * (positions - lo).reshape(shape) + values[lo]
@@ -71,9 +72,9 @@ def maximal_runs(mask):
     padded = np.zeros((mask.shape[0], mask.shape[1] + 2), dtype=np.int8)
     padded[:, 1:-1] = mask
     edges = np.diff(padded, axis=1)
-    row, start = np.nonzero(edges == 1)
-    _, stop = np.nonzero(edges == -1)
-    return row, start, stop - 1
+    row, col = np.nonzero(edges)
+    # Along each row, edges alternate: a run's start (+1), then its end + 1 (-1).
+    return row[0::2], col[0::2], col[1::2] - 1
 
 
 def oic_scores(cumsum, row, start, end, outer_ratio):

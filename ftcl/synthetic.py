@@ -147,14 +147,17 @@ def _check_target(out_dir):
                                  f"it is left as it is; choose another --out")
 
 
-def generate(out_dir, *, shape="thumos14", seed=0, feature_dim=256, config=None, **sizes):
+def generate(out_dir, *, shape="thumos14", seed=0, feature_dim=256, config=None, lengths=None, **sizes):
     """Write a synthetic data directory at out_dir (built beside it, then renamed into place).
 
     shape: "thumos14" or "activitynet13" (see SHAPES); sizes override a Shape's fields (num_classes,
-    train_videos, test_videos, min_length, max_length, two_class_fraction). config: the Config whose
-    snippet duration the segments use (default: the defaults). Raises SyntheticError for a target
-    that is not empty and not generated here.
+    train_videos, test_videos, min_length, max_length, two_class_fraction). lengths: optional
+    (train lengths, test lengths) in snippets, fixing the video counts and lengths (e.g. THUMOS14's
+    real ones). config: the Config whose snippet duration the segments use (default: the defaults).
+    Raises SyntheticError for a target that is not empty and not generated here.
     """
+    if lengths is not None:
+        sizes.update(train_videos=len(lengths[0]), test_videos=len(lengths[1]))
     out_dir = Path(out_dir)
     _check_target(out_dir)
     spec = Shape(**{**SHAPES[shape].__dict__, **sizes})
@@ -171,8 +174,9 @@ def generate(out_dir, *, shape="thumos14", seed=0, feature_dim=256, config=None,
         os.umask(mask)
         os.chmod(tmp, 0o777 & ~mask)
         database = {}
-        for split, subset, prefix, count in (("train", spec.subsets[0], spec.id_prefixes[0], spec.train_videos),
-                                              ("test", spec.subsets[1], spec.id_prefixes[1], spec.test_videos)):
+        for k, (split, subset, prefix, count) in enumerate((
+                ("train", spec.subsets[0], spec.id_prefixes[0], spec.train_videos),
+                ("test", spec.subsets[1], spec.id_prefixes[1], spec.test_videos))):
             (tmp / split).mkdir()
             ids = []
             for v in range(count):
@@ -182,6 +186,8 @@ def generate(out_dir, *, shape="thumos14", seed=0, feature_dim=256, config=None,
                 if spec.num_classes > 1 and rng.random() < spec.two_class_fraction:
                     classes_of_video.append(int((first + rng.integers(1, spec.num_classes)) % spec.num_classes))
                 length = int(rng.integers(spec.min_length, spec.max_length + 1))
+                if lengths is not None:
+                    length = max(int(lengths[k][v]), 12)
                 features, annotations = _video(rng, world, classes_of_video, length, feature_dim, spec.long_instances)
                 np.save(tmp / split / f"{vid}.npy", features)
                 duration = length * seconds_per_snippet + float(rng.uniform(0, seconds_per_snippet))

@@ -1,28 +1,26 @@
-"""Benchmark of the evaluation: proposals + mAP on a THUMOS14-sized test split, and the mAP CLI's
-work on ~35,000 predictions. Inputs come from ../shared/data/thumos14 when present (real ids,
-durations and instances), else from the synthetic generator's test split."""
+"""Inputs of the evaluation benchmarks: a THUMOS14-sized test split (../shared/data/thumos14 when
+present: real ids, durations and instances; else the synthetic generator's test split), model-like
+per-video outputs, and a large ActivityNet results file."""
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
 import evaluation
-from bench.common import RESULTS_DIR, append_csv, fmt, machine, print_table, time_cpu
 from evaluation import VideoOutput
-from evaluation.proposals import ProposalConfig
 from ftcl.config import Config
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "thumos14"
-TIOU = np.round(np.arange(0.1, 1.0, 0.1), 2)
+TIOU = Config().tiou
 
 
-def _ground_truth():
+def ground_truth():
     """(GroundTruth of the test subset, test video ids, source description)."""
     if (SHARED / "gt.json").is_file():
         ids = (SHARED / "split_test.txt").read_text().split()
         return evaluation.load_ground_truth(SHARED / "gt.json", "test"), ids, "THUMOS14 test annotations"
     from ftcl import synthetic
-    out = synthetic.generate(Path(tempfile.mkdtemp()) / "syn", feature_dim=4)
+    out = synthetic.generate(Path(tempfile.mkdtemp()) / "syn", feature_dim=4, test_videos=210)
     ids = (out / "split_test.txt").read_text().split()
     return evaluation.load_ground_truth(out / "gt.json", "test"), ids, "synthetic test split"
 
@@ -84,34 +82,26 @@ def many_predictions(gt, ids, count=35_000, seed=1):
     return evaluation.results_json(per_video)
 
 
-def main(csv_dir=RESULTS_DIR):
-    info = machine()
-    gt, ids, source = _ground_truth()
-    print(f"# evaluation benchmark: {info['device']}, commit {info['commit']}, {info['date']}; inputs: {source}")
-    outputs = model_like_outputs(gt, ids)
-    config = ProposalConfig()
-    per_video = evaluation.localize(outputs, gt.classes, config)
-    results = evaluation.results_json(per_video)
-    pred = evaluation.predictions_from_results(results["results"], gt)
-    detection = evaluation.evaluate_detection(gt.segments, pred, gt.classes, TIOU)
-    rows = [
-        {"stage": f"proposals ({len(ids)} videos)", "ms": time_cpu(lambda: evaluation.localize(outputs, gt.classes, config), repeats=5)},
-        {"stage": f"mAP ({len(pred)} proposals, 9 tIoUs)",
-         "ms": time_cpu(lambda: evaluation.evaluate_detection(gt.segments, pred, gt.classes, TIOU), repeats=5)},
-        {"stage": "proposals + mAP (the per-epoch evaluation)",
-         "ms": time_cpu(lambda: evaluation.evaluate_outputs(outputs, gt, TIOU, config), repeats=5)},
-    ]
-    big = many_predictions(gt, ids)
-    big_path = Path(tempfile.mkdtemp()) / "pred.json"
-    evaluation.write_json_atomic(big_path, big)
-    n_big = sum(len(v) for v in big["results"].values())
+class MemorySplit:
+    """A test split held in memory (what ftcl.evaluate reads of a Split): random non-negative
+    features of the given lengths."""
 
-    def cli_work():
-        pred_big = evaluation.load_predictions(big_path, gt)
-        evaluation.evaluate_detection(gt.segments, pred_big, gt.classes, TIOU)
+    def __init__(self, ids, lengths, feature_dim, num_classes, seed=0):
+        rng = np.random.default_rng(seed)
+        self.ids, self.lengths, self.feature_dim = list(ids), np.asarray(lengths), feature_dim
+        self.labels = np.zeros((len(ids), num_classes), dtype=np.float32)
+        self.labels[np.arange(len(ids)), rng.integers(num_classes, size=len(ids))] = 1
+        self._features = [np.abs(rng.standard_normal((n, feature_dim), dtype=np.float32)) for n in self.lengths]
 
-    rows.append({"stage": f"python -m evaluation work: read + mAP of {n_big} predictions", "ms": time_cpu(cli_work, repeats=5)})
-    print(f"\nmodel-like outputs give avg mAP(0.1:0.7) {100 * detection.average(0.1, 0.7):.1f} "
-          f"(a sanity check that proposals are realistic, not a result)\n")
-    print_table([{k: fmt(v) for k, v in r.items()} for r in rows], ["stage", "ms"])
-    append_csv(csv_dir / "eval.csv", [{**info, "inputs": source, **r} for r in rows])
+    def features(self, index):
+        return self._features[index]
+
+    def __len__(self):
+        return len(self.ids)
+
+
+def thumos_sized_split(gt, ids, feature_dim):
+    """MemorySplit of the test videos with their real THUMOS14 snippet counts (duration / 0.64 s)."""
+    seconds = Config().seconds_per_snippet
+    lengths = [max(2, int(gt.durations.get(vid, 120.0) / seconds)) for vid in ids]
+    return MemorySplit(ids, lengths, feature_dim, len(gt.classes))

@@ -1,0 +1,83 @@
+"""Benchmarks of the evaluation: the per-epoch evaluation of a THUMOS14-sized test split (model
+forward + proposals + mAP), its stages, and the mAP CLI's work on ~35,000 predictions."""
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+import evaluation
+from bench import eval_data
+from bench.common import on_gpu, synchronized
+from ftcl.config import preset
+from ftcl.evaluate import eval_batches, evaluate_model, proposal_config
+from ftcl.model import ACMNet
+
+
+@pytest.fixture(scope="module")
+def split_outputs():
+    gt, ids, source = eval_data.ground_truth()
+    return gt, ids, source, eval_data.model_like_outputs(gt, ids)
+
+
+def test_proposals(benchmark, split_outputs):
+    gt, ids, source, outputs = split_outputs
+    benchmark.extra_info.update(stage=f"proposals ({len(ids)} videos)", inputs=source)
+    benchmark.pedantic(evaluation.localize, (outputs, gt.classes, evaluation.ProposalConfig()), rounds=5, warmup_rounds=1)
+
+
+def test_map(benchmark, split_outputs):
+    gt, ids, source, outputs = split_outputs
+    _, results = evaluation.evaluate_outputs(outputs, gt, eval_data.TIOU)
+    pred = evaluation.predictions_from_results(results["results"], gt)
+    benchmark.extra_info.update(stage=f"mAP ({len(pred)} proposals, {len(eval_data.TIOU)} tIoUs)", inputs=source)
+    benchmark.pedantic(evaluation.evaluate_detection, (gt.segments, pred, gt.classes, eval_data.TIOU), rounds=5,
+                       warmup_rounds=1)
+
+
+def test_proposals_and_map(benchmark, split_outputs):
+    gt, ids, source, outputs = split_outputs
+    detection, _ = evaluation.evaluate_outputs(outputs, gt, eval_data.TIOU)
+    benchmark.extra_info.update(stage="proposals + mAP", inputs=source,
+                                sanity_avg_map=100 * detection.average(0.1, 0.7))
+    benchmark.pedantic(evaluation.evaluate_outputs, (outputs, gt, eval_data.TIOU), rounds=5, warmup_rounds=1)
+
+
+def test_per_epoch_evaluation(benchmark, split_outputs):
+    """What training runs after every epoch: model forward on the training device (test features
+    kept there), proposals and mAP, on the THUMOS14 test split's real lengths (2048-d on a GPU,
+    256-d on a CPU)."""
+    gt, ids, source, _ = split_outputs
+    device = "cuda" if on_gpu() else "cpu"
+    dim = 2048 if device == "cuda" else 256
+    split = eval_data.thumos_sized_split(gt, ids, dim)
+    config = preset("thumos14", num_classes=len(gt.classes), feature_dim=dim, classes=list(gt.classes))
+    torch.manual_seed(0)
+    model = ACMNet.from_config(config).to(device)
+    batches = eval_batches(split, config, device)
+    benchmark.extra_info.update(stage=f"per-epoch evaluation ({len(ids)} videos, {dim}-d, {device})", inputs=source)
+    run = synchronized(lambda: evaluate_model(model, split, gt, config, device, batches=batches))
+    benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+
+
+def test_cli_read_and_map(benchmark, split_outputs):
+    gt, ids, source, _ = split_outputs
+    big = eval_data.many_predictions(gt, ids)
+    path = Path(tempfile.mkdtemp()) / "pred.json"
+    evaluation.write_json_atomic(path, big)
+    count = sum(len(v) for v in big["results"].values())
+
+    def work():
+        pred = evaluation.load_predictions(path, gt)
+        evaluation.evaluate_detection(gt.segments, pred, gt.classes, eval_data.TIOU)
+
+    benchmark.extra_info.update(stage=f"python -m evaluation work: read + mAP of {count} predictions", inputs=source)
+    benchmark.pedantic(work, rounds=5, warmup_rounds=1)
+
+
+def test_write_results_json(benchmark, split_outputs):
+    gt, ids, source, outputs = split_outputs
+    _, results = evaluation.evaluate_outputs(outputs, gt, eval_data.TIOU, proposal_config(preset("thumos14")))
+    path = Path(tempfile.mkdtemp()) / "results.json"
+    benchmark.extra_info.update(stage="write results.json", inputs=source)
+    benchmark.pedantic(evaluation.write_json_atomic, (path, results), rounds=5, warmup_rounds=1)

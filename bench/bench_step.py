@@ -1,0 +1,58 @@
+"""Benchmark of one training step: FTCL (16 pairs) against ACM-Net on the same 32 videos, and the
+release's baseline step (ACM-Net + in-batch FSD / LCS). Forward, backward and optimizer step at the
+release's sizes on a GPU (750 snippets x 2048-d); on a CPU at the synthetic set's 256-d."""
+import numpy as np
+import pytest
+import torch
+
+from bench.common import gpu_ms, on_gpu, synchronized
+from ftcl import losses
+from ftcl.config import preset
+from ftcl.data import in_batch_pairs
+from ftcl.model import ACMNet
+
+DEVICE = "cuda" if on_gpu() else "cpu"
+DIM = 2048 if DEVICE == "cuda" else 256
+
+
+def _steps(device, feature_dim, pairs=16, snippets=750, num_classes=20):
+    config = preset("thumos14", feature_dim=feature_dim, num_classes=num_classes)
+    torch.manual_seed(0)
+    model = ACMNet.from_config(config).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    gen = torch.Generator(device=device).manual_seed(0)
+    x = torch.relu(torch.randn(2 * pairs, snippets, feature_dim, generator=gen, device=device))
+    classes = torch.randint(0, num_classes, (2 * pairs,), generator=gen, device=device)
+    classes[pairs:pairs + pairs // 2] = classes[:pairs // 2]  # half of the pairs positive
+    labels = torch.nn.functional.one_hot(classes, num_classes).float()
+
+    def step(loss):
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def acm_step():
+        step(losses.acm_loss(model(x), labels, config)[0])
+
+    def ftcl_step():
+        out = model(x)
+        a, b = out.select(slice(0, pairs)), out.select(slice(pairs, None))
+        step(losses.ftcl_loss(a, b, labels[:pairs], labels[pairs:], config)[0])
+
+    batch_pairs, positive = in_batch_pairs(labels[:16].cpu().numpy(), np.random.default_rng(0))
+    batch_pairs, positive = torch.from_numpy(batch_pairs).to(device), torch.from_numpy(positive).to(device)
+
+    def baseline_step():
+        step(losses.in_batch_loss(model(x[:16]), labels[:16], batch_pairs, positive, config,
+                                  log_eps=losses.RELEASE_BASELINE_LOG_EPS)[0])
+
+    return {"acm-32-videos": acm_step, "ftcl-16-pairs": ftcl_step, "release-baseline-16-videos": baseline_step}
+
+
+@pytest.mark.parametrize("step", ["acm-32-videos", "ftcl-16-pairs", "release-baseline-16-videos"])
+def test_training_step(benchmark, step):
+    run = _steps(DEVICE, DIM)[step]
+    benchmark.extra_info.update(step=step, device=DEVICE, feature_dim=DIM, snippets=750)
+    if DEVICE == "cuda":
+        benchmark.extra_info["gpu_ms"] = gpu_ms(run)
+    benchmark.pedantic(synchronized(run), rounds=10 if DEVICE == "cuda" else 5, warmup_rounds=1)

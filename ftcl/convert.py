@@ -1,0 +1,196 @@
+"""python -m ftcl.convert wtalc SRC_DIR DST_DIR [--name Thumos14reduced]
+
+Converts W-TALC-format features (what CO2-Net, DELU, ASM-Loc and most WSAL code since 2018 read) to
+this project's layout, so every command works on them unchanged:
+
+    SRC_DIR/<Name>-I3D-JOINTFeatures.npy    object array: one [T, 2048] array per video
+    SRC_DIR/<Name>-Annotations/             videoname.npy, classlist.npy, subset.npy, segments.npy,
+                                            labels.npy, duration.npy (labels_all.npy, fps files and
+                                            Ambiguous_test.txt are not needed)
+ -> DST_DIR/gt.json, split_train.txt, split_test.txt, train/<vid>.npy, test/<vid>.npy
+
+Thumos14reduced: subset "validation" is the train split, "test" the test split; ActivityNet1.2:
+"training" and "validation". The object arrays are pickles: they are read with a restricted
+unpickler that admits numpy arrays, dtypes and strings only. DST_DIR is built beside itself and
+renamed into place; bad input is one line naming the file and the video, and nothing is left behind.
+"""
+import io
+import json
+import os
+import pickle
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from numpy.lib import format as npy_format
+
+from evaluation import cli
+from ftcl.config import Config
+
+SUBSETS = {"Thumos14reduced": ("validation", "test"), "ActivityNet1.2": ("training", "validation")}
+ANNOTATION_FILES = ("videoname", "classlist", "subset", "segments", "labels", "duration")
+
+
+class ConvertError(ValueError):
+    """Input the converter refuses; the message is one line naming the file (and video)."""
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays of numbers, strings and nested lists / arrays, and nothing else: any
+    other global (a function, a class) raises, so a crafted file cannot run code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+               ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused global {module}.{name}")
+        return super().find_class(module, name)
+
+
+def load_npy(path):
+    """A .npy file; object arrays through the restricted unpickler. Any problem is a ConvertError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConvertError(f"{path}: file not found")
+    try:
+        with path.open("rb") as f:
+            version = npy_format.read_magic(f)
+            header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+            shape, fortran, dtype = header(f)
+            if not dtype.hasobject:
+                return np.load(path, allow_pickle=False)
+            array = _NumpyOnlyUnpickler(io.BufferedReader(f), encoding="latin1").load()
+    except pickle.UnpicklingError as err:
+        raise ConvertError(f"{path}: not loaded ({err}); only numpy arrays, dtypes and strings are admitted") from None
+    except (ValueError, OSError, EOFError, TypeError, AttributeError, ImportError, IndexError, KeyError) as err:
+        raise ConvertError(f"{path}: not a readable .npy file ({err.__class__.__name__})") from None
+    if not isinstance(array, np.ndarray):
+        raise ConvertError(f"{path}: holds a {type(array).__name__}, not a numpy array")
+    return array
+
+
+def _text(value):
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _read_source(src, name):
+    """Features and annotation arrays of a W-TALC directory, checked for matching lengths."""
+    src = Path(src)
+    if not src.is_dir():
+        raise ConvertError(f"{src}: source directory not found")
+    ann_dir = src / f"{name}-Annotations"
+    features_path = src / f"{name}-I3D-JOINTFeatures.npy"
+    arrays = {key: load_npy(ann_dir / f"{key}.npy") for key in ANNOTATION_FILES}
+    features = load_npy(features_path)
+    count = len(arrays["videoname"])
+    for key, array in [*arrays.items(), ("features", features)]:
+        if key != "classlist" and len(array) != count:
+            where = features_path if key == "features" else ann_dir / f"{key}.npy"
+            raise ConvertError(f"{where}: {len(array)} entries, but videoname.npy names {count} videos")
+    return arrays, features, ann_dir, features_path
+
+
+def convert_wtalc(src, dst, name="Thumos14reduced", config=None):
+    """Write DST in this project's layout from a W-TALC directory. Returns a summary dict."""
+    if name not in SUBSETS:
+        raise ConvertError(f"--name {name!r}: unknown; choose {' or '.join(SUBSETS)}")
+    dst = Path(dst)
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
+        raise ConvertError(f"{dst}: exists and is not an empty directory; choose another DST_DIR")
+    arrays, features, ann_dir, features_path = _read_source(src, name)
+    seconds_per_snippet = (config or Config()).seconds_per_snippet
+    train_subset, test_subset = SUBSETS[name]
+    classes = [_text(c) for c in arrays["classlist"]]
+    database, splits = {}, {"train": [], "test": []}
+    entries = []
+    for k, raw_vid in enumerate(arrays["videoname"]):
+        vid = _text(raw_vid)
+        subset = _text(arrays["subset"][k])
+        if subset not in (train_subset, test_subset):
+            raise ConvertError(f"{ann_dir / 'subset.npy'}: video {vid} has subset {subset!r}; {name} has "
+                               f"{train_subset!r} and {test_subset!r}")
+        feats = features[k]
+        if not isinstance(feats, np.ndarray) or feats.ndim != 2 or feats.dtype.kind != "f" or len(feats) < 1:
+            raise ConvertError(f"{features_path}: video {vid}: features must be a [T, D] float array, got "
+                               f"{getattr(feats, 'shape', type(feats).__name__)}")
+        try:
+            duration = float(arrays["duration"][k])
+        except (TypeError, ValueError):
+            raise ConvertError(f"{ann_dir / 'duration.npy'}: video {vid}: duration {arrays['duration'][k]!r} "
+                               f"is not a number") from None
+        segments, labels = list(arrays["segments"][k]), list(arrays["labels"][k])
+        if len(segments) != len(labels):
+            raise ConvertError(f"{ann_dir / 'segments.npy'}: video {vid}: {len(segments)} segments but "
+                               f"{len(labels)} labels in labels.npy")
+        # A segment may end up to one snippet past the stated duration (rounding in the source).
+        limit = max(duration, len(feats) * seconds_per_snippet) + seconds_per_snippet
+        annotations = []
+        for segment, label in zip(segments, labels):
+            label = _text(label)
+            if label not in classes:
+                raise ConvertError(f"{ann_dir / 'labels.npy'}: video {vid}: label {label!r} is not in classlist.npy")
+            try:
+                start, end = (float(x) for x in segment)
+            except (TypeError, ValueError):
+                raise ConvertError(f"{ann_dir / 'segments.npy'}: video {vid}: segment {segment!r} is not "
+                                   f"[start, end]") from None
+            if not (0 <= start <= end <= limit):
+                raise ConvertError(f"{ann_dir / 'segments.npy'}: video {vid}: segment [{start:g}, {end:g}] lies "
+                                   f"outside the video (0 to {duration:g} s)")
+            annotations.append({"segment": [start, end], "label": label})
+        split = "train" if subset == train_subset else "test"
+        database[vid] = {"subset": subset, "duration": duration, "annotations": annotations}
+        splits[split].append(vid)
+        entries.append((split, vid, feats))
+    if len(database) != len(entries):
+        raise ConvertError(f"{ann_dir / 'videoname.npy'}: a video name appears twice")
+    if not splits["train"] or not splits["test"]:
+        raise ConvertError(f"{ann_dir / 'subset.npy'}: no {'train' if not splits['train'] else 'test'} videos")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
+    try:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)
+        for split in splits:
+            (tmp / split).mkdir()
+            (tmp / f"split_{split}.txt").write_text("\n".join(splits[split]) + "\n")
+        for split, vid, feats in entries:
+            np.save(tmp / split / f"{vid}.npy", feats)
+        (tmp / "gt.json").write_text(json.dumps({"version": f"converted from W-TALC {name}", "database": database}))
+        if dst.exists():
+            dst.rmdir()
+        os.replace(tmp, dst)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"videos": len(entries), "train": len(splits["train"]), "test": len(splits["test"]),
+            "classes": len({a["label"] for v in database.values() for a in v["annotations"]}),
+            "feature_dim": int(entries[0][2].shape[1])}
+
+
+def main(argv=None):
+    parser = cli.parser("python -m ftcl.convert", __doc__)
+    sub = parser.add_subparsers(dest="format", required=True)
+    wtalc = sub.add_parser("wtalc", help="W-TALC features and annotations (Thumos14reduced, ActivityNet1.2)")
+    wtalc.add_argument("src", help="directory holding <Name>-I3D-JOINTFeatures.npy and <Name>-Annotations/")
+    wtalc.add_argument("dst", help="new directory to write (this project's layout)")
+    wtalc.add_argument("--name", default="Thumos14reduced", choices=sorted(SUBSETS))
+    args = parser.parse_args(argv)
+    try:
+        summary = convert_wtalc(args.src, args.dst, args.name)
+    except (ConvertError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    preset = "thumos14" if args.name == "Thumos14reduced" else "activitynet12"
+    print(f"wrote {args.dst}: {summary['train']} train and {summary['test']} test videos, {summary['classes']} classes, "
+          f"{summary['feature_dim']}-d features; train with --data-dir {args.dst} --preset {preset}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

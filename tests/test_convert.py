@@ -1,0 +1,144 @@
+"""python -m ftcl.convert wtalc: W-TALC directories (built here) to this project's layout."""
+import io
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from ftcl import convert
+from ftcl.data import load_dataset
+from tests.conftest import SHARED_THUMOS
+
+
+def _object_array(items):
+    out = np.empty(len(items), dtype=object)
+    for k, item in enumerate(items):
+        out[k] = item
+    return out
+
+
+def _source_videos(rng):
+    """(name, subset, duration, [(label, start, end)]) of the videos to write: THUMOS14's real test
+    and validation annotations when ../shared is here (a slice of them), else generated ones."""
+    if (SHARED_THUMOS / "gt.json").is_file():
+        database = json.loads((SHARED_THUMOS / "gt.json").read_text())["database"]
+        picked = [vid for vid in database if database[vid]["annotations"]]
+        picked = ([v for v in picked if database[v]["subset"] == "validation"][:10]
+                  + [v for v in picked if database[v]["subset"] == "test"][:10])
+        return [(vid, database[vid]["subset"], database[vid]["duration"],
+                 [(a["label"], *a["segment"]) for a in database[vid]["annotations"]]) for vid in picked]
+    videos = []
+    for k in range(16):
+        duration = float(rng.uniform(30, 90))
+        starts = np.sort(rng.uniform(0, duration - 5, 3))
+        anns = [(f"Class{rng.integers(4)}", float(s), float(s + rng.uniform(1, 4))) for s in starts]
+        videos.append((f"video_{k:03d}", "validation" if k < 10 else "test", duration, anns))
+    return videos
+
+
+def write_wtalc(root, videos, name="Thumos14reduced", rng=None, bytes_names=True):
+    """A W-TALC directory (features of 0.64 s snippets, 16-d) for the given videos."""
+    rng = rng or np.random.default_rng(0)
+    ann = root / f"{name}-Annotations"
+    ann.mkdir(parents=True)
+    classes = sorted({label for v in videos for label, _, _ in v[3]})
+    encode = (lambda s: s.encode()) if bytes_names else (lambda s: s)
+    features = _object_array([rng.random((max(2, int(v[2] / 0.64)), 16), dtype=np.float32) for v in videos])
+    arrays = {
+        "videoname": np.array([encode(v[0]) for v in videos]),
+        "classlist": np.array([encode(c) for c in classes]),
+        "subset": np.array([encode(v[1]) for v in videos]),
+        "segments": _object_array([[[s, e] for _, s, e in v[3]] for v in videos]),
+        "labels": _object_array([[label for label, _, _ in v[3]] for v in videos]),
+        "labels_all": _object_array([sorted({label for label, _, _ in v[3]}) for v in videos]),
+        "duration": np.array([v[2] for v in videos]),
+    }
+    for key, array in arrays.items():
+        np.save(ann / f"{key}.npy", array, allow_pickle=True)
+    np.save(root / f"{name}-I3D-JOINTFeatures.npy", features, allow_pickle=True)
+    (ann / "Ambiguous_test.txt").write_text("")
+    return features
+
+
+@pytest.fixture
+def source(tmp_path):
+    videos = _source_videos(np.random.default_rng(0))
+    features = write_wtalc(tmp_path / "src", videos)
+    return tmp_path / "src", videos, features
+
+
+def test_round_trip_keeps_annotations_and_features(source, tmp_path):
+    src, videos, features = source
+    assert convert.main(["wtalc", str(src), str(tmp_path / "dst")]) == 0
+    dst = tmp_path / "dst"
+    database = json.loads((dst / "gt.json").read_text())["database"]
+    for k, (vid, subset, duration, anns) in enumerate(videos):
+        entry = database[vid]
+        assert entry["subset"] == subset and entry["duration"] == pytest.approx(duration)
+        assert [(a["label"], *a["segment"]) for a in entry["annotations"]] == [(label, float(s), float(e))
+                                                                                for label, s, e in anns]
+        split = "train" if subset == "validation" else "test"
+        assert vid in (dst / f"split_{split}.txt").read_text().split()
+        buffer = io.BytesIO()
+        np.save(buffer, features[k])
+        assert (dst / split / f"{vid}.npy").read_bytes() == buffer.getvalue()
+    dataset = load_dataset(dst)
+    assert dataset.feature_dim == 16 and len(dataset.train) + len(dataset.test) == len(videos)
+
+
+def test_activitynet12_subsets(tmp_path):
+    videos = [(f"v_{k}", "training" if k < 3 else "validation", 50.0, [("Archery", 1.0, 20.0)]) for k in range(5)]
+    write_wtalc(tmp_path / "src", videos, name="ActivityNet1.2", bytes_names=False)
+    assert convert.main(["wtalc", str(tmp_path / "src"), str(tmp_path / "dst"), "--name", "ActivityNet1.2"]) == 0
+    assert (tmp_path / "dst" / "split_train.txt").read_text().split() == ["v_0", "v_1", "v_2"]
+    assert (tmp_path / "dst" / "split_test.txt").read_text().split() == ["v_3", "v_4"]
+
+
+def _evil_pickle(path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > /dev/null",))
+
+    with path.open("wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "|O", "fortran_order": False, "shape": (1,)})
+        pickle.dump([Evil()], f)
+
+
+def _mutate(name, array_fn=None):
+    def mutate(src):
+        path = src / "Thumos14reduced-Annotations" / f"{name}.npy"
+        array = np.load(path, allow_pickle=True)
+        np.save(path, array_fn(array), allow_pickle=True)
+    return mutate
+
+
+BREAKAGES = [
+    (lambda src: (src / "Thumos14reduced-Annotations" / "segments.npy").unlink(), "segments.npy: file not found"),
+    (_mutate("duration", lambda a: a[:-1]), "duration.npy: "),
+    (_mutate("subset", lambda a: np.array([b"holdout"] + list(a[1:]))), "has subset 'holdout'"),
+    (_mutate("segments", lambda a: _object_array([[[0.0, 1e6]] * len(a[0])] + list(a[1:]))), "lies outside the video"),
+    (_mutate("labels", lambda a: _object_array([["NoSuchClass"] * len(a[0])] + list(a[1:]))),
+     "label 'NoSuchClass' is not in classlist.npy"),
+    (lambda src: _evil_pickle(src / "Thumos14reduced-Annotations" / "labels.npy"), "refused global"),
+]
+
+
+@pytest.mark.parametrize("breakage,message", BREAKAGES)
+def test_bad_sources_are_one_line_errors_and_leave_nothing(source, tmp_path, capsys, breakage, message):
+    src, videos, _ = source
+    breakage(src)
+    assert convert.main(["wtalc", str(src), str(tmp_path / "dst")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and message in err, err
+    assert not (tmp_path / "dst").exists() and not list(tmp_path.glob(".dst.*"))
+
+
+def test_destination_must_be_new(source, tmp_path, capsys):
+    src, _, _ = source
+    (tmp_path / "dst").mkdir()
+    (tmp_path / "dst" / "keep.txt").write_text("x")
+    assert convert.main(["wtalc", str(src), str(tmp_path / "dst")]) == 2
+    assert "not an empty directory" in capsys.readouterr().err
+    assert (tmp_path / "dst" / "keep.txt").read_text() == "x"
