@@ -194,9 +194,27 @@ def test_evaluate_cli_outputs_round_trip_and_plots(tiny_data, tmp_path, capsys):
     ckpt = tmp_path / "run" / "last.pt"
     assert ftcl_evaluate.main([str(ckpt), "--json", "--save-outputs", str(tmp_path / "out.npz"),
                                "--plot", str(tmp_path / "plots")]) == 0
-    direct = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    direct = json.loads(captured.out)
     assert (tmp_path / "run" / "last.pt.results.json").is_file()
-    assert len(list((tmp_path / "plots").glob("*.png"))) == 4
+    plotted = sorted(p.stem for p in (tmp_path / "plots").glob("*.png"))
+    assert len(plotted) == 4
+    # One line per file written: results, outputs, each plot.
+    for path in [tmp_path / "run" / "last.pt.results.json", tmp_path / "out.npz",
+                 *sorted((tmp_path / "plots").glob("*.png"))]:
+        assert f"wrote {path}" in captured.err
+    # Default: the first two test videos and the two with the lowest recall@0.5.
+    ids = (tiny_data / "split_test.txt").read_text().split()
+    assert set(ids[:2]) <= set(plotted)
+    result = ftcl_evaluate.load_outputs(tmp_path / "out.npz")
+    picked = ids[4:6]
+    assert ftcl_evaluate.main([str(ckpt), "--json", "--plot", str(tmp_path / "picked"), "--plot-videos",
+                               ",".join(picked)]) == 0
+    capsys.readouterr()
+    assert sorted(p.stem for p in (tmp_path / "picked").glob("*.png")) == sorted(picked)
+    assert ftcl_evaluate.main([str(ckpt), "--plot", str(tmp_path / "bad"), "--plot-videos", "nope"]) == 2
+    assert "--plot-videos: nope is not a test video" in capsys.readouterr().err
+    assert result[1] == ids
     assert ftcl_evaluate.main(["--from-outputs", str(tmp_path / "out.npz"), "--json",
                                "--out", str(tmp_path / "again.json")]) == 0
     assert json.loads(capsys.readouterr().out) == direct
