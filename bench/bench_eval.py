@@ -37,10 +37,10 @@ def test_map(benchmark, split_outputs):
 
 def test_proposals_and_map(benchmark, split_outputs):
     gt, ids, source, outputs = split_outputs
-    detection, _ = evaluation.evaluate_outputs(outputs, gt, eval_data.TIOU)
+    detection, _ = evaluation.score_proposals(outputs, gt, eval_data.TIOU)
     benchmark.extra_info.update(stage="proposals + mAP", inputs=source,
                                 sanity_avg_map=100 * detection.average(0.1, 0.7))
-    benchmark.pedantic(evaluation.evaluate_outputs, (outputs, gt, eval_data.TIOU), rounds=5, warmup_rounds=1)
+    benchmark.pedantic(evaluation.score_proposals, (outputs, gt, eval_data.TIOU), rounds=5, warmup_rounds=1)
 
 
 def test_per_epoch_evaluation(benchmark, split_outputs):

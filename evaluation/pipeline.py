@@ -52,17 +52,42 @@ def localize(outputs, classes, config=ProposalConfig()):
     return per_video
 
 
-def evaluate_outputs(outputs, ground_truth, tiou_thresholds, config=ProposalConfig()):
-    """Localize every video and score the result. Returns (DetectionResult, ActivityNet results dict)."""
-    video, label, score, start, end = proposals(outputs, config)
+@dataclass
+class Detections:
+    """Every video's proposals as arrays: ids (the videos, in outputs' order); video [K] (index into
+    ids), label [K], score [K], start [K], end [K] seconds; by video, class, descending score."""
+
+    ids: list
+    video: np.ndarray
+    label: np.ndarray
+    score: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+
+    def results_json(self, classes):
+        """The ActivityNet results object ({"results": {vid: [{"label", "score", "segment"}]}})."""
+        per_video = {vid: [] for vid in self.ids}
+        rows = zip(self.video.tolist(), self.label.tolist(), self.score.tolist(), self.start.tolist(), self.end.tolist())
+        for v, c, s, a, b in rows:
+            per_video[self.ids[v]].append((classes[c], s, a, b))
+        return results_json(per_video)
+
+
+def score_proposals(outputs, ground_truth, tiou_thresholds, config=ProposalConfig()):
+    """Localize every video and score the result without building the results JSON (what each
+    training epoch needs). Returns (DetectionResult, Detections)."""
     ids = list(outputs)
+    detections = Detections(ids, *proposals(outputs, config))
     # Videos outside the ground-truth subset get their own indexes (they only make false positives).
     index = {vid: v for v, vid in enumerate(ground_truth.videos)}
     for vid in ids:
         index.setdefault(vid, len(index))
-    pred = Segments(video=np.array([index[vid] for vid in ids], dtype=np.int64)[video], label=label, start=start,
-                    end=end, score=score)
-    per_video = {vid: [] for vid in ids}
-    for v, c, s, a, b in zip(video.tolist(), label.tolist(), score.tolist(), start.tolist(), end.tolist()):
-        per_video[ids[v]].append((ground_truth.classes[c], s, a, b))
-    return evaluate_detection(ground_truth.segments, pred, ground_truth.classes, tiou_thresholds), results_json(per_video)
+    pred = Segments(video=np.array([index[vid] for vid in ids], dtype=np.int64)[detections.video],
+                    label=detections.label, start=detections.start, end=detections.end, score=detections.score)
+    return evaluate_detection(ground_truth.segments, pred, ground_truth.classes, tiou_thresholds), detections
+
+
+def evaluate_outputs(outputs, ground_truth, tiou_thresholds, config=ProposalConfig()):
+    """Localize every video and score the result. Returns (DetectionResult, ActivityNet results dict)."""
+    detection, detections = score_proposals(outputs, ground_truth, tiou_thresholds, config)
+    return detection, detections.results_json(ground_truth.classes)

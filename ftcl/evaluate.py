@@ -7,6 +7,7 @@ preset's tIoUs plus the video classification mAP. The training loop calls the sa
 its per-epoch evaluation. --save-outputs / --from-outputs store per-video model outputs and
 re-evaluate them without the model. Every file written is named on stderr, one line each.
 """
+import functools
 import json
 import sys
 import zipfile
@@ -28,15 +29,22 @@ from ftcl.seed import resolve_device
 
 @dataclass
 class Evaluation:
-    """detection: evaluation.DetectionResult; classification_map: float; results: ActivityNet dict;
-    outputs: {vid: VideoOutput}; ids: V video ids; labels: [V, C] in the order of ids."""
+    """detection: evaluation.DetectionResult; classification_map: float; detections: the proposals
+    (evaluation.pipeline.Detections); outputs: {vid: VideoOutput}; ids: V video ids; labels: [V, C]
+    in the order of ids; classes: the ground truth's class names. `results` (the ActivityNet results
+    dict) is built on first use: a training epoch never needs it."""
 
     detection: object
     classification_map: float
-    results: dict
+    detections: object
     outputs: dict
     ids: list
     labels: np.ndarray
+    classes: list
+
+    @functools.cached_property
+    def results(self):
+        return self.detections.results_json(self.classes)
 
     def to_dict(self):
         return {**self.detection.to_dict(), "classification_mAP": self.classification_map}
@@ -112,12 +120,12 @@ def model_outputs(model, split, config, device, batch_size=16, progress=False, b
 
 def score_outputs(outputs, labels, ids, ground_truth, config, fixed_nms=False):
     """Detection and classification mAP of saved outputs. labels: [V, C] in the order of ids."""
-    detection, results = evaluation.evaluate_outputs(outputs, ground_truth, config.tiou,
+    detection, detections = evaluation.score_proposals(outputs, ground_truth, config.tiou,
                                                      proposal_config(config, fixed_nms))
     scores = np.stack([outputs[v].video_scores for v in ids])
     cls_map = evaluation.classification_map(labels, scores, list(ground_truth.classes))
-    return Evaluation(detection=detection, classification_map=cls_map, results=results, outputs=outputs,
-                      ids=list(ids), labels=labels)
+    return Evaluation(detection=detection, classification_map=cls_map, detections=detections, outputs=outputs,
+                      ids=list(ids), labels=labels, classes=list(ground_truth.classes))
 
 
 def evaluate_model(model, split, ground_truth, config, device, batch_size=16, progress=False, fixed_nms=False,

@@ -395,3 +395,14 @@ def test_loggers_are_optional_and_log_every_scalar(tiny_data, tmp_path, capsys, 
     rows = _rows(run / "metrics.csv")
     assert dict((t, v) for t, v, s in logged["tb"] if s == 2)["loss/inst"] == pytest.approx(float(rows[1]["inst"]), rel=1e-5)
     assert logged["init"]["config"]["epochs"] == 2
+
+
+def test_training_batches_from_the_feature_cache_equal_those_read_from_files(tiny_data):
+    from train.loop import TrainFeatures, _sampled_batch
+    split = load_dataset(tiny_data).train
+    cache = TrainFeatures(split, "cpu")
+    videos = np.array([3, 0, 17, 5])
+    for count in (16, 32, 64):  # shorter and longer than the videos (20-40 snippets)
+        from_files = _sampled_batch(split, videos, count, np.random.default_rng(count))
+        from_cache = _sampled_batch(split, videos, count, np.random.default_rng(count), cache)
+        assert from_files.shape == (4, count, 16) and torch.equal(from_files, from_cache)

@@ -27,11 +27,29 @@ class TrainingStopped(RuntimeError):
     """The run cannot go on (e.g. no finite step); the message says why and where."""
 
 
-def _sampled_batch(split, videos, count, rng):
-    """[B, count, D] float32 tensor of the videos' randomly sampled snippets."""
-    return torch.from_numpy(np.stack([
-        np.asarray(split.features(v)[random_sample(split.lengths[v], count, rng)], dtype=np.float32)
-        for v in videos]))
+class TrainFeatures:
+    """A split's features read once into one [sum T, D] float32 tensor on the training device, so a
+    step gathers its snippets there instead of reading files and copying to the device."""
+
+    def __init__(self, split, device):
+        rows = [np.asarray(split.features(v), dtype=np.float32) for v in range(len(split))]
+        self.offsets = np.concatenate([[0], np.cumsum([len(r) for r in rows])[:-1]]).astype(np.int64)
+        self.table = torch.from_numpy(np.concatenate(rows)).to(device)
+
+    @staticmethod
+    def fits(split, limit):
+        return int(split.lengths.sum()) * split.feature_dim * 4 <= limit
+
+
+def _sampled_batch(split, videos, count, rng, cache=None, device="cpu"):
+    """[B, count, D] float32 tensor (on device) of the videos' randomly sampled snippets; the same
+    draws from rng whether the features come from the files or from a TrainFeatures cache."""
+    indices = [random_sample(split.lengths[v], count, rng) for v in videos]
+    if cache is not None:
+        rows = torch.from_numpy(np.concatenate([cache.offsets[v] + idx for v, idx in zip(videos, indices)]))
+        return cache.table[rows.to(cache.table.device)].view(len(videos), count, -1)
+    return torch.from_numpy(np.stack([np.asarray(split.features(v)[idx], dtype=np.float32)
+                                      for v, idx in zip(videos, indices)])).to(device)
 
 
 def _all_correct(scores, labels, threshold):
@@ -62,9 +80,8 @@ def _release_pair_batches(trainer):
 
 
 def _video_forward(trainer, videos):
-    cfg, split = trainer.config, trainer.train_split
-    labels = torch.from_numpy(split.labels[videos]).to(trainer.device)
-    out = trainer.model(_sampled_batch(split, videos, cfg.sample_snippets, trainer.rng).to(trainer.device))
+    labels = torch.from_numpy(trainer.train_split.labels[videos]).to(trainer.device)
+    out = trainer.model(trainer.sampled(videos))
     return out, labels
 
 
@@ -89,7 +106,7 @@ def _in_batch_step(log_eps, rescale_lcs):
 def _release_pair_step(trainer, batch):
     cfg, split, device = trainer.config, trainer.train_split, trainer.device
     videos = np.concatenate([batch[:, 0], batch[:, 1]])
-    out = trainer.model(_sampled_batch(split, videos, cfg.sample_snippets, trainer.rng).to(device))
+    out = trainer.model(trainer.sampled(videos))
     a, b = out.select(slice(0, len(batch))), out.select(slice(len(batch), None))
     labels_a = torch.from_numpy(split.labels[batch[:, 0]]).to(device)
     labels_b = torch.from_numpy(split.labels[batch[:, 1]]).to(device)
@@ -150,6 +167,15 @@ class Trainer:
         self.nan_streak = 0
         self.rows = []
         self._eval_batches = None
+        self._train_cache = None
+
+    def sampled(self, videos):
+        """[B, sample_snippets, D] training snippets of the videos on the device (features read once
+        per run and kept there while they fit in EVAL_CACHE_BYTES)."""
+        if self._train_cache is None and TrainFeatures.fits(self.train_split, EVAL_CACHE_BYTES):
+            self._train_cache = TrainFeatures(self.train_split, self.device)
+        return _sampled_batch(self.train_split, videos, self.config.sample_snippets, self.rng, self._train_cache,
+                              self.device)
 
     def _adopt_dataset(self, dataset):
         cfg = self.config
