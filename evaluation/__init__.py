@@ -12,7 +12,7 @@ from evaluation.pipeline import Detections, VideoOutput, evaluate_outputs, local
 from evaluation.proposals import ProposalConfig, nms, t_factor, upsample, video_proposals
 from evaluation.report import detection_frame, detection_table, markdown
 
-__all__ = ["DetectionResult", "EvaluationInputError", "GroundTruth", "ProposalConfig", "Segments", "VideoInfo",
+__all__ = ["cli", "DetectionResult", "EvaluationInputError", "GroundTruth", "ProposalConfig", "Segments", "VideoInfo",
            "VideoOutput", "atomic_write", "class_names", "classification_map", "detection_frame", "detection_table",
            "evaluate_detection", "evaluate_outputs", "ground_truth_from", "load_ground_truth", "load_predictions",
            "localize", "markdown", "score_proposals", "Detections", "nms", "parse_range", "predictions_from_results", "read_database", "results_json",

@@ -3,6 +3,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,11 +38,20 @@ class GroundTruth:
     durations: dict
 
 
-def _file_mode():
-    """What a plain open() would give a new file: 0o666 less the process umask."""
+def _umask():
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
+
+
+def _file_mode():
+    """What a plain open() would give a new file: 0o666 less the process umask."""
+    return 0o666 & ~_umask()
+
+
+def _dir_mode():
+    """What a plain mkdir would give a new directory: 0o777 less the process umask."""
+    return 0o777 & ~_umask()
 
 
 @contextlib.contextmanager
@@ -58,6 +68,26 @@ def atomic_write(path, mode="w"):
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path, make_room=None):
+    """Build a directory beside path (yielded), then rename it onto path: a reader sees all of it or
+    nothing. make_room(path) runs just before the rename when path exists (e.g. to remove what it
+    may replace). On failure the partial directory is removed. Permissions are what a plain mkdir
+    gives (mkdtemp's are 0700)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        os.chmod(tmp, _dir_mode())
+        yield tmp
+        if path.exists() and make_room is not None:
+            make_room(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

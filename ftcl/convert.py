@@ -16,17 +16,15 @@ renamed into place; bad input is one line naming the file and the video, and not
 """
 import io
 import json
-import os
 import pickle
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from numpy.lib import format as npy_format
 
 from evaluation import cli
+from evaluation.io import atomic_directory
 from ftcl.config import Config
 
 SUBSETS = {"Thumos14reduced": ("validation", "test"), "ActivityNet1.2": ("training", "validation")}
@@ -150,24 +148,13 @@ def convert_wtalc(src, dst, name="Thumos14reduced", config=None):
         raise ConvertError(f"{ann_dir / 'videoname.npy'}: a video name appears twice")
     if not splits["train"] or not splits["test"]:
         raise ConvertError(f"{ann_dir / 'subset.npy'}: no {'train' if not splits['train'] else 'test'} videos")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
-    try:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o777 & ~mask)
+    with atomic_directory(dst, make_room=lambda path: path.rmdir()) as tmp:
         for split in splits:
             (tmp / split).mkdir()
             (tmp / f"split_{split}.txt").write_text("\n".join(splits[split]) + "\n")
         for split, vid, feats in entries:
             np.save(tmp / split / f"{vid}.npy", feats)
         (tmp / "gt.json").write_text(json.dumps({"version": f"converted from W-TALC {name}", "database": database}))
-        if dst.exists():
-            dst.rmdir()
-        os.replace(tmp, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"videos": len(entries), "train": len(splits["train"]), "test": len(splits["test"]),
             "classes": len({a["label"] for v in database.values() for a in v["annotations"]}),
             "feature_dim": int(entries[0][2].shape[1])}

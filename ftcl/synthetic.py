@@ -19,18 +19,16 @@ THUMOS14-shaped: 20 classes, about 13 % of videos hold two classes; videos have 
 Deterministic for a seed. The directory gets a marker file (.ftcl-synthetic); only a directory
 holding it is ever replaced.
 """
-import argparse
 import json
-import os
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from evaluation import cli
+from evaluation.io import atomic_directory
 from ftcl.config import Config
 
 MARKER = ".ftcl-synthetic"
@@ -166,13 +164,12 @@ def generate(out_dir, *, shape="thumos14", seed=0, feature_dim=256, config=None,
     world = _World(rng, spec.num_classes, feature_dim)
     digits = max(2, len(str(spec.num_classes)))
     names = [f"{'Activity' if spec.long_instances else 'Action'}{c + 1:0{digits}d}" for c in range(spec.num_classes)]
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        # mkdtemp makes 0700; the data set gets what a plain mkdir would give it.
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o777 & ~mask)
+
+    def make_room(path):
+        _check_target(path)
+        shutil.rmtree(path)
+
+    with atomic_directory(out_dir, make_room) as tmp:
         database = {}
         for k, (split, subset, prefix, count) in enumerate((
                 ("train", spec.subsets[0], spec.id_prefixes[0], spec.train_videos),
@@ -200,13 +197,6 @@ def generate(out_dir, *, shape="thumos14", seed=0, feature_dim=256, config=None,
         (tmp / "gt.json").write_text(json.dumps({"version": f"synthetic {shape}", "taxonomy": [], "database": database}))
         (tmp / MARKER).write_text(json.dumps({"shape": shape, "seed": seed, "feature_dim": feature_dim,
                                               **spec.__dict__}) + "\n")
-        if out_dir.exists():
-            _check_target(out_dir)
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 
