@@ -3,8 +3,15 @@ import pandas as pd
 
 
 def markdown(frame, floatfmt=".2f"):
-    """A DataFrame as a GitHub Markdown table (the one table printer of the project)."""
-    return frame.to_markdown(index=False, floatfmt=floatfmt)
+    """A DataFrame as a GitHub Markdown table (the one table printer of the project): pandas'
+    to_markdown, or plain pipes where tabulate is missing (the GPU machines have no package index)."""
+    try:
+        return frame.to_markdown(index=False, floatfmt=floatfmt)
+    except ImportError:
+        cells = [[format(v, floatfmt) if isinstance(v, float) else ("" if v is None else str(v)) for v in row]
+                 for row in frame.itertuples(index=False)]
+        lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
 
 
 def detection_frame(result, per_class=False):

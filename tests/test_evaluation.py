@@ -327,3 +327,29 @@ def test_real_thumos_ground_truth_loads(thumos_annotations):
     gt = evaluation.load_ground_truth(thumos_annotations / "gt.json", "test")
     assert len(gt.classes) == 20 and len(gt.videos) == 212
     assert gt.classes[4] == "CliffDiving" and gt.classes[7] == "Diving"
+
+
+def test_averages_are_labelled_by_the_thresholds_they_cover():
+    gt = [(0, 0, 0, 10)]
+    pred = [(0, 0, 0, 10, 0.9)]
+    assert list(_map(gt, pred, tious=np.arange(0.1, 1.0, 0.1)).averages()) == ["0.1:0.5", "0.1:0.7", "0.3:0.7"]
+    assert list(_map(gt, pred, tious=[0.3, 0.5, 0.7]).averages()) == ["0.3:0.7:0.2"]
+    assert list(_map(gt, pred, tious=[0.3, 0.5]).averages()) == ["0.3,0.5"]
+    assert list(_map(gt, pred, tious=[0.5, 0.75, 0.95]).averages()) == ["0.5,0.75,0.95"]
+    assert list(_map(gt, pred, tious=np.arange(0.5, 1.0, 0.05)).averages()) == ["0.5:0.95"]
+    table = evaluation.detection_table(_map(gt, pred, tious=[0.3, 0.5, 0.7]))
+    assert "avg 0.3:0.7:0.2" in table and "avg 0.3:0.7 " not in table
+
+
+def test_markdown_tables_without_tabulate(monkeypatch):
+    import pandas as pd
+    frame = pd.DataFrame({"stage": ["a", "b"], "ms": [1.23456, 20.0]})
+    with_tabulate = evaluation.markdown(frame)
+
+    def missing(*args, **kwargs):
+        raise ImportError("Missing optional dependency 'tabulate'")
+
+    monkeypatch.setattr(pd.DataFrame, "to_markdown", missing)
+    plain = evaluation.markdown(frame)
+    assert plain.splitlines()[0] == "| stage | ms |" and "| a | 1.23 |" in plain and "| b | 20.00 |" in plain
+    assert len(plain.splitlines()) == len(with_tabulate.splitlines()) == 4
