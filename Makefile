@@ -53,8 +53,9 @@ test-gpu: install
 bench: install
 	$(PY) -m bench all
 
+# Against the last saved run in .benchmarks/ (e.g. `make bench` at another commit).
 bench-compare: install
-	$(PY) -m pytest bench --benchmark-only --benchmark-compare
+	$(PY) -m pytest bench/bench_kernels.py bench/bench_eval.py bench/bench_step.py --benchmark-compare
 
 # The synthetic THUMOS-like set is generated once; pass DATA=/path/to/THUMOS14 for real features.
 $(DATA)/gt.json: | install
