@@ -1,6 +1,5 @@
 """The project's command-line parsers: a usage mistake is one line on stderr and exit status 2."""
 import argparse
-import sys
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -15,8 +14,3 @@ def parser(prog, doc, **kwargs):
     return OneLineParser(prog=prog, description=doc.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter,
                          **kwargs)
 
-
-def fail(message):
-    """Print a one-line error and return the CLIs' exit status for bad input."""
-    print(f"error: {message}", file=sys.stderr)
-    return 2

@@ -43,13 +43,7 @@ def proposals(outputs, config=ProposalConfig()):
 
 def localize(outputs, classes, config=ProposalConfig()):
     """Proposals of every video. outputs: {vid: VideoOutput}. Returns {vid: [(label, score, start, end)]}."""
-    video, label, score, start, end = proposals(outputs, config)
-    ids = list(outputs)
-    per_video = {vid: [] for vid in ids}
-    rows = zip(video.tolist(), label.tolist(), score.tolist(), start.tolist(), end.tolist())
-    for v, c, s, a, b in rows:
-        per_video[ids[v]].append((classes[c], s, a, b))
-    return per_video
+    return Detections(list(outputs), *proposals(outputs, config)).per_video(classes)
 
 
 @dataclass
@@ -64,13 +58,17 @@ class Detections:
     start: np.ndarray
     end: np.ndarray
 
-    def results_json(self, classes):
-        """The ActivityNet results object ({"results": {vid: [{"label", "score", "segment"}]}})."""
+    def per_video(self, classes):
+        """{vid: [(label name, score, start, end)]} in the arrays' order."""
         per_video = {vid: [] for vid in self.ids}
         rows = zip(self.video.tolist(), self.label.tolist(), self.score.tolist(), self.start.tolist(), self.end.tolist())
         for v, c, s, a, b in rows:
             per_video[self.ids[v]].append((classes[c], s, a, b))
-        return results_json(per_video)
+        return per_video
+
+    def results_json(self, classes):
+        """The ActivityNet results object ({"results": {vid: [{"label", "score", "segment"}]}})."""
+        return results_json(self.per_video(classes))
 
 
 def score_proposals(outputs, ground_truth, tiou_thresholds, config=ProposalConfig()):

@@ -70,6 +70,14 @@ def describe(classes, feature_dim):
     return f"{len(classes)} classes ({shown}) of {feature_dim}-d features"
 
 
+def require_same_data(dataset, classes, feature_dim, trained):
+    """Refuse a Dataset whose classes or feature dimension differ from those `trained` (the run or
+    checkpoint, as named in the message) was trained on."""
+    if list(classes) != dataset.classes or feature_dim != dataset.feature_dim:
+        raise DataError(f"{dataset.data_dir}: {describe(dataset.classes, dataset.feature_dim)}, but {trained} was "
+                        f"trained on {describe(list(classes), feature_dim)}")
+
+
 def read_ground_truth(data_dir):
     """{vid: VideoInfo} of DIR/gt.json, every entry checked (evaluation's parser)."""
     path = Path(data_dir) / "gt.json"
@@ -138,6 +146,19 @@ def _split_subset(videos, ids, split_file):
         listed = ", ".join(f"{vid} is {subset!r}" for subset, vid in subsets.items())
         raise DataError(f"{split_file}: videos of several gt.json subsets ({listed}); one split must be one subset")
     return next(iter(subsets))
+
+
+def split_ground_truth(data_dir, name="test"):
+    """GroundTruth of the gt.json subset that split `name`'s videos belong to, read without touching
+    the feature files (what scoring saved outputs needs)."""
+    data_dir = Path(data_dir)
+    videos = read_ground_truth(data_dir)
+    split_file = data_dir / f"split_{name}.txt"
+    ids = _read_ids(split_file)
+    for vid in ids:
+        if vid not in videos:
+            raise DataError(f"{split_file}: video id {vid} is not in {data_dir / 'gt.json'}")
+    return ground_truth_from(videos, _split_subset(videos, ids, split_file), data_dir / "gt.json")
 
 
 def load_split(data_dir, name, classes=None, videos=None, seconds_per_snippet=None):

@@ -22,7 +22,7 @@ import evaluation
 from evaluation import ProposalConfig, VideoOutput, cli
 from ftcl.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_weights
 from ftcl.config import PRESETS, Config, preset
-from ftcl.data import DataError, describe, load_dataset, uniform_sample
+from ftcl.data import DataError, describe, load_dataset, require_same_data, split_ground_truth, uniform_sample
 from ftcl.model import ACMNet
 from ftcl.seed import resolve_device
 
@@ -197,10 +197,9 @@ def load_model(checkpoint_path, data_dir=None, preset_name=None):
                                   f"(and --preset when it is not thumos14)")
         config = preset(preset_name or "thumos14", data_dir=str(data_dir))
     dataset = load_dataset(config.data_dir, config.seconds_per_snippet, splits=("test",))
-    if ours and (list(config.classes) != dataset.classes or config.feature_dim != dataset.feature_dim):
-        raise DataError(f"{config.data_dir}: {describe(dataset.classes, dataset.feature_dim)}, but "
-                        f"{checkpoint_path} was trained on {describe(list(config.classes), config.feature_dim)}")
-    if not ours:
+    if ours:
+        require_same_data(dataset, config.classes, config.feature_dim, checkpoint_path)
+    else:
         state = ckpt["model_state_dict"]
         classifier, embedding = state.get("snippet_cls.weight"), state.get("feature_embedding.0.weight",
                                                                              state.get("feature_embedding.1.weight"))
@@ -332,8 +331,7 @@ def main(argv=None):
             outputs, ids, labels, config = load_outputs(args.from_outputs)
             if args.data_dir:
                 config.data_dir = args.data_dir
-            dataset = load_dataset(config.data_dir, config.seconds_per_snippet, splits=("test",))
-            ground_truth = dataset.test_ground_truth()
+            ground_truth = split_ground_truth(config.data_dir)
             result = score_outputs(outputs, labels, ids, ground_truth, config, args.fixed_nms)
         else:
             model, config, dataset = load_model(args.checkpoint, args.data_dir, args.preset)
@@ -368,7 +366,7 @@ def main(argv=None):
     else:
         print(evaluation.detection_table(result.detection, per_class=args.per_class))
         print(f"classification mAP: {100 * result.classification_map:.2f}   "
-              f"(ground truth: {len(ground_truth.videos)} '{dataset.test.subset}' videos of {config.data_dir})")
+              f"(ground truth: {len(ground_truth.videos)} test-split videos of {config.data_dir})")
     return 0
 
 

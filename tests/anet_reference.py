@@ -107,14 +107,21 @@ def nms(props, thresh, plus=1.0):
     return keep
 
 
-def video_proposals(cas, att, video_scores, t_factor, cls_thr=0.25, scale=20, nms_thr=0.55, plus=1.0):
-    """The release's per-video test procedure, loop by loop. Returns {class: [(score, start, end)]}."""
+def _classes_and_upsampled(cas, att, video_scores, cls_thr, scale):
+    """Both releases' first steps: the predicted classes (else the arg-max), then their CAS [L, K]
+    and the attention repeated per class [L, K], upsampled."""
     if video_scores.max() > cls_thr:
         classes = np.where(video_scores > cls_thr)[0]
     else:
         classes = np.array([np.argmax(video_scores)])
     cas_up = upsample(cas[:, classes], scale)  # [L, K]
     att_up = upsample(np.repeat(att[:, None], len(classes), axis=1), scale)
+    return classes, cas_up, att_up
+
+
+def video_proposals(cas, att, video_scores, t_factor, cls_thr=0.25, scale=20, nms_thr=0.55, plus=1.0):
+    """The release's per-video test procedure, loop by loop. Returns {class: [(score, start, end)]}."""
+    classes, cas_up, att_up = _classes_and_upsampled(cas, att, video_scores, cls_thr, scale)
     found = {}
     for thr in np.arange(0.15, 0.25, 0.05):
         tmp = cas_up.copy()
@@ -134,12 +141,7 @@ def activitynet_video_proposals(cas, att, video_scores, t_factor, cls_thr=0.10, 
     0.005 ... 0.02, scored on 0.7 CAS + 0.3 attention (the quantity that made the run thresholded),
     flanks of 0.15, attention runs adding 0.25 x the class's video score; NMS at 0.9 with "+1" lengths.
     Returns {class: [(score, start, end)]}."""
-    if video_scores.max() > cls_thr:
-        classes = np.where(video_scores > cls_thr)[0]
-    else:
-        classes = np.array([np.argmax(video_scores)])
-    cas_up = upsample(cas[:, classes], scale)  # [L, K]
-    att_up = upsample(np.repeat(att[:, None], len(classes), axis=1), scale)
+    classes, cas_up, att_up = _classes_and_upsampled(cas, att, video_scores, cls_thr, scale)
     found = {}
     for thr in [0.005, 0.01, 0.015, 0.02]:
         tmp = cas_up.copy()

@@ -341,3 +341,14 @@ def test_naive_lcs_stays_differentiable_and_tiny_gamma_is_refused():
     for call in (lambda: kernels.lcs(sim, gamma=1e-40), lambda: kernels.fsd(sim, sim, gamma=1e-40)):
         with pytest.raises(ValueError, match="gamma 1e-40 is below"):
             call()
+
+
+def test_scoring_saved_outputs_reads_no_feature_file(data, baseline_run, tmp_path, capsys):
+    root = _copy(data, tmp_path)
+    saved = tmp_path / "out.npz"
+    assert ftcl_evaluate.main([str(baseline_run / "best.pt"), "--data-dir", str(root), "--json",
+                               "--save-outputs", str(saved)]) == 0
+    want = json.loads(capsys.readouterr().out)
+    shutil.rmtree(root / "test")
+    assert ftcl_evaluate.main(["--from-outputs", str(saved), "--data-dir", str(root), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == want

@@ -1,4 +1,5 @@
 """The baseline and FTCL training loops, evaluation each epoch, checkpoints and logs."""
+import json
 import math
 import sys
 import time
@@ -14,7 +15,7 @@ from evaluation import atomic_write, parse_range
 from ftcl import losses
 from ftcl.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from ftcl.config import Config
-from ftcl.data import DataError, describe, in_batch_pairs, load_dataset, random_sample, release_pairs
+from ftcl.data import DataError, in_batch_pairs, load_dataset, random_sample, release_pairs, require_same_data
 from ftcl.evaluate import EVAL_CACHE_BYTES, eval_batches, eval_bytes, evaluate_model
 from ftcl.model import ACMNet
 from ftcl.seed import seed_everything
@@ -179,9 +180,8 @@ class Trainer:
 
     def _adopt_dataset(self, dataset):
         cfg = self.config
-        if cfg.classes and (list(cfg.classes) != dataset.classes or cfg.feature_dim != dataset.feature_dim):
-            raise DataError(f"{dataset.data_dir}: {describe(dataset.classes, dataset.feature_dim)}, but the run was "
-                            f"trained on {describe(list(cfg.classes), cfg.feature_dim)}")
+        if cfg.classes:
+            require_same_data(dataset, cfg.classes, cfg.feature_dim, "the run")
         cfg.classes, cfg.num_classes, cfg.feature_dim = dataset.classes, len(dataset.classes), dataset.feature_dim
         cfg.data_dir = str(Path(dataset.data_dir).resolve())
         if cfg.sample_snippets < 2 * cfg.fsd_len:
@@ -296,7 +296,7 @@ class Trainer:
         holds the run directory (train.rundir.RunDirectory)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with atomic_write(self.run_dir / "config.json") as f:
-            f.write(self.config_json())
+            f.write(json.dumps(self.config.to_dict(), indent=2) + "\n")
         last_eval = None
         label = self.config.selection_average
         while self.epoch < self.total_epochs:
@@ -328,9 +328,6 @@ class Trainer:
             self.loggers.log(self.epoch, row)
         return last_eval
 
-    def config_json(self):
-        import json
-        return json.dumps(self.config.to_dict(), indent=2) + "\n"
 
     def _write_metrics(self):
         frame = pd.DataFrame(self.rows)

@@ -14,9 +14,8 @@ from train.rundir import RunDirectory
 
 
 def _seed_row(seed, trainer):
-    row = {"seed": seed, "best epoch": None}
     best = trainer.best_eval or {}
-    row["best epoch"] = best.get("epoch")
+    row = {"seed": seed, "best epoch": best.get("epoch")}
     for t, m in zip(best.get("tiou", []), best.get("mAP", [])):
         row[f"mAP@{t:.2f}"] = 100 * m
     for key, value in (best.get("average") or {}).items():
