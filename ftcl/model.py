@@ -37,12 +37,11 @@ class ModelOutput:
         return ModelOutput(**{name: None if value is None else value[index] for name, value in vars(self).items()})
 
 
-def _topk_mean(values, k, valid):
+def _topk_mean(values, k, kmax, valid):
     """Mean over time of the k largest values per (video, channel). values: [B, T, K]; k: [B] int;
-    valid: [B, T] bool or None. Returns [B, K]."""
+    kmax: int, k.max(); valid: [B, T] bool or None. Returns [B, K]."""
     if valid is not None:
         values = values.masked_fill(~valid.unsqueeze(2), float("-inf"))
-    kmax = int(k.max())
     top = values.topk(kmax, dim=1).values  # [B, kmax, K]
     keep = (torch.arange(kmax, device=values.device)[None, :] < k[:, None]).unsqueeze(2)
     return top.masked_fill(~keep, 0.0).sum(1) / k[:, None].to(values.dtype)
@@ -108,19 +107,22 @@ class ACMNet(nn.Module):
         cas = self.snippet_cls(self.dropout(embedded * snippet_mask))  # [B, T, C+1]
 
         ks = [torch.clamp(lengths // d, min=1) for d in self.topk_divisors]
+        # The largest k of each branch, read from the device only for padded batches: a training step
+        # (every video `time` snippets long) makes no host-device round trip here.
+        kmaxes = ([max(1, time // d) for d in self.topk_divisors] if valid is None
+                  else [int(k.max()) for k in ks])
         if localization_only:
             inst_cas = cas * attention[:, :, :1]
             return ModelOutput(
-                scores_inst=_topk_mean(inst_cas, ks[0], valid).softmax(dim=1), scores_cont=None, scores_back=None,
+                scores_inst=_topk_mean(inst_cas, ks[0], kmaxes[0], valid).softmax(dim=1), scores_cont=None, scores_back=None,
                 feat_inst=None, feat_cont=None, feat_back=None, attention=attention, inst_cas=inst_cas.softmax(dim=2),
                 lcs_candidates=None, fsd_action=None, fsd_background=None)
         branch_cas = [cas * attention[:, :, b:b + 1] for b in range(3)]
-        scores = [_topk_mean(c, k, valid).softmax(dim=1) for c, k in zip(branch_cas, ks)]
+        scores = [_topk_mean(c, k, kmax, valid).softmax(dim=1) for c, k, kmax in zip(branch_cas, ks, kmaxes)]
 
         feats = []
         ranked = [_ranked_indices(attention[:, :, b], valid) for b in range(3)]
-        for b in range(3):
-            kmax = int(ks[b].max())
+        for b, kmax in enumerate(kmaxes):
             top = _gather_time(embedded, ranked[b][:, :kmax])  # [B, kmax, D]
             keep = (torch.arange(kmax, device=features.device)[None, :] < ks[b][:, None]).unsqueeze(2)
             feats.append((top * keep).sum(1) / ks[b][:, None].to(top.dtype))

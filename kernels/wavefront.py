@@ -59,10 +59,14 @@ def _end_cells(lengths, shape, device):
 class _Seeds:
     """Adds the upstream gradient at each pair's answer cell when the reverse wavefront reaches it."""
 
-    def __init__(self, grad_out, end_diag, end_row):
+    def __init__(self, grad_out, lengths, shape):
         self.grad_out = grad_out
         self.by_diag = {}
-        for b, (d, i) in enumerate(zip(end_diag.tolist(), end_row.tolist())):
+        batch, n_rows, n_cols = shape
+        # Without lengths every answer cell is (N, M), known here without reading the device.
+        ends = lengths.tolist() if lengths is not None else [(n_rows, n_cols)] * batch
+        for b, (n, m) in enumerate(ends):
+            d, i = n + m, n
             self.by_diag.setdefault(d, ([], []))
             self.by_diag[d][0].append(b)
             self.by_diag[d][1].append(i)
@@ -130,7 +134,7 @@ def fsd_backward(grad_out, table, match_s, gap_s, gamma, lengths, shape):
     """Gradients (skewed [B, N*M]) of sum(grad_out * value) w.r.t. match and gap."""
     batch, n_rows, n_cols = shape
     spans, _ = _diagonals(n_rows, n_cols)
-    seeds = _Seeds(grad_out.to(table.dtype), *_end_cells(lengths, shape, table.device))
+    seeds = _Seeds(grad_out.to(table.dtype), lengths, shape)
     pushes = _Pushes(batch, n_rows, table)
     grad_match = torch.zeros_like(match_s)
     grad_gap = torch.zeros_like(gap_s)
@@ -176,7 +180,7 @@ def lcs_backward(grad_out, table, sim_s, threshold, gamma, lengths, shape):
     """Gradient (skewed [B, N*M]) of sum(grad_out * value) w.r.t. sim."""
     batch, n_rows, n_cols = shape
     spans, _ = _diagonals(n_rows, n_cols)
-    seeds = _Seeds(grad_out.to(table.dtype), *_end_cells(lengths, shape, table.device))
+    seeds = _Seeds(grad_out.to(table.dtype), lengths, shape)
     pushes = _Pushes(batch, n_rows, table)
     grad_sim = torch.zeros_like(sim_s)
     zero = table.new_zeros(())

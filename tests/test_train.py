@@ -3,11 +3,13 @@ import json
 import shutil
 import subprocess
 import sys
+import traceback
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import evaluation
 from ftcl import evaluate as ftcl_evaluate
@@ -406,3 +408,48 @@ def test_training_batches_from_the_feature_cache_equal_those_read_from_files(tin
         from_files = _sampled_batch(split, videos, count, np.random.default_rng(count))
         from_cache = _sampled_batch(split, videos, count, np.random.default_rng(count), cache)
         assert from_files.shape == (4, count, 16) and torch.equal(from_files, from_cache)
+
+
+class _HostReads(TorchDispatchMode):
+    """Counts the values a run reads back from tensors (item, bool, int, float, tolist, numpy, cpu),
+    except the optimizer's own step counters, which live on the CPU whatever the device."""
+
+    def __init__(self, monkeypatch):
+        super().__init__()
+        self.where = []
+        for name in ("tolist", "numpy", "cpu"):
+            real = getattr(torch.Tensor, name)
+            monkeypatch.setattr(torch.Tensor, name, self._counted(real))
+
+    def _counted(self, real):
+        def read(tensor, *args, **kwargs):
+            self._record()
+            return real(tensor, *args, **kwargs)
+        return read
+
+    def _record(self):
+        stack = traceback.extract_stack()[:-2]
+        if not any("torch/optim/" in frame.filename for frame in stack):
+            self.where.append(next((f"{f.filename}:{f.lineno}" for f in reversed(stack) if "/torch/" not in f.filename),
+                                   "?"))
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self._record()
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("kind,options", [("baseline", {}), ("baseline", {"objective": "acm"}), ("ftcl", {}),
+                                          ("ftcl", {"pairs": "in-batch"})],
+                         ids=["release-baseline", "acm-baseline", "ftcl", "ftcl-in-batch"])
+def test_a_training_step_reads_one_value_back_from_the_device(tiny_data, tmp_path, monkeypatch, kind, options):
+    """On a GPU every read-back waits for the queued work: a step may read only whether its loss is
+    finite; the terms and accuracy are read once per epoch (two reads), bit-identical to a per-step sum."""
+    trainer = Trainer(kind, _config(tiny_data, **options), tmp_path / "run", torch.device("cpu"), progress=False)
+    steps = len(trainer.objective.batches(trainer))
+    trainer.rng = np.random.default_rng(0)
+    reads = _HostReads(monkeypatch)
+    with reads:
+        terms, _ = trainer.train_epoch()
+    assert len(reads.where) == steps + 2, sorted(set(reads.where))
+    assert all(np.isfinite(v) for v in terms.values()) and terms["loss"] != 0

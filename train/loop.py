@@ -243,15 +243,19 @@ class Trainer:
                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}}
 
     def train_epoch(self):
-        """One pass over the batches; returns the epoch's mean loss terms and train accuracy."""
+        """One pass over the batches; returns the epoch's mean loss terms and train accuracy.
+
+        A step reads one value back from the device (whether its loss is finite, which decides
+        whether to step, as the release does); the loss terms and accuracy are summed on the device
+        and read once per epoch (and about once a second for the progress bar)."""
         self.model.train()
-        sums = dict.fromkeys(LOSS_TERMS, 0.0)
-        steps = correct = total = 0
+        sums = None  # [1 + len(LOSS_TERMS)] float64 on the device: correct videos, then the terms
+        steps = total = 0
         batches = self.objective.batches(self)
         bar = tqdm(batches, desc=f"{self.kind} epoch {self.epoch + 1}/{self.total_epochs}", leave=False,
                    disable=not self.progress, file=sys.stderr)
+        shown = time.monotonic()
         for step, batch in enumerate(bar):
-            t0 = time.perf_counter()
             loss, terms, ok = self.objective.step(self, batch)
             self.optimizer.zero_grad(set_to_none=True)
             if not torch.isfinite(loss):
@@ -267,21 +271,26 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             steps += 1
-            sums["loss"] += loss.item()
-            for key, value in terms.items():
-                sums[key] += float(value)
-            correct += int(ok.sum())
             total += len(ok)
-            bar.set_postfix(loss=f"{sums['loss'] / steps:.3f}", ms_step=f"{1e3 * (time.perf_counter() - t0):.0f}")
+            with torch.no_grad():
+                zero = loss.new_zeros(())
+                row = torch.stack([ok.sum().to(loss.dtype), loss] + [terms.get(key, zero) for key in LOSS_TERMS[1:]])
+                sums = row.double() if sums is None else sums + row.double()
+            if not bar.disable and time.monotonic() - shown >= 1.0:
+                shown = time.monotonic()
+                bar.set_postfix(loss=f"{sums[1].item() / steps:.3f}")
         if steps == 0:
             raise TrainingStopped(f"epoch {self.epoch + 1} took no finite step ({len(batches)} batches, every loss "
                                   f"non-finite); the last good state is {self.run_dir / 'last.pt'}")
-        bad = [name for name, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        params = list(self.model.named_parameters())
+        finite = torch.stack([torch.isfinite(p).all() for _, p in params]).tolist()
+        bad = [name for (name, _), ok_param in zip(params, finite) if not ok_param]
         if bad:
             raise TrainingStopped(f"epoch {self.epoch + 1} left non-finite weights ({bad[0]}); nothing saved; "
                                   f"lower --lr (now {self.config.lr:g}); the last good state is "
                                   f"{self.run_dir / 'last.pt'}")
-        return {k: v / steps for k, v in sums.items()}, correct / max(total, 1)
+        correct, *term_sums = sums.tolist()
+        return {k: v / steps for k, v in zip(LOSS_TERMS, term_sums)}, correct / max(total, 1)
 
     def evaluate(self):
         """Test-split evaluation; the sampled test features are read once and kept (on the training
