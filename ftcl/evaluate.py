@@ -62,7 +62,7 @@ def proposal_config(config, fixed_nms=False):
 @dataclass
 class EvalBatch:
     """Test videos run together: indices into the split, zero-padded features [B, T, D] (on the
-    model's device) and valid lengths [B]."""
+    model's device) and valid lengths [B] (on the CPU, so the forward needs no read-back for them)."""
 
     videos: np.ndarray
     features: torch.Tensor
@@ -86,7 +86,7 @@ def eval_batches(split, config, device, batch_size=16):
         padded = torch.zeros(len(feats), int(lengths.max()), feats[0].shape[1])
         for k, f in enumerate(feats):
             padded[k, :len(f)] = torch.from_numpy(f)
-        batches.append(EvalBatch(videos=videos, features=padded.to(device), lengths=lengths.to(device)))
+        batches.append(EvalBatch(videos=videos, features=padded.to(device), lengths=lengths))
     return batches
 
 
@@ -101,16 +101,25 @@ def model_outputs(model, split, config, device, batch_size=16, progress=False, b
     batched with zero padding; `batches` from eval_batches() saves reading the files again).
     Returns {vid: VideoOutput}."""
     model.eval()
-    outputs = {}
     batches = batches if batches is not None else eval_batches(split, config, device, batch_size)
+    # Every batch is queued first and all results come back in one copy: on a GPU, a read-back per
+    # batch would leave it idle while the host waits.
+    flat, shapes = [], []
     for batch in tqdm(batches, desc="evaluate", disable=not progress, leave=False, file=sys.stderr):
         out = model(batch.features, batch.lengths, localization_only=True)
-        cas = out.inst_cas[:, :, :-1].float().cpu().numpy()
-        attention = out.attention[:, :, 0].float().cpu().numpy()
-        scores = out.scores_inst[:, :-1].float().cpu().numpy()
-        lengths = batch.lengths.cpu().tolist()
-        for k, v in enumerate(batch.videos):
-            n = lengths[k]
+        results = (out.inst_cas[:, :, :-1], out.attention[:, :, 0], out.scores_inst[:, :-1])
+        flat += [r.float().flatten() for r in results]
+        shapes.append([r.shape for r in results])
+    flat = torch.cat(flat).cpu().numpy() if flat else np.zeros(0, np.float32)
+    outputs = {}
+    start = 0
+    for batch, batch_shapes in zip(batches, shapes):
+        pieces = []
+        for shape in batch_shapes:
+            pieces.append(flat[start:start + shape.numel()].reshape(shape))
+            start += shape.numel()
+        cas, attention, scores = pieces
+        for k, (v, n) in enumerate(zip(batch.videos, batch.lengths.tolist())):
             outputs[split.ids[v]] = VideoOutput(cas=cas[k, :n], attention=attention[k, :n], video_scores=scores[k],
                                                 original_snippets=int(split.lengths[v]))
     # Split order, not batching order: ties between equal scores of different videos are broken by

@@ -89,9 +89,13 @@ class ACMNet(nn.Module):
         inst_cas); the other fields are None."""
         batch, time, _ = features.shape
         valid = None
+        # The largest top-k of each branch sizes the top-k calls. It is known on the host for an
+        # unpadded batch or for lengths given on the CPU, so those make no device read-back.
         if lengths is None:
+            kmaxes = [max(1, time // d) for d in self.topk_divisors]
             lengths = torch.full((batch,), time, device=features.device, dtype=torch.long)
         else:
+            kmaxes = [max(1, int(lengths.max()) // d) for d in self.topk_divisors]
             lengths = lengths.to(features.device)
             valid = torch.arange(time, device=features.device)[None, :] < lengths[:, None]  # [B, T]
         embedded = self.feature_embedding(features.transpose(1, 2))  # [B, D, T]
@@ -107,10 +111,6 @@ class ACMNet(nn.Module):
         cas = self.snippet_cls(self.dropout(embedded * snippet_mask))  # [B, T, C+1]
 
         ks = [torch.clamp(lengths // d, min=1) for d in self.topk_divisors]
-        # The largest k of each branch, read from the device only for padded batches: a training step
-        # (every video `time` snippets long) makes no host-device round trip here.
-        kmaxes = ([max(1, time // d) for d in self.topk_divisors] if valid is None
-                  else [int(k.max()) for k in ks])
         if localization_only:
             inst_cas = cas * attention[:, :, :1]
             return ModelOutput(

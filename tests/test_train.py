@@ -416,7 +416,7 @@ class _HostReads(TorchDispatchMode):
 
     def __init__(self, monkeypatch):
         super().__init__()
-        self.where = []
+        self.where, self.lines = [], []
         for name in ("tolist", "numpy", "cpu"):
             real = getattr(torch.Tensor, name)
             monkeypatch.setattr(torch.Tensor, name, self._counted(real))
@@ -430,8 +430,9 @@ class _HostReads(TorchDispatchMode):
     def _record(self):
         stack = traceback.extract_stack()[:-2]
         if not any("torch/optim/" in frame.filename for frame in stack):
-            self.where.append(next((f"{f.filename}:{f.lineno}" for f in reversed(stack) if "/torch/" not in f.filename),
-                                   "?"))
+            ours = next(f for f in reversed(stack) if "/torch/" not in f.filename)
+            self.where.append(f"{ours.filename}:{ours.lineno}")
+            self.lines.append(ours.line)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func is torch.ops.aten._local_scalar_dense.default:
@@ -453,3 +454,24 @@ def test_a_training_step_reads_one_value_back_from_the_device(tiny_data, tmp_pat
         terms, _ = trainer.train_epoch()
     assert len(reads.where) == steps + 2, sorted(set(reads.where))
     assert all(np.isfinite(v) for v in terms.values()) and terms["loss"] != 0
+
+
+def test_evaluation_reads_the_model_outputs_back_in_one_copy(tiny_data, monkeypatch):
+    """Every batch's forward is queued before anything is read back; the only other reads are of the
+    lengths, which live on the CPU."""
+    dataset = load_dataset(tiny_data)
+    config = _config(tiny_data, classes=list(dataset.classes), num_classes=len(dataset.classes), feature_dim=16)
+    model = ACMNet.from_config(config)
+    batches = ftcl_evaluate.eval_batches(dataset.test, config, "cpu", batch_size=3)
+    want = ftcl_evaluate.model_outputs(model, dataset.test, config, "cpu", batch_size=1)
+    reads = _HostReads(monkeypatch)
+    with reads:
+        got = ftcl_evaluate.model_outputs(model, dataset.test, config, "cpu", batches=batches)
+    assert all(batch.lengths.device.type == "cpu" for batch in batches) and len(batches) == 3
+    copy_back = [line for line in reads.lines if "torch.cat(flat)" in line]
+    assert len(copy_back) == 2, reads.where  # .cpu() then .numpy() of the one flat tensor
+    assert all("lengths" in line for line in reads.lines if "torch.cat(flat)" not in line), reads.where
+    assert list(got) == list(want)
+    for vid in want:
+        for field in ("cas", "attention", "video_scores"):
+            np.testing.assert_allclose(getattr(got[vid], field), getattr(want[vid], field), rtol=1e-5, atol=1e-6)
