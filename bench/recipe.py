@@ -78,8 +78,9 @@ def run_recipe(data_dir, scale, device, run_root, progress=False):
     epochs = {stage: max(1, round(full * scale)) for stage, full in FULL_EPOCHS.items()}
     best = {}
     shutil.rmtree(run_root, ignore_errors=True)
-    real_save, real_metrics = loop.save_checkpoint, Trainer._write_metrics
+    real_save, real_link, real_metrics = loop.save_checkpoint, loop.link_checkpoint, Trainer._write_metrics
     loop.save_checkpoint = timer.wrap("checkpoints + logs", real_save)
+    loop.link_checkpoint = timer.wrap("checkpoints + logs", real_link)
     Trainer._write_metrics = timer.wrap("checkpoints + logs", real_metrics)
     try:
         init = None
@@ -95,7 +96,7 @@ def run_recipe(data_dir, scale, device, run_root, progress=False):
             best[stage] = trainer.best
             init = run_root / stage / "best.pt"
     finally:
-        loop.save_checkpoint, Trainer._write_metrics = real_save, real_metrics
+        loop.save_checkpoint, loop.link_checkpoint, Trainer._write_metrics = real_save, real_link, real_metrics
     return timer, epochs, best
 
 

@@ -1,5 +1,8 @@
 """Checkpoints: plain dicts (tensors and primitives) that load with torch.load(weights_only=True),
 written atomically; and loading of the release's .pth files."""
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -19,6 +22,25 @@ def save_checkpoint(path, payload):
     """torch.save to a temporary file beside path, then rename (never a half-written checkpoint)."""
     with atomic_write(path, "wb") as f:
         torch.save(payload, f)
+
+
+def link_checkpoint(source, path):
+    """Make path the same file as source, atomically: a hard link (no second write of a checkpoint
+    of hundreds of MB), or a copy where the filesystem has no links. A later save_checkpoint onto
+    either path writes a new file, so the other keeps its contents."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        os.unlink(tmp)
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path):

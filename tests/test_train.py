@@ -13,7 +13,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import evaluation
 from ftcl import evaluate as ftcl_evaluate
-from ftcl import losses, synthetic
+from ftcl import checkpoint, losses, synthetic
 from ftcl.config import preset
 from ftcl.data import load_dataset
 from ftcl.evaluate import evaluate_model
@@ -475,3 +475,32 @@ def test_evaluation_reads_the_model_outputs_back_in_one_copy(tiny_data, monkeypa
     for vid in want:
         for field in ("cas", "attention", "video_scores"):
             np.testing.assert_allclose(getattr(got[vid], field), getattr(want[vid], field), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("lr", [1e-3, 1e-4], ids=["lr1e-3", "lr1e-4"])  # on this set: best at the last epoch, and not
+@pytest.mark.parametrize("links", [True, False], ids=["hard-link", "no-links-copy"])
+def test_best_checkpoint_is_written_once_and_keeps_its_epoch(tiny_data, tmp_path, monkeypatch, links, lr):
+    """An improving epoch writes best.pt and makes last.pt the same file (a link, or a copy where the
+    filesystem has none); the next epoch's last.pt is a new file and best.pt keeps its weights."""
+    if not links:
+        def no_link(*args, **kwargs):
+            raise OSError("links not supported here")
+        monkeypatch.setattr("os.link", no_link)
+    saved = []
+    real_save = checkpoint.save_checkpoint
+    monkeypatch.setattr("train.loop.save_checkpoint", lambda path, payload: (saved.append(path.name),
+                                                                             real_save(path, payload)))
+    trainer = _train("baseline", tiny_data, tmp_path / "run", epochs=4, lr=lr)
+    rows = _rows(tmp_path / "run" / "metrics.csv")
+    scores = [float(r["avg0.1:0.7"]) for r in rows]
+    best_epoch = 1 + int(np.argmax(scores))
+    improving = [e for e in range(1, 5) if scores[e - 1] > max(scores[:e - 1], default=-np.inf)]
+    assert saved == ["best.pt" if e in improving else "last.pt" for e in range(1, 5)]
+    best = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert best["epoch"] == best_epoch and last["epoch"] == 4 and trainer.best == pytest.approx(max(scores), abs=1e-4)
+    same_file = (tmp_path / "run" / "best.pt").stat().st_ino == (tmp_path / "run" / "last.pt").stat().st_ino
+    assert same_file == (links and best_epoch == 4)
+    weights_equal = all(torch.equal(best["model_state_dict"][k], last["model_state_dict"][k]) for k in best["model_state_dict"])
+    assert weights_equal == (best_epoch == 4)
+    assert not [p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]

@@ -13,7 +13,8 @@ from tqdm import tqdm
 
 from evaluation import atomic_write, parse_range
 from ftcl import losses
-from ftcl.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_weights, save_checkpoint
+from ftcl.checkpoint import (FORMAT, CheckpointError, link_checkpoint, load_checkpoint, load_weights,
+                             save_checkpoint)
 from ftcl.config import Config
 from ftcl.data import DataError, in_batch_pairs, load_dataset, random_sample, release_pairs, require_same_data
 from ftcl.evaluate import EVAL_CACHE_BYTES, eval_batches, eval_bytes, evaluate_model
@@ -310,6 +311,7 @@ class Trainer:
         label = self.config.selection_average
         while self.epoch < self.total_epochs:
             t0 = time.perf_counter()
+            improved = False
             means, accuracy = self.train_epoch()
             self.epoch += 1
             row = {"epoch": self.epoch, **means, "weighted_lcs": self.config.lambda_lcs * means["lcs"],
@@ -323,16 +325,21 @@ class Trainer:
                 row[f"avg{label}"] = selected
                 row.update({f"avg{k}": 100 * v for k, v in det.averages().items() if k != label})
                 row["cls_mAP"] = 100 * last_eval.classification_map
-                if selected > self.best:
+                improved = selected > self.best
+                if improved:
                     self.best = selected
                     self.best_eval = {"epoch": self.epoch, **det.to_dict(), "per_class": None,
                                       "classification_mAP": last_eval.classification_map}
-                    save_checkpoint(self.run_dir / "best.pt", self._payload())
                 self._log(f"epoch {self.epoch}: loss {means['loss']:.4f}, test avg mAP({label}) "
                           f"{selected:.2f} (best {self.best:.2f})")
             row["seconds"] = time.perf_counter() - t0
             self.rows.append({k: _cell(v) for k, v in row.items()})
-            save_checkpoint(self.run_dir / "last.pt", self._payload())
+            if improved:
+                # best.pt first, so a run stopped between the two never has a last.pt ahead of it.
+                save_checkpoint(self.run_dir / "best.pt", self._payload())
+                link_checkpoint(self.run_dir / "best.pt", self.run_dir / "last.pt")
+            else:
+                save_checkpoint(self.run_dir / "last.pt", self._payload())
             self._write_metrics()
             self.loggers.log(self.epoch, row)
         return last_eval
