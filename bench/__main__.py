@@ -1,4 +1,5 @@
-"""python -m bench [kernels|eval|step|recipe|compile|all] [--scale F]: run benchmarks and print tables.
+"""python -m bench [kernels|eval|step|recipe|compile|all] [--scale F]: run benchmarks and print tables;
+python -m bench report [PATH]: the tables of a saved JSON or of bench/results/cases.jsonl.
 
 kernels, eval, step and recipe run as pytest-benchmark cases (bench/bench_*.py): results are saved
 as JSON under .benchmarks/ (compare two commits with `pytest bench/bench_eval.py
@@ -32,6 +33,15 @@ def run_pytest(what):
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     what = argv.pop(0) if argv and not argv[0].startswith("-") else "all"
+    if what == "report":
+        from bench.common import RESULTS_DIR
+        from bench.report import print_report
+        path = Path(argv[0]) if argv else RESULTS_DIR / "cases.jsonl"
+        if not path.is_file():
+            print(f"error: {path}: no such benchmark file", file=sys.stderr)
+            return 2
+        print_report(path)
+        return 0
     if what == "compile":
         from bench import compile as compile_bench
         return compile_bench.main(argv)
@@ -39,7 +49,8 @@ def main(argv=None):
         from bench import recipe
         return recipe.main(argv)
     if what not in (*FILES, "all"):
-        print(f"error: unknown benchmark {what!r}; choose kernels, eval, step, recipe, compile or all", file=sys.stderr)
+        print(f"error: unknown benchmark {what!r}; choose kernels, eval, step, recipe, compile, all or report",
+              file=sys.stderr)
         return 2
     return run_pytest(what)
 

@@ -1,26 +1,56 @@
 #!/usr/bin/env bash
-# The one device run: compiled-kernel and method tests on CUDA, then every benchmark, then the recipe
-# at a scale (RECIPE_SCALE, default 0.1: 50 baseline + 3 FTCL epochs). Uses the machine's own
-# python3 (the GPU machines have torch, Triton, pytest and pytest-benchmark but no package index).
-# Usage from the repo root: bash bench/gpu_check.sh; with $OUT set, the log, the benchmark JSON and
-# the CSVs are copied there. Paste the printed tables into bench/RESULTS.md.
+# The one device run: compiled-kernel and method tests on CUDA, every benchmark, then the recipe at a
+# scale (RECIPE_SCALE, default 0.1: 50 baseline + 3 FTCL epochs). Uses the machine's own python3 (the
+# GPU machines have torch, Triton, pytest and pytest-benchmark but no package index), or $PYTHON.
+#
+# Usage from the repo root: bash bench/gpu_check.sh [STAGE ...], stages tests kernels step eval recipe
+# (default: all, in that order). Each stage has its own time limit (LIMIT_<STAGE> seconds; the
+# defaults sum to 480 s, under one device call), so a slow stage cannot starve the others. After each
+# stage its log, the benchmark JSON, every finished case (bench/results/cases.jsonl, written case by
+# case) and the CSVs are copied to $OUT, so a run cut short still returns what it measured;
+# $OUT/stages.tsv lists each stage's exit code and seconds. Paste the printed tables into
+# bench/RESULTS.md.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 unset TRITON_INTERPRET
+PY="${PYTHON:-python3}"
 OUT="${OUT:-bench/results}"
 mkdir -p "$OUT" bench/results
-exec > >(tee "$OUT/gpu_check.log") 2>&1
+exec > >(tee -a "$OUT/gpu_check.log") 2>&1
+
+stages=("$@")
+[ ${#stages[@]} -eq 0 ] && stages=(tests kernels step eval recipe)
+declare -A limit=([tests]="${LIMIT_TESTS:-150}" [kernels]="${LIMIT_KERNELS:-120}" [step]="${LIMIT_STEP:-45}"
+                  [eval]="${LIMIT_EVAL:-60}" [recipe]="${LIMIT_RECIPE:-105}")
+
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.cuda.is_available())"
+"$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.cuda.is_available())"
 git rev-parse --short HEAD 2>/dev/null || true
 date -u
-python3 -m pytest -q -p no:cacheprovider tests/test_kernels.py tests/test_kernels_gpu.py tests/test_method.py \
-    tests/test_kernels_compile.py
-tests=$?
-for what in kernels step eval; do
-    timeout 400 python3 -m bench "$what"
+
+run_stage() {
+    local name=$1 start rc
+    shift
+    start=$(date +%s)
+    echo "=== stage $name (limit ${limit[$name]} s) ==="
+    timeout --kill-after=10 "${limit[$name]}" "$@"
+    rc=$?
+    printf '%s\t%s\t%s\n' "$name" "$rc" "$(( $(date +%s) - start ))" | tee -a "$OUT/stages.tsv"
+    if [ "$OUT" != bench/results ]; then
+        cp bench/results/*.json bench/results/*.jsonl bench/results/*.csv "$OUT"/ 2>/dev/null
+    fi
+    return $rc
+}
+
+status=0
+for stage in "${stages[@]}"; do
+    case $stage in
+        tests) run_stage tests "$PY" -m pytest -q -p no:cacheprovider --durations=8 tests/test_kernels_gpu.py \
+                   tests/test_kernels.py tests/test_method.py tests/test_kernels_compile.py || status=1 ;;
+        kernels|step|eval) run_stage "$stage" "$PY" -m bench "$stage" || status=1 ;;
+        recipe) run_stage recipe "$PY" -m bench recipe --scale "${RECIPE_SCALE:-0.1}" || status=1 ;;
+        *) echo "unknown stage $stage (tests kernels step eval recipe)"; status=2 ;;
+    esac
 done
-timeout "${RECIPE_TIMEOUT:-400}" python3 -m bench recipe --scale "${RECIPE_SCALE:-0.1}"
-cp bench/results/*.json bench/results/*.csv "$OUT"/ 2>/dev/null || true
-exit $tests
+exit $status

@@ -1,4 +1,6 @@
-"""Markdown tables (and CSV rows under bench/results/) from a pytest-benchmark JSON file."""
+"""Markdown tables (and CSV rows under bench/results/) from a pytest-benchmark JSON file, or from
+bench/results/cases.jsonl (one line per finished case, kept even when a run is cut short):
+`python -m bench report [PATH]`."""
 import json
 from pathlib import Path
 
@@ -18,10 +20,36 @@ def _cases(data):
     return pd.DataFrame(rows)
 
 
+def case_line(nodeid, median_s, mean_s, rounds, extra_info, machine):
+    """One line of cases.jsonl: a finished case's timing, extra_info and machine."""
+    return json.dumps({"case": nodeid, "median_ms": 1e3 * median_s, "mean_ms": 1e3 * mean_s, "rounds": rounds,
+                       **extra_info, "machine": machine}, default=str) + "\n"
+
+
+def load(path):
+    """(cases DataFrame, machine info {device, torch, triton, commit, date}) of a pytest-benchmark JSON
+    or a cases.jsonl file."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        rows, info = [], {}
+        for line in path.read_text().splitlines():
+            case = json.loads(line)
+            info = case.pop("machine", info)
+            file, name = case.pop("case").split("::")
+            param = name[name.index("[") + 1:-1] if "[" in name else None
+            rows.append({"file": file, "name": name, "param": param, **case})
+        frame = pd.DataFrame(rows)
+        if len(frame):  # a case run again (another run appending) counts once, as last measured
+            frame = frame.drop_duplicates(subset=["file", "name"], keep="last").reset_index(drop=True)
+        return frame, info
+    data = json.loads(path.read_text())
+    info = {k.removeprefix("ftcl_"): v for k, v in data.get("machine_info", {}).items() if k.startswith("ftcl_")}
+    return _cases(data), info
+
+
 def tables(path):
-    """{title: DataFrame} of the cases in a pytest-benchmark JSON file."""
-    data = json.loads(Path(path).read_text())
-    frame = _cases(data)
+    """{title: DataFrame} of the cases in a pytest-benchmark JSON or cases.jsonl file."""
+    frame, _ = load(path)
     out = {}
     if frame.empty:
         return out
@@ -40,8 +68,18 @@ def tables(path):
             columns={"median_ms": "ms"})
     grid = frame[frame["name"].str.startswith("test_triton_grid")]
     if len(grid):
+        key = ["op", "mode", "B", "L"]
+        grid = grid.drop(columns=["torch_ms"], errors="ignore")
+        torch_gpu = frame[frame["name"].str.startswith("test_torch_backend_gpu")]
+        if len(torch_gpu):
+            torch_ms = torch_gpu["torch_ms"].fillna(torch_gpu["median_ms"]) if "torch_ms" in torch_gpu \
+                else torch_gpu["median_ms"]
+            grid = grid.merge(torch_gpu[key].assign(torch_ms=torch_ms), on=key, how="left")
+        else:
+            grid = grid.assign(torch_ms=float("nan"))
+        grid = grid.assign(vs_torch=grid["torch_ms"] / grid["gpu_ms"])
         out["Triton kernels on the GPU (do_bench median)"] = grid[
-            ["op", "mode", "B", "L", "gpu_ms", "gcell_s", "peak_mib", "torch_ms", "vs_torch", "vs_cuda_ref"]]
+            key + ["gpu_ms", "gcell_s", "peak_mib", "torch_ms", "vs_torch", "vs_cuda_ref"]]
     stages = frame[frame["file"].str.endswith("bench_eval.py")]
     if len(stages):
         out["Evaluation"] = stages[["stage", "median_ms"]].rename(columns={"median_ms": "ms"})
@@ -60,16 +98,15 @@ def tables(path):
 
 
 def print_report(path, csv_dir=RESULTS_DIR):
-    """Print every table of a benchmark JSON and append its cases to csv_dir/benchmarks.csv."""
-    data = json.loads(Path(path).read_text())
-    info = data.get("machine_info", {})
-    print(f"# {info.get('ftcl_device')}, torch {info.get('ftcl_torch')}, triton {info.get('ftcl_triton')}, "
-          f"commit {info.get('ftcl_commit')}, {info.get('ftcl_date')} ({path})")
-    for title, frame in tables(path).items():
+    """Print every table of a benchmark JSON (or cases.jsonl) and append its cases to
+    csv_dir/benchmarks.csv."""
+    frame, info = load(path)
+    print(f"# {info.get('device')}, torch {info.get('torch')}, triton {info.get('triton')}, "
+          f"commit {info.get('commit')}, {info.get('date')} ({path})")
+    for title, table in tables(path).items():
         print(f"\n## {title}\n")
-        print(markdown(frame, floatfmt=".4g"))
-    cases = _cases(data).drop(columns=["phases"], errors="ignore")
-    cases = cases.assign(**{k.removeprefix("ftcl_"): v for k, v in info.items() if k.startswith("ftcl_")})
+        print(markdown(table, floatfmt=".4g"))
+    cases = frame.drop(columns=["phases"], errors="ignore").assign(**info)
     csv_dir.mkdir(parents=True, exist_ok=True)
     target = csv_dir / "benchmarks.csv"
     cases.to_csv(target, mode="a", index=False, header=not target.exists())

@@ -1,0 +1,86 @@
+"""The benchmark report's GPU tables, built from a pytest-benchmark JSON such as a GPU run writes
+(the GPU machines run them once per lent session: their tables must not first fail there)."""
+import json
+
+import pandas as pd
+import pytest
+
+from bench import report
+
+
+def _case(name, param, median_ms, **extra):
+    return {"fullname": f"bench/bench_kernels.py::{name}[{param}]", "name": f"{name}[{param}]", "param": param,
+            "stats": {"median": median_ms / 1e3, "mean": median_ms / 1e3, "rounds": 5}, "extra_info": extra}
+
+
+@pytest.fixture
+def gpu_json(tmp_path):
+    cases = [
+        _case("test_release_workload", "ours", 0.9, device="cuda", backend="triton", gpu_ms=0.2),
+        _case("test_release_workload", "release-loops", 2600.0, device="cuda", backend="triton"),
+        _case("test_triton_grid", "fsd-fwd+bwd-B16-L32", 0.3, op="fsd", mode="fwd+bwd", B=16, L=32, gpu_ms=0.05,
+              gcell_s=0.33, peak_mib=1.0, vs_cuda_ref=1.10 / 0.05),
+        _case("test_triton_grid", "lcs-fwd-B16-L32", 0.2, op="lcs", mode="fwd", B=16, L=32, gpu_ms=0.04, gcell_s=0.4,
+              peak_mib=1.0, vs_cuda_ref=None),
+        _case("test_torch_backend_gpu", "fsd-fwd+bwd-B16-L32", 9.0, op="fsd", mode="fwd+bwd", B=16, L=32, torch_ms=8.0),
+        _case("test_torch_backend_gpu", "lcs-fwd-B16-L32", 3000.0, op="lcs", mode="fwd", B=16, L=32, torch_ms=None),
+        _case("test_training_step", "acm-32-videos", 11.0, step="acm-32-videos", device="cuda", feature_dim=2048,
+              gpu_ms=10.0),
+        _case("test_training_step", "ftcl-16-pairs", 12.0, step="ftcl-16-pairs", device="cuda", feature_dim=2048,
+              gpu_ms=11.0),
+    ]
+    path = tmp_path / "latest-kernels.json"
+    path.write_text(json.dumps({"machine_info": {"ftcl_device": "NVIDIA H100", "ftcl_torch": "2.11",
+                                                 "ftcl_triton": "3.6.0", "ftcl_commit": "abc", "ftcl_date": "d"},
+                                "benchmarks": cases}))
+    return path
+
+
+def test_gpu_tables_join_the_torch_times_to_the_triton_grid(gpu_json):
+    tables = report.tables(gpu_json)
+    grid = next(frame for title, frame in tables.items() if title.startswith("Triton kernels"))
+    fsd = grid[grid["op"] == "fsd"].iloc[0]
+    assert fsd["torch_ms"] == 8.0 and fsd["vs_torch"] == pytest.approx(8.0 / 0.05)
+    assert fsd["vs_cuda_ref"] == pytest.approx(22.0)
+    lcs = grid[grid["op"] == "lcs"].iloc[0]  # timed once (no do_bench): the case's wall time
+    assert lcs["torch_ms"] == 3000.0 and lcs["vs_torch"] == pytest.approx(3000.0 / 0.04) and pd.isna(lcs["vs_cuda_ref"])
+    release = next(frame for title, frame in tables.items() if title.startswith("Release workload")).iloc[0]
+    assert release["ours (ms)"] == 0.2 and release["speed-up"] == pytest.approx(2600.0 / 0.2)
+    step = next(frame for title, frame in tables.items() if title.startswith("Training step"))
+    assert list(step["ratio to ACM-Net"]) == pytest.approx([1.0, 1.1])
+
+
+def test_report_prints_every_table_and_appends_csv_rows(gpu_json, tmp_path, capsys):
+    report.print_report(gpu_json, csv_dir=tmp_path / "csv")
+    printed = capsys.readouterr().out
+    assert "NVIDIA H100" in printed and "Triton kernels on the GPU" in printed and "Training step" in printed
+    rows = pd.read_csv(tmp_path / "csv" / "benchmarks.csv")
+    assert len(rows) == 8 and set(rows["device"]) == {"NVIDIA H100"}
+
+
+def test_grid_without_torch_cases_still_reports(gpu_json):
+    data = json.loads(gpu_json.read_text())
+    data["benchmarks"] = [c for c in data["benchmarks"] if "torch_backend_gpu" not in c["name"]]
+    gpu_json.write_text(json.dumps(data))
+    grid = next(frame for title, frame in report.tables(gpu_json).items() if title.startswith("Triton kernels"))
+    assert len(grid) == 2 and grid["vs_torch"].isna().all()
+
+
+def test_cases_log_of_a_run_cut_short_gives_the_same_tables(gpu_json, tmp_path):
+    """bench/results/cases.jsonl (written case by case) reports like the session JSON; a case
+    measured twice counts once, as last measured."""
+    data = json.loads(gpu_json.read_text())
+    machine = {"device": "NVIDIA H100", "torch": "2.11", "triton": "3.6.0", "commit": "abc", "date": "d"}
+    log = tmp_path / "cases.jsonl"
+    stale = data["benchmarks"][2]
+    lines = [report.case_line(f"bench/bench_kernels.py::{stale['name']}", 1.0, 1.0, 1, {**stale["extra_info"],
+                                                                                      "gpu_ms": 99.0}, machine)]
+    lines += [report.case_line(f"bench/bench_kernels.py::{c['name']}", c["stats"]["median"], c["stats"]["mean"],
+                               c["stats"]["rounds"], c["extra_info"], machine) for c in data["benchmarks"]]
+    log.write_text("".join(lines))
+    from_log, from_json = report.tables(log), report.tables(gpu_json)
+    assert list(from_log) == list(from_json)
+    for title in from_json:
+        pd.testing.assert_frame_equal(from_log[title].reset_index(drop=True), from_json[title].reset_index(drop=True),
+                                      check_dtype=False)
+    assert report.load(log)[1] == machine
