@@ -8,7 +8,7 @@ import torch
 
 import kernels
 from bench import release_loops
-from bench.common import gpu_ms, on_gpu, peak_mib, synchronized, time_once
+from bench.common import cuda_graph, cuda_kernel_count, gpu_ms, on_gpu, peak_mib, synchronized, time_once
 from ftcl.losses import pairwise_cosine
 
 GRID = [(16, 32), (256, 32), (4096, 32), (16, 128), (256, 128), (2048, 128), (16, 512), (256, 512),
@@ -69,9 +69,13 @@ def release_terms(fsd_a, fsd_b, lcs_a, lcs_b, backend="auto"):
             kernels.lcs(pairwise_cosine(lcs_a, lcs_b), threshold=0.92, backend=backend))
 
 
-@pytest.mark.parametrize("implementation", ["ours", "release-loops"])
+@pytest.mark.parametrize("implementation", ["ours", "ours-cuda-graph", "release-loops"])
 def test_release_workload(benchmark, implementation):
-    """16 pairs, FSD 5 x 5 + LCS 30 x 30, similarities included, forward + backward."""
+    """16 pairs, FSD 5 x 5 + LCS 30 x 30, similarities included, forward + backward. On a GPU also
+    the same step replayed from a CUDA graph (one launch instead of one per kernel: how much of the
+    step is launch overhead), checked against the eager gradients."""
+    if implementation == "ours-cuda-graph" and DEVICE != "cuda":
+        pytest.skip("needs a CUDA GPU")
     inputs = release_inputs(DEVICE)
     with torch.no_grad():
         ours = release_terms(*inputs)
@@ -81,7 +85,7 @@ def test_release_workload(benchmark, implementation):
 
     def ours_step():
         fsd, lcs = release_terms(*inputs)
-        torch.autograd.grad(fsd.sum() + lcs.sum(), inputs)
+        return torch.autograd.grad(fsd.sum() + lcs.sum(), inputs)
 
     def release_step():
         fsd = release_loops.fsd_release(inputs[0], inputs[1])
@@ -93,7 +97,16 @@ def test_release_workload(benchmark, implementation):
     if implementation == "ours":
         if DEVICE == "cuda":
             benchmark.extra_info["gpu_ms"] = gpu_ms(ours_step)
+            benchmark.extra_info["gpu_kernels"] = cuda_kernel_count(ours_step)
         benchmark.pedantic(synchronized(ours_step), rounds=30, warmup_rounds=3)
+    elif implementation == "ours-cuda-graph":
+        eager = ours_step()
+        replay, captured = cuda_graph(ours_step)
+        replay()
+        for got, want in zip(captured, eager):
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        benchmark.extra_info["gpu_ms"] = gpu_ms(replay)
+        benchmark.pedantic(synchronized(replay), rounds=30, warmup_rounds=3)
     else:
         benchmark.pedantic(synchronized(release_step), rounds=2, warmup_rounds=0)
 

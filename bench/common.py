@@ -71,3 +71,34 @@ def time_once(fn):
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     return (time.perf_counter() - t0) * 1e3
+
+
+def cuda_graph(fn, warmup=3):
+    """fn captured in a CUDA graph (after warm-up calls on a side stream, as capture requires).
+    Returns (replay, captured): replay() reruns the captured work on the same input tensors, and
+    captured is what the captured call returned, refreshed by each replay."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(warmup):
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        captured = fn()
+    return graph.replay, captured
+
+
+def cuda_kernel_count(fn):
+    """GPU kernels (and memsets / copies) one fn() call launches, counted by the profiler; None where
+    the profiler cannot count them."""
+    try:
+        from torch.profiler import ProfilerActivity, profile
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            fn()
+            torch.cuda.synchronize()
+        return sum(1 for event in prof.events() if event.device_type == torch.autograd.DeviceType.CUDA)
+    except Exception as err:  # a count is a nicety: never lose the timing to it
+        print(f"kernel count unavailable: {err.__class__.__name__}: {err}")
+        return None

@@ -146,8 +146,8 @@ if triton is not None:
         gap_ptr,  # [B, N, M]
         table_ptr,  # [B, N*M] float32, from the forward
         grad_out_ptr,  # [B] float32
-        grad_match_ptr,  # [B, N, M] zero-filled, contiguous
-        grad_gap_ptr,  # [B, N, M] zero-filled, contiguous
+        grad_match_ptr,  # [B, N, M] contiguous, zero-filled outside each pair's (n, m)
+        grad_gap_ptr,  # [B, N, M] contiguous, zero-filled outside each pair's (n, m)
         ring_ptr,  # [B, 7, N + 2] float32 scratch
         len_ptr,  # [B, 2] int64
         stride_gb, stride_gn, stride_gm,
@@ -239,7 +239,7 @@ if triton is not None:
         sim_ptr,  # [B, N, M]
         table_ptr,  # [B, N*M] float32, from the forward
         grad_out_ptr,  # [B] float32
-        grad_sim_ptr,  # [B, N, M] zero-filled, contiguous
+        grad_sim_ptr,  # [B, N, M] contiguous, zero-filled outside each pair's (n, m)
         ring_ptr,  # [B, 7, N + 2] float32 scratch
         len_ptr,  # [B, 2] int64
         stride_sb, stride_sn, stride_sm,
@@ -320,8 +320,10 @@ def fsd_fwd(match, gap, gamma, lengths):
 def fsd_bwd(grad_out, gap, table, gamma, lengths, match_dtype):
     """Gradients [B, N, M] of sum(grad_out * value) w.r.t. match and gap."""
     batch, n_rows, n_cols = gap.shape
-    grad_match = torch.zeros(gap.shape, dtype=match_dtype, device=gap.device)
-    grad_gap = torch.zeros_like(gap, memory_format=torch.contiguous_format)
+    # The kernel writes every cell inside each pair's (n, m); only cells outside need zeros.
+    fill = torch.empty if lengths is None else torch.zeros
+    grad_match = fill(gap.shape, dtype=match_dtype, device=gap.device)
+    grad_gap = fill(gap.shape, dtype=gap.dtype, device=gap.device)
     if batch == 0:
         return grad_match, grad_gap
     ring = torch.empty(batch, 7, n_rows + 2, dtype=torch.float32, device=gap.device)
@@ -350,7 +352,8 @@ def lcs_fwd(sim, threshold, gamma, lengths):
 def lcs_bwd(grad_out, sim, table, threshold, gamma, lengths):
     """Gradient [B, N, M] of sum(grad_out * value) w.r.t. sim."""
     batch, n_rows, n_cols = sim.shape
-    grad_sim = torch.zeros_like(sim, memory_format=torch.contiguous_format)
+    fill = torch.empty if lengths is None else torch.zeros  # see fsd_bwd
+    grad_sim = fill(sim.shape, dtype=sim.dtype, device=sim.device)
     if batch == 0:
         return grad_sim
     ring = torch.empty(batch, 7, n_rows + 2, dtype=torch.float32, device=sim.device)

@@ -16,7 +16,8 @@ def _case(name, param, median_ms, **extra):
 @pytest.fixture
 def gpu_json(tmp_path):
     cases = [
-        _case("test_release_workload", "ours", 0.9, device="cuda", backend="triton", gpu_ms=0.2),
+        _case("test_release_workload", "ours", 0.9, device="cuda", backend="triton", gpu_ms=0.2, gpu_kernels=91),
+        _case("test_release_workload", "ours-cuda-graph", 0.3, device="cuda", backend="triton", gpu_ms=0.05),
         _case("test_release_workload", "release-loops", 2600.0, device="cuda", backend="triton"),
         _case("test_triton_grid", "fsd-fwd+bwd-B16-L32", 0.3, op="fsd", mode="fwd+bwd", B=16, L=32, gpu_ms=0.05,
               gcell_s=0.33, peak_mib=1.0, vs_cuda_ref=1.10 / 0.05),
@@ -44,8 +45,10 @@ def test_gpu_tables_join_the_torch_times_to_the_triton_grid(gpu_json):
     assert fsd["vs_cuda_ref"] == pytest.approx(22.0)
     lcs = grid[grid["op"] == "lcs"].iloc[0]  # timed once (no do_bench): the case's wall time
     assert lcs["torch_ms"] == 3000.0 and lcs["vs_torch"] == pytest.approx(3000.0 / 0.04) and pd.isna(lcs["vs_cuda_ref"])
-    release = next(frame for title, frame in tables.items() if title.startswith("Release workload")).iloc[0]
-    assert release["ours (ms)"] == 0.2 and release["speed-up"] == pytest.approx(2600.0 / 0.2)
+    release = next(frame for title, frame in tables.items() if title.startswith("Release workload"))
+    assert list(release["implementation"]) == ["ours", "ours-cuda-graph"]
+    assert list(release["ours (ms)"]) == [0.2, 0.05] and release["GPU kernels"].iloc[0] == 91
+    assert list(release["speed-up"]) == pytest.approx([2600.0 / 0.2, 2600.0 / 0.05])
     step = next(frame for title, frame in tables.items() if title.startswith("Training step"))
     assert list(step["ratio to ACM-Net"]) == pytest.approx([1.0, 1.1])
 
@@ -55,7 +58,7 @@ def test_report_prints_every_table_and_appends_csv_rows(gpu_json, tmp_path, caps
     printed = capsys.readouterr().out
     assert "NVIDIA H100" in printed and "Triton kernels on the GPU" in printed and "Training step" in printed
     rows = pd.read_csv(tmp_path / "csv" / "benchmarks.csv")
-    assert len(rows) == 8 and set(rows["device"]) == {"NVIDIA H100"}
+    assert len(rows) == 9 and set(rows["device"]) == {"NVIDIA H100"}
 
 
 def test_grid_without_torch_cases_still_reports(gpu_json):
@@ -72,7 +75,7 @@ def test_cases_log_of_a_run_cut_short_gives_the_same_tables(gpu_json, tmp_path):
     data = json.loads(gpu_json.read_text())
     machine = {"device": "NVIDIA H100", "torch": "2.11", "triton": "3.6.0", "commit": "abc", "date": "d"}
     log = tmp_path / "cases.jsonl"
-    stale = data["benchmarks"][2]
+    stale = data["benchmarks"][3]
     lines = [report.case_line(f"bench/bench_kernels.py::{stale['name']}", 1.0, 1.0, 1, {**stale["extra_info"],
                                                                                       "gpu_ms": 99.0}, machine)]
     lines += [report.case_line(f"bench/bench_kernels.py::{c['name']}", c["stats"]["median"], c["stats"]["mean"],
