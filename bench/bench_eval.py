@@ -9,6 +9,7 @@ import torch
 import evaluation
 from bench import eval_data
 from bench.common import on_gpu, synchronized
+from evaluation.workers import default_workers
 from ftcl.config import preset
 from ftcl.evaluate import eval_batches, evaluate_model, proposal_config
 from ftcl.model import ACMNet
@@ -43,20 +44,25 @@ def test_proposals_and_map(benchmark, split_outputs):
     benchmark.pedantic(evaluation.score_proposals, (outputs, gt, eval_data.TIOU), rounds=5, warmup_rounds=1)
 
 
-def test_per_epoch_evaluation(benchmark, split_outputs):
+@pytest.mark.parametrize("workers", ["1", "default"])
+def test_per_epoch_evaluation(benchmark, split_outputs, workers):
     """What training runs after every epoch: model forward on the training device (test features
     kept there), proposals and mAP, on the THUMOS14 test split's real lengths (2048-d on a GPU,
-    256-d on a CPU)."""
+    256-d on a CPU); proposals in this process, or over the worker processes training uses
+    (evaluation.workers.default_workers())."""
     gt, ids, source, _ = split_outputs
     device = "cuda" if on_gpu() else "cpu"
     dim = 2048 if device == "cuda" else 256
+    count = 1 if workers == "1" else default_workers()
     split = eval_data.thumos_sized_split(gt, ids, dim)
     config = preset("thumos14", num_classes=len(gt.classes), feature_dim=dim, classes=list(gt.classes))
     torch.manual_seed(0)
     model = ACMNet.from_config(config).to(device)
     batches = eval_batches(split, config, device)
-    benchmark.extra_info.update(stage=f"per-epoch evaluation ({len(ids)} videos, {dim}-d, {device})", inputs=source)
-    run = synchronized(lambda: evaluate_model(model, split, gt, config, device, batches=batches))
+    benchmark.extra_info.update(stage=f"per-epoch evaluation ({len(ids)} videos, {dim}-d, {device}, "
+                                      f"{count} proposal process{'es' if count > 1 else ''})", inputs=source,
+                                workers=count)
+    run = synchronized(lambda: evaluate_model(model, split, gt, config, device, batches=batches, workers=count))
     benchmark.pedantic(run, rounds=5, warmup_rounds=1)
 
 

@@ -5,6 +5,7 @@ import numpy as np
 
 from evaluation.detection import Segments, evaluate_detection
 from evaluation.io import results_json
+from evaluation import workers as workers_
 from evaluation.proposals import ProposalConfig, nms_groups, t_factor, video_candidates
 
 
@@ -23,12 +24,12 @@ class VideoOutput:
     original_snippets: int
 
 
-def proposals(outputs, config=ProposalConfig()):
-    """Proposals of every video, NMS run for all (video, class) groups at once.
-    outputs: {vid: VideoOutput}. Returns (video [K] index into outputs' order, label [K], score [K],
-    start [K], end [K]), by video, class, then descending score."""
+def _proposals_of(job):
+    """(video, label, score, start, end) of a list of VideoOutputs, NMS for all (video, class)
+    groups at once; video indexes the list. job: (outputs list, ProposalConfig)."""
+    outputs, config = job
     parts = []
-    for v, out in enumerate(outputs.values()):
+    for v, out in enumerate(outputs):
         factor = t_factor(out.original_snippets, out.cas.shape[0], upscale=config.upscale,
                           frames_per_snippet=config.frames_per_snippet, fps=config.fps)
         label, score, start, end = video_candidates(out.cas, out.attention, out.video_scores, factor, config)
@@ -39,6 +40,25 @@ def proposals(outputs, config=ProposalConfig()):
     classes = max(int(label.max()) + 1, 1) if len(label) else 1
     kept = nms_groups(video * classes + label, start, end, score, config.nms_iou, config.fixed)
     return video[kept], label[kept], score[kept], start[kept], end[kept]
+
+
+def proposals(outputs, config=ProposalConfig(), workers=1):
+    """Proposals of every video, NMS run for all (video, class) groups at once.
+    outputs: {vid: VideoOutput}; workers: processes to spread the videos over (see
+    evaluation.workers; the result is identical for any count). Returns (video [K] index into
+    outputs' order, label [K], score [K], start [K], end [K]), by video, class, then descending score."""
+    videos = list(outputs.values())
+    if workers <= 1 or len(videos) < 2:
+        return _proposals_of((videos, config))
+    # Consecutive runs of videos of about equal total length, a few per worker (they finish unevenly):
+    # every (video, class) group stays whole, so concatenating the runs' results in order is exact.
+    sizes = np.cumsum([len(v.attention) for v in videos])
+    cuts = np.searchsorted(sizes, sizes[-1] * np.arange(1, 3 * workers) / (3 * workers), side="right")
+    bounds = np.unique(np.concatenate([[0], cuts, [len(videos)]]))
+    firsts = bounds[:-1]
+    parts = workers_.map_chunks(_proposals_of, [(videos[a:b], config) for a, b in zip(firsts, bounds[1:])], workers)
+    return tuple(np.concatenate(column) for column in zip(*[(part[0] + first, *part[1:])
+                                                            for part, first in zip(parts, firsts)]))
 
 
 def localize(outputs, classes, config=ProposalConfig()):
@@ -71,11 +91,11 @@ class Detections:
         return results_json(self.per_video(classes))
 
 
-def score_proposals(outputs, ground_truth, tiou_thresholds, config=ProposalConfig()):
+def score_proposals(outputs, ground_truth, tiou_thresholds, config=ProposalConfig(), workers=1):
     """Localize every video and score the result without building the results JSON (what each
-    training epoch needs). Returns (DetectionResult, Detections)."""
+    training epoch needs); workers: see proposals(). Returns (DetectionResult, Detections)."""
     ids = list(outputs)
-    detections = Detections(ids, *proposals(outputs, config))
+    detections = Detections(ids, *proposals(outputs, config, workers))
     # Videos outside the ground-truth subset get their own indexes (they only make false positives).
     index = {vid: v for v, vid in enumerate(ground_truth.videos)}
     for vid in ids:

@@ -127,10 +127,11 @@ def model_outputs(model, split, config, device, batch_size=16, progress=False, b
     return {vid: outputs[vid] for vid in split.ids}
 
 
-def score_outputs(outputs, labels, ids, ground_truth, config, fixed_nms=False):
-    """Detection and classification mAP of saved outputs. labels: [V, C] in the order of ids."""
+def score_outputs(outputs, labels, ids, ground_truth, config, fixed_nms=False, workers=1):
+    """Detection and classification mAP of saved outputs. labels: [V, C] in the order of ids;
+    workers: processes for the proposals (evaluation.workers)."""
     detection, detections = evaluation.score_proposals(outputs, ground_truth, config.tiou,
-                                                     proposal_config(config, fixed_nms))
+                                                     proposal_config(config, fixed_nms), workers)
     scores = np.stack([outputs[v].video_scores for v in ids])
     cls_map = evaluation.classification_map(labels, scores, list(ground_truth.classes))
     return Evaluation(detection=detection, classification_map=cls_map, detections=detections, outputs=outputs,
@@ -138,10 +139,11 @@ def score_outputs(outputs, labels, ids, ground_truth, config, fixed_nms=False):
 
 
 def evaluate_model(model, split, ground_truth, config, device, batch_size=16, progress=False, fixed_nms=False,
-                   batches=None):
-    """Run and score a model on a split (batches: see model_outputs). Returns an Evaluation."""
+                   batches=None, workers=1):
+    """Run and score a model on a split (batches: see model_outputs; workers: see score_outputs).
+    Returns an Evaluation."""
     outputs = model_outputs(model, split, config, device, batch_size, progress, batches)
-    return score_outputs(outputs, split.labels, split.ids, ground_truth, config, fixed_nms)
+    return score_outputs(outputs, split.labels, split.ids, ground_truth, config, fixed_nms, workers)
 
 
 def save_outputs(path, evaluation_, config):

@@ -8,6 +8,9 @@ import torch  # does not import triton
 # before triton is first imported. With a GPU they are compiled and tested for real.
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
+# Training evaluates in-process here (a worker pool forked in one test would keep that test's
+# monkeypatches); the tests that check the workers ask for them.
+os.environ.setdefault("FTCL_EVAL_WORKERS", "1")
 
 SHARED_THUMOS = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "thumos14"
 

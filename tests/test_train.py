@@ -504,3 +504,15 @@ def test_best_checkpoint_is_written_once_and_keeps_its_epoch(tiny_data, tmp_path
     weights_equal = all(torch.equal(best["model_state_dict"][k], last["model_state_dict"][k]) for k in best["model_state_dict"])
     assert weights_equal == (best_epoch == 4)
     assert not [p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]
+
+
+def test_training_evaluates_identically_with_worker_processes(tiny_data, tmp_path, monkeypatch):
+    """FTCL_EVAL_WORKERS spreads each epoch's proposals over processes: the same metrics and best.pt."""
+    runs = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv("FTCL_EVAL_WORKERS", workers)
+        trainer = _train("baseline", tiny_data, tmp_path / workers, epochs=2)
+        assert trainer.eval_workers == int(workers)
+        rows = _rows(tmp_path / workers / "metrics.csv")
+        runs[workers] = [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+    assert runs["1"] == runs["2"] and float(runs["1"][-1]["avg0.1:0.7"]) > 0

@@ -12,6 +12,7 @@ import torch
 from tqdm import tqdm
 
 from evaluation import atomic_write, parse_range
+from evaluation.workers import default_workers
 from ftcl import losses
 from ftcl.checkpoint import (FORMAT, CheckpointError, link_checkpoint, load_checkpoint, load_weights,
                              save_checkpoint)
@@ -170,6 +171,7 @@ class Trainer:
         self.rows = []
         self._eval_batches = None
         self._train_cache = None
+        self.eval_workers = default_workers()  # processes for the proposals of every evaluation
 
     def sampled(self, videos):
         """[B, sample_snippets, D] training snippets of the videos on the device (features read once
@@ -299,7 +301,7 @@ class Trainer:
         if self._eval_batches is None and eval_bytes(self.test_split, self.config) <= EVAL_CACHE_BYTES:
             self._eval_batches = eval_batches(self.test_split, self.config, self.device)
         return evaluate_model(self.model, self.test_split, self.ground_truth, self.config, self.device,
-                              progress=self.progress, batches=self._eval_batches)
+                              progress=self.progress, batches=self._eval_batches, workers=self.eval_workers)
 
     def run(self):
         """Train up to the configured epoch count; returns the last evaluation (or None). The caller

@@ -1,0 +1,64 @@
+"""Worker processes for the proposals of many videos, for callers that evaluate again and again
+(training evaluates the test split after every epoch). The pool starts on first use and is reused
+until the process exits."""
+import atexit
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+# At most this many workers by default: past it the hand-off of outputs and results dominates.
+MAX_DEFAULT_WORKERS = 8
+_pool = None
+_pool_size = 0
+
+
+def default_workers():
+    """FTCL_EVAL_WORKERS when set, else the CPU cores this process may use (at most
+    MAX_DEFAULT_WORKERS): the evaluation runs between epochs, when training leaves them idle. 1 means
+    in-process."""
+    value = os.environ.get("FTCL_EVAL_WORKERS")
+    if value is not None:
+        try:
+            workers = int(value)
+        except ValueError:
+            raise ValueError(f"FTCL_EVAL_WORKERS must be a whole number, got {value!r}") from None
+        if workers < 1:
+            raise ValueError(f"FTCL_EVAL_WORKERS must be at least 1, got {workers}")
+        return workers
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(MAX_DEFAULT_WORKERS, cores))
+
+
+def _executor(workers):
+    global _pool, _pool_size
+    if _pool is None or _pool_size != workers:
+        shutdown()
+        # fork where there is one (as torch's DataLoader workers): a worker starts in milliseconds with
+        # what the caller imported, where spawn and forkserver re-import the caller's __main__ (torch
+        # included) in every worker. Workers only run numpy on the outputs, never CUDA.
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        _pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+        _pool_size = workers
+    return _pool
+
+
+def map_chunks(fn, chunks, workers):
+    """[fn(chunk) for chunk in chunks], over `workers` processes (in this one when workers is 1, or
+    when the pool broke: the result is the same)."""
+    if workers <= 1 or len(chunks) <= 1:
+        return [fn(chunk) for chunk in chunks]
+    try:
+        return list(_executor(workers).map(fn, chunks))
+    except BrokenProcessPool:
+        shutdown()
+        return [fn(chunk) for chunk in chunks]
+
+
+@atexit.register
+def shutdown():
+    """Stop the workers (also at exit)."""
+    global _pool, _pool_size
+    if _pool is not None:
+        _pool.shutdown(cancel_futures=True)
+    _pool, _pool_size = None, 0
