@@ -21,10 +21,14 @@ def split_outputs():
     return gt, ids, source, eval_data.model_like_outputs(gt, ids)
 
 
-def test_proposals(benchmark, split_outputs):
+@pytest.mark.parametrize("workers", ["1", "default"])
+def test_proposals(benchmark, split_outputs, workers):
     gt, ids, source, outputs = split_outputs
-    benchmark.extra_info.update(stage=f"proposals ({len(ids)} videos)", inputs=source)
-    benchmark.pedantic(evaluation.localize, (outputs, gt.classes, evaluation.ProposalConfig()), rounds=5, warmup_rounds=1)
+    count = 1 if workers == "1" else default_workers()
+    benchmark.extra_info.update(stage=f"proposals ({len(ids)} videos, {count} process{'es' if count > 1 else ''})",
+                                inputs=source, workers=count)
+    benchmark.pedantic(evaluation.localize, (outputs, gt.classes, evaluation.ProposalConfig(), count), rounds=5,
+                       warmup_rounds=1)
 
 
 def test_map(benchmark, split_outputs):

@@ -61,9 +61,10 @@ def proposals(outputs, config=ProposalConfig(), workers=1):
                                                             for part, first in zip(parts, firsts)]))
 
 
-def localize(outputs, classes, config=ProposalConfig()):
-    """Proposals of every video. outputs: {vid: VideoOutput}. Returns {vid: [(label, score, start, end)]}."""
-    return Detections(list(outputs), *proposals(outputs, config)).per_video(classes)
+def localize(outputs, classes, config=ProposalConfig(), workers=1):
+    """Proposals of every video. outputs: {vid: VideoOutput}; workers: see proposals(). Returns
+    {vid: [(label, score, start, end)]}."""
+    return Detections(list(outputs), *proposals(outputs, config, workers)).per_video(classes)
 
 
 @dataclass
