@@ -9,7 +9,6 @@ import torch
 import kernels
 from bench import release_loops
 from bench.common import cuda_graph, cuda_kernel_count, gpu_ms, on_gpu, peak_mib, synchronized, time_once
-from ftcl.losses import pairwise_cosine
 
 GRID = [(16, 32), (256, 32), (4096, 32), (16, 128), (256, 128), (2048, 128), (16, 512), (256, 512),
         (1024, 512), (64, 2048)]
@@ -61,30 +60,33 @@ def release_inputs(device, batch=16, seed=0):
     return [t.requires_grad_() for t in (fsd_a, fsd_b, lcs_a, lcs_b)]
 
 
-def release_terms(fsd_a, fsd_b, lcs_a, lcs_b, backend="auto"):
-    """Both terms, similarities included, as the method computes them. Returns (fsd [B], lcs [B])."""
-    match = pairwise_cosine(fsd_a[..., :512], fsd_b[..., :512])
-    gap = pairwise_cosine(fsd_a[..., 512:], fsd_b[..., 512:])
+def release_terms(fsd_a, fsd_b, lcs_a, lcs_b, backend="auto", cosine_backend="auto"):
+    """Both terms, similarities included, as the method computes them (match and gap: the two halves
+    of the FSD candidates in one call). Returns (fsd [B], lcs [B])."""
+    match, gap = kernels.pairwise_cosine(fsd_a, fsd_b, parts=2, backend=cosine_backend).unbind(1)
+    sim = kernels.pairwise_cosine(lcs_a, lcs_b, backend=cosine_backend)[:, 0]
     return (kernels.fsd(match, gap, gamma=0.1, backend=backend),
-            kernels.lcs(pairwise_cosine(lcs_a, lcs_b), threshold=0.92, backend=backend))
+            kernels.lcs(sim, threshold=0.92, backend=backend))
 
 
-@pytest.mark.parametrize("implementation", ["ours", "ours-cuda-graph", "release-loops"])
+@pytest.mark.parametrize("implementation", ["ours", "ours-triton-cosine", "ours-cuda-graph", "release-loops"])
 def test_release_workload(benchmark, implementation):
     """16 pairs, FSD 5 x 5 + LCS 30 x 30, similarities included, forward + backward. On a GPU also
-    the same step replayed from a CUDA graph (one launch instead of one per kernel: how much of the
-    step is launch overhead), checked against the eager gradients."""
-    if implementation == "ours-cuda-graph" and DEVICE != "cuda":
+    the same step with the Triton cosine producer (2 launches per similarity instead of about 20:
+    whether "auto" should pick it), and replayed from a CUDA graph (one launch instead of one per
+    kernel: how much of the step is launch overhead), each checked against the eager gradients."""
+    if implementation in ("ours-triton-cosine", "ours-cuda-graph") and DEVICE != "cuda":
         pytest.skip("needs a CUDA GPU")
     inputs = release_inputs(DEVICE)
+    cosine_backend = "triton" if implementation == "ours-triton-cosine" else "auto"
     with torch.no_grad():
-        ours = release_terms(*inputs)
+        ours = release_terms(*inputs, cosine_backend=cosine_backend)
         release = (release_loops.fsd_release(inputs[0], inputs[1]), release_loops.lcs_release(inputs[2], inputs[3]))
     for got, want in zip(ours, release):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
 
     def ours_step():
-        fsd, lcs = release_terms(*inputs)
+        fsd, lcs = release_terms(*inputs, cosine_backend=cosine_backend)
         return torch.autograd.grad(fsd.sum() + lcs.sum(), inputs)
 
     def release_step():
@@ -94,8 +96,12 @@ def test_release_workload(benchmark, implementation):
 
     benchmark.extra_info.update(device=DEVICE, backend="triton" if DEVICE == "cuda" else "torch",
                                 matched_cells_per_pair=float((ours[1] > 0).float().mean()))
-    if implementation == "ours":
+    if implementation in ("ours", "ours-triton-cosine"):
         if DEVICE == "cuda":
+            if implementation != "ours":  # the gradients of the torch producer's step
+                fsd, lcs = release_terms(*inputs)
+                for got, want in zip(ours_step(), torch.autograd.grad(fsd.sum() + lcs.sum(), inputs)):
+                    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
             benchmark.extra_info["gpu_ms"] = gpu_ms(ours_step)
             benchmark.extra_info["gpu_kernels"] = cuda_kernel_count(ours_step)
         benchmark.pedantic(synchronized(ours_step), rounds=30, warmup_rounds=3)

@@ -4,7 +4,8 @@
 own compiler (triton.compile(ASTSource(...), target=GPUTarget("cuda", cc, 32))) for A100 (80),
 RTX 30 (86), RTX 40 / L4 (89), H100 / H200 (90) and RTX 50 (120), over the variants the API can
 launch: HARD on / off, HAS_LENGTHS on / off, the smallest and the largest BLOCK with their
-num_warps, float32 and bfloat16 inputs. Each cubin's registers, stack, shared and local memory are
+num_warps, float32 and bfloat16 inputs; and the cosine producer's two kernels at their smallest and
+largest row tiles (16 x 16 with 4 warps, 32 x 32 with 8), float32 and bfloat16 inputs. Each cubin's registers, stack, shared and local memory are
 read with the cuobjdump inside Triton's wheel. Local memory means register spills.
 
 Must run without TRITON_INTERPRET (the interpreter replaces the kernels' JIT functions).
@@ -22,10 +23,26 @@ from pathlib import Path
 TARGETS = {80: "A100", 86: "RTX 30", 89: "RTX 40 / L4", 90: "H100 / H200", 120: "RTX 50"}
 DTYPES = {"float32": "*fp32", "bfloat16": "*bf16"}
 KERNELS = ("fsd_fwd_kernel", "fsd_bwd_kernel", "lcs_fwd_kernel", "lcs_bwd_kernel")
+COSINE_KERNELS = ("cosine_fwd_kernel", "cosine_bwd_kernel")
+
+
+def _cosine_signature(kernel, dtype):
+    x = DTYPES[dtype]
+    strides = {f"stride_{t}{axis}": "i32" for t in "ab" for axis in ("b", "n" if t == "a" else "m", "d")}
+    sig = {"a_ptr": x, "b_ptr": x, "sim_ptr": "*fp32", "norm_a_ptr": "*fp32", "norm_b_ptr": "*fp32"}
+    if kernel == "cosine_bwd_kernel":
+        sig.update({"grad_sim_ptr": "*fp32", "grad_a_ptr": x, "grad_b_ptr": x})
+    sig.update(strides)
+    sig.update({"N": "i32", "M": "i32", "WIDTH": "i32"})
+    if kernel == "cosine_bwd_kernel":
+        sig["D"] = "i32"
+    return {**sig, "eps": "fp32", "BLOCK_N": "constexpr", "BLOCK_M": "constexpr", "BLOCK_D": "constexpr"}
 
 
 def _signature(kernel, dtype):
     """Triton signature of a kernel with its input (and input-gradient) pointers of `dtype`."""
+    if kernel in COSINE_KERNELS:
+        return _cosine_signature(kernel, dtype)
     x = DTYPES[dtype]
     strides = lambda prefix: {f"stride_{prefix}{axis}": "i32" for axis in "bnm"}  # noqa: E731
     if kernel == "fsd_fwd_kernel":
@@ -46,11 +63,17 @@ def _signature(kernel, dtype):
 def variants():
     """Every (kernel, cc, dtype, hard, has_lengths, block, num_warps) the API can launch, at the
     smallest and the largest block."""
+    from kernels.cosine import MAX_ROWS, launch_config
     from kernels.triton_dp import _MAX_BLOCK, _launch_config
     blocks = [_launch_config(1, 1), _launch_config(_MAX_BLOCK, _MAX_BLOCK)]
-    return [(kernel, cc, dtype, hard, lengths, block, warps)
-            for kernel, cc, dtype, hard, lengths, (block, warps) in itertools.product(
-                KERNELS, TARGETS, DTYPES, (True, False), (True, False), blocks)]
+    dp = [(kernel, cc, dtype, hard, lengths, block, warps)
+          for kernel, cc, dtype, hard, lengths, (block, warps) in itertools.product(
+              KERNELS, TARGETS, DTYPES, (True, False), (True, False), blocks)]
+    tiles = [launch_config(1, 1), launch_config(MAX_ROWS, MAX_ROWS)]
+    cosine = [(kernel, cc, dtype, None, None, (block_n, block_m), warps)
+              for kernel, cc, dtype, (block_n, block_m, warps) in itertools.product(COSINE_KERNELS, TARGETS, DTYPES,
+                                                                                     tiles)]
+    return dp + cosine
 
 
 def _cuobjdump():
@@ -65,10 +88,15 @@ def compile_one(variant):
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from kernels import triton_dp
+    from kernels import cosine, triton_dp
     kernel, cc, dtype, hard, lengths, block, warps = variant
-    source = ASTSource(getattr(triton_dp, kernel), _signature(kernel, dtype),
-                       constexprs={"HAS_LENGTHS": lengths, "HARD": hard, "BLOCK": block})
+    if kernel in COSINE_KERNELS:
+        constexprs = {"BLOCK_N": block[0], "BLOCK_M": block[1], "BLOCK_D": cosine.BLOCK_D}
+        block = f"{block[0]}x{block[1]}"
+        source = ASTSource(getattr(cosine, kernel), _signature(kernel, dtype), constexprs=constexprs)
+    else:
+        source = ASTSource(getattr(triton_dp, kernel), _signature(kernel, dtype),
+                           constexprs={"HAS_LENGTHS": lengths, "HARD": hard, "BLOCK": block})
     compiled = triton.compile(source, target=GPUTarget("cuda", cc, 32), options={"num_warps": warps})
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "kernel.cubin"
@@ -102,7 +130,7 @@ def main(argv=None):
         return 0
     frame = pd.DataFrame(rows)
     print(f"# ahead-of-time compile: Triton {triton.__version__}, {len(rows)} cubins "
-          f"({len(KERNELS)} kernels x {len(TARGETS)} targets x {len(rows) // (len(KERNELS) * len(TARGETS))} variants)\n")
+          f"({len(KERNELS) + len(COSINE_KERNELS)} kernels x {len(TARGETS)} targets)\n")
     summary = frame.groupby(["kernel", "cc", "gpu"]).agg(
         variants=("registers", "size"), registers_min=("registers", "min"), registers_max=("registers", "max"),
         stack_max=("stack", "max"), shared_max=("shared", "max"), local_max=("local", "max")).reset_index()

@@ -47,7 +47,8 @@ status=0
 for stage in "${stages[@]}"; do
     case $stage in
         tests) run_stage tests "$PY" -m pytest -q -p no:cacheprovider --durations=8 tests/test_kernels_gpu.py \
-                   tests/test_kernels.py tests/test_method.py tests/test_kernels_compile.py || status=1 ;;
+                   tests/test_kernels.py tests/test_cosine.py tests/test_method.py tests/test_kernels_compile.py \
+                   || status=1 ;;
         kernels|step|eval) run_stage "$stage" "$PY" -m bench "$stage" || status=1 ;;
         recipe) run_stage recipe "$PY" -m bench recipe --scale "${RECIPE_SCALE:-0.1}" || status=1 ;;
         *) echo "unknown stage $stage (tests kernels step eval recipe)"; status=2 ;;

@@ -4,7 +4,7 @@ import os
 
 import torch
 
-from kernels import naive, wavefront
+from kernels import cosine, naive, wavefront
 
 BACKENDS = ("auto", "naive", "torch", "triton")
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -140,3 +140,50 @@ def lcs(sim, *, threshold=0.92, gamma=0.0, lengths=None, backend="auto"):
         return wavefront.LCSFunction.apply(sim, threshold, gamma, lengths)
     from kernels import triton_dp
     return triton_dp.LCSTriton.apply(sim, threshold, gamma, lengths)
+
+
+COSINE_BACKENDS = ("auto", "torch", "triton")
+
+
+def pairwise_cosine(a, b, *, parts=1, eps=1e-8, backend="auto"):
+    """Cosine similarity of every row of a with every row of b, separately on each of `parts` equal
+    column chunks (FSD's match and gap are the two halves of its candidates).
+
+    Args:
+        a: [B, N, D], b: [B, M, D] float tensors on one device; D divisible by parts.
+        parts: number of column chunks.
+        eps: lower bound of |a_i| |b_j| (as the release's cosine similarity).
+        backend: "auto" (torch, until the Triton producer has been measured on a GPU:
+            bench/RESULTS.md), "torch" (one bmm forward, one baddbmm per input backward), "triton"
+            (one launch forward, one backward; CUDA, or CPU under TRITON_INTERPRET=1; N, M <= 32;
+            computes in float32).
+
+    Returns:
+        [B, parts, N, M], differentiable w.r.t. a and b (float32 on triton, else a's dtype).
+    """
+    for name, x in (("a", a), ("b", b)):
+        if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.dtype not in _FLOAT_DTYPES:
+            raise ValueError(f"{name} must be a float tensor of shape [B, rows, D], got "
+                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    if a.shape[0] != b.shape[0] or a.shape[2] != b.shape[2]:
+        raise ValueError(f"a and b must agree in B and D, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.device != b.device:
+        raise ValueError(f"a and b must be on one device, got {a.device} and {b.device}")
+    if isinstance(parts, bool) or not isinstance(parts, int) or parts < 1 or a.shape[2] % parts:
+        raise ValueError(f"parts must be a whole number >= 1 dividing D = {a.shape[2]}, got {parts!r}")
+    eps = float(eps)
+    if not (eps > 0 and math.isfinite(eps)):
+        raise ValueError(f"eps must be a finite number > 0, got {eps}")
+    if backend not in COSINE_BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(COSINE_BACKENDS)}; got {backend!r}")
+    if backend == "triton":
+        _pick_backend("triton", (a, b))
+        if max(a.shape[1], b.shape[1]) > cosine.MAX_ROWS:
+            raise ValueError(f"backend 'triton' takes at most {cosine.MAX_ROWS} rows per side, got "
+                             f"{a.shape[1]} and {b.shape[1]}; use backend='torch'")
+        if cosine.triton is None:
+            raise RuntimeError("backend 'triton' needs the triton package (pip install triton)")
+        return cosine.CosineTriton.apply(a, b, parts, eps)
+    if a.dtype != b.dtype:
+        raise ValueError(f"a and b must have one dtype on the torch backend, got {a.dtype} and {b.dtype}")
+    return cosine.cosine_torch(a, b, parts, eps)

@@ -17,6 +17,9 @@ pytestmark = pytest.mark.skipif(not (NVIDIA_BIN / "ptxas").is_file() or not (NVI
 # this variant only (bfloat16, soft max, no lengths, BLOCK 1024). Any other spill, or a larger
 # one, fails the test.
 KNOWN_SPILLS = {("fsd_bwd", cc, "bfloat16", False, False, 1024): 8 for cc in (86, 89)}
+# ptxas gives the cosine forward a 16-byte stack frame on sm_120 at 56 registers (far below any cap,
+# so not register pressure), float32 16 x 16 tiles only.
+KNOWN_SPILLS[("cosine_fwd", 120, "float32", None, None, "16x16")] = 16
 
 
 @pytest.fixture(scope="module")
@@ -29,17 +32,20 @@ def rows():
 
 
 def test_every_kernel_compiles_for_every_target_and_variant(rows):
-    from bench.compile import KERNELS, TARGETS
-    assert len(rows) == len(KERNELS) * len(TARGETS) * 16
+    from bench.compile import COSINE_KERNELS, KERNELS, TARGETS
+    assert len(rows) == len(KERNELS) * len(TARGETS) * 16 + len(COSINE_KERNELS) * len(TARGETS) * 4
     seen = {(r["kernel"], r["cc"]) for r in rows}
-    assert seen == {(k.removesuffix("_kernel"), cc) for k in KERNELS for cc in TARGETS}
-    assert {r["block"] for r in rows} == {1, 1024} and {r["dtype"] for r in rows} == {"float32", "bfloat16"}
+    assert seen == {(k.removesuffix("_kernel"), cc) for k in KERNELS + COSINE_KERNELS for cc in TARGETS}
+    assert {r["block"] for r in rows} == {1, 1024, "16x16", "32x32"}
+    assert {r["dtype"] for r in rows} == {"float32", "bfloat16"}
 
 
 def test_no_local_memory_no_shared_memory_and_no_unexpected_spill(rows):
     for r in rows:
         key = (r["kernel"], r["cc"], r["dtype"], r["hard"], r["lengths"], r["block"])
         assert r["local"] == 0, r
-        assert r["shared"] == 0, r
+        # The DP kernels keep everything in registers; tl.dot in the cosine kernels may stage in
+        # shared memory (a few KiB of the 100+ KiB per block).
+        assert r["shared"] <= (8192 if r["kernel"].startswith("cosine") else 0), r
         assert r["stack"] <= KNOWN_SPILLS.get(key, 0), r
         assert 16 <= r["registers"] <= 255, r

@@ -1,0 +1,93 @@
+"""kernels.pairwise_cosine: both backends against a float64 autograd reference, values and gradients."""
+import pytest
+import torch
+
+import kernels
+
+TRITON_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _reference(a, b, parts, eps):
+    """Plain autograd in float64: dot / max(|a_i| |b_j|, eps) on each column part. -> [B, P, N, M]."""
+    sims = []
+    for a_p, b_p in zip(a.chunk(parts, dim=2), b.chunk(parts, dim=2)):
+        norms = a_p.norm(dim=2)[:, :, None] * b_p.norm(dim=2)[:, None, :]
+        sims.append(a_p @ b_p.transpose(1, 2) / norms.clamp_min(eps))
+    return torch.stack(sims, 1)
+
+
+def _case(seed, batch, n_rows, n_cols, dim, layout):
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.randn(batch, n_rows, dim, generator=gen, dtype=torch.float64)
+    b = torch.randn(batch, n_cols, dim, generator=gen, dtype=torch.float64)
+    a[0, 0] = 0.0  # a zero row: its similarities are 0 and its gradient finite (the eps clamp)
+    if layout == "strided":  # every second column of wider tensors, rows transposed in memory
+        a = torch.stack([a, a], 3).reshape(batch, n_rows, 2 * dim)[..., ::2]
+        b = b.transpose(1, 2).contiguous().transpose(1, 2)
+    upstream = torch.randn(batch, 1, n_rows, n_cols, generator=gen, dtype=torch.float64)
+    return a, b, upstream
+
+
+SHAPES = [(3, 5, 5, 64, 2), (2, 30, 30, 200, 1), (4, 1, 7, 33, 1), (2, 17, 3, 96, 3), (1, 32, 31, 50, 2), (2, 9, 32, 40, 1)]
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "B{}-N{}-M{}-D{}-P{}".format(*s))
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_pairwise_cosine_matches_float64_autograd(backend, shape, layout):
+    batch, n_rows, n_cols, dim, parts = shape
+    a64, b64, upstream = _case(sum(shape), batch, n_rows, n_cols, dim, layout)
+    upstream = upstream.expand(-1, parts, -1, -1) * torch.arange(1, parts + 1, dtype=torch.float64)[:, None, None]
+    a64.requires_grad_(), b64.requires_grad_()
+    want = _reference(a64, b64, parts, 1e-8)
+    want_grads = torch.autograd.grad((want * upstream).sum(), (a64, b64))
+    dtype, device = (torch.float64, "cpu") if backend == "torch" else (torch.float32, TRITON_DEVICE)
+    a = a64.detach().to(device, dtype).requires_grad_()
+    b = b64.detach().to(device, dtype).requires_grad_()
+    got = kernels.pairwise_cosine(a, b, parts=parts, backend=backend)
+    assert got.shape == (batch, parts, n_rows, n_cols)
+    grads = torch.autograd.grad((got * upstream.to(device, got.dtype)).sum(), (a, b))
+    tol = dict(rtol=1e-9, atol=1e-9) if backend == "torch" else dict(rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got.double().cpu(), want.detach(), **tol)
+    for g, w in zip(grads, want_grads):
+        torch.testing.assert_close(g.double().cpu(), w, **tol)
+
+
+def test_triton_cosine_takes_bfloat16_and_returns_float32():
+    a, b, _ = _case(0, 2, 6, 4, 32, "contiguous")
+    a16, b16 = (x.to(TRITON_DEVICE, torch.bfloat16).requires_grad_() for x in (a, b))
+    got = kernels.pairwise_cosine(a16, b16, backend="triton")
+    assert got.dtype == torch.float32
+    want = _reference(a16.detach().double().cpu(), b16.detach().double().cpu(), 1, 1e-8)
+    torch.testing.assert_close(got.double().cpu(), want, rtol=1e-4, atol=1e-5)
+    grad_a, grad_b = torch.autograd.grad(got.sum(), (a16, b16))
+    assert grad_a.dtype == torch.bfloat16 and grad_b.shape == b16.shape and torch.isfinite(grad_a.float()).all()
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: kernels.pairwise_cosine(torch.zeros(2, 3, 8), torch.zeros(2, 4, 6)), "agree in B and D"),
+    (lambda: kernels.pairwise_cosine(torch.zeros(2, 3, 8), torch.zeros(2, 4, 8), parts=3), "parts"),
+    (lambda: kernels.pairwise_cosine(torch.zeros(3, 8), torch.zeros(4, 8)), "shape"),
+    (lambda: kernels.pairwise_cosine(torch.zeros(1, 3, 8), torch.zeros(1, 4, 8), eps=0), "eps"),
+    (lambda: kernels.pairwise_cosine(torch.zeros(1, 3, 8), torch.zeros(1, 4, 8), backend="cuda"), "backend"),
+    (lambda: kernels.pairwise_cosine(torch.zeros(1, 33, 8), torch.zeros(1, 4, 8), backend="triton"), "at most 32"),
+    (lambda: kernels.pairwise_cosine(torch.zeros(1, 3, 8, dtype=torch.float64), torch.zeros(1, 4, 8),
+                                     backend="torch"), "one dtype"),
+])
+def test_pairwise_cosine_rejects_bad_arguments(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_release_workload_terms_agree_with_either_producer():
+    """The benchmark's release workload (FSD on the two halves of 1024-d candidates, LCS on 2048-d)
+    gives the same terms and gradients with the Triton producer as with the torch one."""
+    from bench.bench_kernels import release_inputs, release_terms
+    inputs = release_inputs(TRITON_DEVICE, batch=3)
+    results = {}
+    for producer in ("torch", "triton"):
+        fsd, lcs = release_terms(*inputs, cosine_backend=producer)
+        results[producer] = [fsd, lcs, *torch.autograd.grad(fsd.sum() + lcs.sum(), inputs)]
+    assert (results["torch"][1] > 0).any()  # some LCS cells clear the 0.92 threshold
+    for got, want in zip(results["triton"], results["torch"]):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
