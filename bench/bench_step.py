@@ -1,12 +1,14 @@
 """Benchmark of one training step: FTCL (16 pairs) against ACM-Net on the same 32 videos, and the
 release's baseline step (ACM-Net + in-batch FSD / LCS). Forward, backward and optimizer step at the
 release's sizes on a GPU (750 snippets x 2048-d); on a CPU at the synthetic set's 256-d."""
+import functools
 import os
 
 import numpy as np
 import pytest
 import torch
 
+import kernels
 from bench.common import gpu_ms, on_gpu, synchronized
 from ftcl import losses
 from ftcl.config import preset
@@ -52,9 +54,16 @@ def _steps(device, feature_dim, pairs=16, snippets=750, num_classes=20):
     return {"acm-32-videos": acm_step, "ftcl-16-pairs": ftcl_step, "release-baseline-16-videos": baseline_step}
 
 
-@pytest.mark.parametrize("step", ["acm-32-videos", "ftcl-16-pairs", "release-baseline-16-videos"])
-def test_training_step(benchmark, step):
-    run = _steps(DEVICE, DIM)[step]
+@pytest.mark.parametrize("step", ["acm-32-videos", "ftcl-16-pairs", "release-baseline-16-videos",
+                                  "ftcl-16-pairs-triton-cosine"])
+def test_training_step(benchmark, step, monkeypatch):
+    """The last case is the FTCL step with the Triton producer of the similarities (GPU only): whether
+    kernels.pairwise_cosine's "auto" should pick it."""
+    if step.endswith("triton-cosine"):
+        if DEVICE != "cuda":
+            pytest.skip("needs a CUDA GPU")
+        monkeypatch.setattr(kernels, "pairwise_cosine", functools.partial(kernels.pairwise_cosine, backend="triton"))
+    run = _steps(DEVICE, DIM)[step.removesuffix("-triton-cosine")]
     benchmark.extra_info.update(step=step, device=DEVICE, feature_dim=DIM, snippets=750)
     if DEVICE == "cuda":
         benchmark.extra_info["gpu_ms"] = gpu_ms(run)
