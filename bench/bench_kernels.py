@@ -31,9 +31,22 @@ def _inputs(op, batch, length, device, requires_grad):
     return [t.requires_grad_(requires_grad) for t in tensors]
 
 
-def runner(op, mode, batch, length, backend, device):
+def diagonal_major(x):
+    """A copy of x [B, N, M] as a strided view whose anti-diagonals are contiguous: cell (i, j) at
+    (i + j) * N + i of a per-pair buffer of (N + M - 1) * N, strides (N + 1, N). The kernels read any
+    strides, so this is the input layout of tuning lead (a), measured without changing them."""
+    batch, n_rows, n_cols = x.shape
+    span = (n_rows + n_cols - 1) * n_rows
+    out = x.new_empty(batch, span).as_strided(x.shape, (span, n_rows + 1, n_rows))
+    return out.copy_(x)
+
+
+def runner(op, mode, batch, length, backend, device, layout="row-major"):
     """A call of one kernel: forward ("fwd") or forward + backward ("fwd+bwd")."""
-    inputs = _inputs(op, batch, length, device, mode == "fwd+bwd")
+    inputs = _inputs(op, batch, length, device, False)
+    if layout == "diagonal-major":
+        inputs = [diagonal_major(x) for x in inputs]
+    inputs = [x.requires_grad_(mode == "fwd+bwd") for x in inputs]
     call = (lambda: kernels.fsd(*inputs, gamma=0.1, backend=backend)) if op == "fsd" else \
         (lambda: kernels.lcs(*inputs, threshold=0.92, backend=backend))
     if mode == "fwd":
@@ -161,3 +174,23 @@ def test_torch_backend_gpu(benchmark, op, mode, batch, length):
     benchmark.extra_info.update({"op": op, "mode": mode, "B": batch, "L": length,
                                  "torch_ms": gpu_ms(run) if fast else None})
     benchmark.pedantic(synchronized(run), rounds=5 if fast else 1, warmup_rounds=0)
+
+
+SKEW_GRID = [(2048, 128), (256, 512), (64, 2048)]
+
+
+@pytest.mark.parametrize("batch,length", SKEW_GRID, ids=[f"B{b}-L{n}" for b, n in SKEW_GRID])
+@pytest.mark.parametrize("op", ["fsd", "lcs"])
+def test_triton_diagonal_major_inputs(benchmark, op, batch, length):
+    """Tuning lead (a), its load side: the forward pass on inputs stored diagonal-major (every
+    anti-diagonal one contiguous run) against the same values row-major, where a diagonal's lanes
+    read M - 1 elements apart. A ratio well above 1 says the producer should write them skewed."""
+    if DEVICE != "cuda":
+        pytest.skip("needs a CUDA GPU")
+    row_major = runner(op, "fwd", batch, length, "triton", "cuda")
+    skewed = runner(op, "fwd", batch, length, "triton", "cuda", layout="diagonal-major")
+    torch.testing.assert_close(skewed(), row_major(), rtol=0, atol=0)
+    row_ms, skewed_ms = gpu_ms(row_major), gpu_ms(skewed)
+    benchmark.extra_info.update(op=op, mode="fwd", B=batch, L=length, row_major_ms=row_ms, diagonal_major_ms=skewed_ms,
+                                speedup=row_ms / skewed_ms)
+    benchmark.pedantic(synchronized(skewed), rounds=5, warmup_rounds=1)

@@ -21,8 +21,8 @@ exec > >(tee -a "$OUT/gpu_check.log") 2>&1
 
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(tests kernels step eval recipe)
-declare -A limit=([tests]="${LIMIT_TESTS:-150}" [kernels]="${LIMIT_KERNELS:-120}" [step]="${LIMIT_STEP:-45}"
-                  [eval]="${LIMIT_EVAL:-60}" [recipe]="${LIMIT_RECIPE:-105}")
+declare -A limit=([tests]="${LIMIT_TESTS:-140}" [kernels]="${LIMIT_KERNELS:-140}" [step]="${LIMIT_STEP:-45}"
+                  [eval]="${LIMIT_EVAL:-55}" [recipe]="${LIMIT_RECIPE:-100}")
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.cuda.is_available())"

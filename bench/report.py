@@ -83,6 +83,10 @@ def tables(path):
         grid = grid.assign(vs_torch=grid["torch_ms"] / grid["gpu_ms"])
         out["Triton kernels on the GPU (do_bench median)"] = grid[
             key + ["gpu_ms", "gcell_s", "peak_mib", "torch_ms", "vs_torch", "vs_cuda_ref"]]
+    skew = frame[frame["name"].str.startswith("test_triton_diagonal_major_inputs")]
+    if len(skew):
+        out["Diagonal-major inputs, forward (do_bench median)"] = skew[
+            ["op", "B", "L", "row_major_ms", "diagonal_major_ms", "speedup"]]
     stages = frame[frame["file"].str.endswith("bench_eval.py")]
     if len(stages):
         out["Evaluation"] = stages[["stage", "median_ms"]].rename(columns={"median_ms": "ms"})

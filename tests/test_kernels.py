@@ -142,6 +142,25 @@ def test_triton_reads_strided_inputs_and_half_precision():
                torch.float32, 1e-5, 1e-5)
 
 
+def test_triton_reads_diagonal_major_inputs_exactly():
+    """The benchmark's diagonal-major layout (anti-diagonals contiguous, strides (N + 1, N) over a
+    buffer with gaps) gives the row-major inputs' values and gradients bit for bit."""
+    from bench.bench_kernels import diagonal_major
+    match, gap, upstream, _ = _fsd_case(11, 3, 7, 5)
+    sim, _, _ = _lcs_case(12, 3, 6, 9)
+    for op, tensors in (("fsd", (match, gap)), ("lcs", (sim,))):
+        results = []
+        for layout in (lambda x: x, diagonal_major):
+            inputs = [layout(x.to(TRITON_DEVICE, torch.float32)).requires_grad_() for x in tensors]
+            if layout is diagonal_major:
+                assert inputs[0].stride()[1:] == (tensors[0].shape[1] + 1, tensors[0].shape[1])
+            value = kernels.fsd(*inputs, gamma=0.1, backend="triton") if op == "fsd" else \
+                kernels.lcs(*inputs, threshold=0.92, backend="triton")
+            results.append([value, *_grads(value, inputs, upstream.to(TRITON_DEVICE, torch.float32))])
+        for got, want in zip(*results):
+            assert torch.equal(got, want), op
+
+
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 def test_lcs_ties_take_the_upper_neighbour(backend):
     """Integer-valued similarities make many equal table entries; the path (and gradient) must
