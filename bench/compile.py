@@ -5,10 +5,10 @@ own compiler (triton.compile(ASTSource(...), target=GPUTarget("cuda", cc, 32))) 
 RTX 30 (86), RTX 40 / L4 (89), H100 / H200 (90) and RTX 50 (120), over the variants the API can
 launch: HARD on / off, HAS_LENGTHS on / off, the smallest and the largest BLOCK with their
 num_warps, float32 and bfloat16 inputs; and the cosine producer's two kernels at their smallest and
-largest row tiles (16 x 16 with 4 warps, 32 x 32 with 8), float32 and bfloat16 inputs. Each cubin's registers, stack, shared and local memory are
-read with the cuobjdump inside Triton's wheel. Local memory means register spills.
-
-Must run without TRITON_INTERPRET (the interpreter replaces the kernels' JIT functions).
+largest row tiles (16 x 16 with 4 warps, 32 x 32 with 8), float32 and bfloat16 inputs. Each cubin's
+registers, stack, shared and local memory are read with the cuobjdump inside Triton's wheel. Local
+memory means register spills. Must run without TRITON_INTERPRET (the interpreter replaces the
+kernels' JIT functions).
 """
 import itertools
 import json

@@ -44,13 +44,13 @@ def _executor(workers):
 
 
 def map_chunks(fn, chunks, workers):
-    """[fn(chunk) for chunk in chunks], over `workers` processes (in this one when workers is 1, or
-    when the pool broke: the result is the same)."""
+    """[fn(chunk) for chunk in chunks], over `workers` processes (in this one when workers is 1, when
+    the pool broke, or where processes cannot be started: the result is the same)."""
     if workers <= 1 or len(chunks) <= 1:
         return [fn(chunk) for chunk in chunks]
     try:
         return list(_executor(workers).map(fn, chunks))
-    except BrokenProcessPool:
+    except (BrokenProcessPool, OSError):
         shutdown()
         return [fn(chunk) for chunk in chunks]
 

@@ -114,9 +114,9 @@ class ACMNet(nn.Module):
         if localization_only:
             inst_cas = cas * attention[:, :, :1]
             return ModelOutput(
-                scores_inst=_topk_mean(inst_cas, ks[0], kmaxes[0], valid).softmax(dim=1), scores_cont=None, scores_back=None,
-                feat_inst=None, feat_cont=None, feat_back=None, attention=attention, inst_cas=inst_cas.softmax(dim=2),
-                lcs_candidates=None, fsd_action=None, fsd_background=None)
+                scores_inst=_topk_mean(inst_cas, ks[0], kmaxes[0], valid).softmax(dim=1), scores_cont=None,
+                scores_back=None, feat_inst=None, feat_cont=None, feat_back=None, attention=attention,
+                inst_cas=inst_cas.softmax(dim=2), lcs_candidates=None, fsd_action=None, fsd_background=None)
         branch_cas = [cas * attention[:, :, b:b + 1] for b in range(3)]
         scores = [_topk_mean(c, k, kmax, valid).softmax(dim=1) for c, k, kmax in zip(branch_cas, ks, kmaxes)]
 

@@ -28,7 +28,8 @@ def _case(seed, batch, n_rows, n_cols, dim, layout):
     return a, b, upstream
 
 
-SHAPES = [(3, 5, 5, 64, 2), (2, 30, 30, 200, 1), (4, 1, 7, 33, 1), (2, 17, 3, 96, 3), (1, 32, 31, 50, 2), (2, 9, 32, 40, 1)]
+SHAPES = [(3, 5, 5, 64, 2), (2, 30, 30, 200, 1), (4, 1, 7, 33, 1), (2, 17, 3, 96, 3), (1, 32, 31, 50, 2),
+          (2, 9, 32, 40, 1)]
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "strided"])

@@ -501,7 +501,7 @@ def test_best_checkpoint_is_written_once_and_keeps_its_epoch(tiny_data, tmp_path
     assert best["epoch"] == best_epoch and last["epoch"] == 4 and trainer.best == pytest.approx(max(scores), abs=1e-4)
     same_file = (tmp_path / "run" / "best.pt").stat().st_ino == (tmp_path / "run" / "last.pt").stat().st_ino
     assert same_file == (links and best_epoch == 4)
-    weights_equal = all(torch.equal(best["model_state_dict"][k], last["model_state_dict"][k]) for k in best["model_state_dict"])
+    weights_equal = all(torch.equal(value, last["model_state_dict"][k]) for k, value in best["model_state_dict"].items())
     assert weights_equal == (best_epoch == 4)
     assert not [p.name for p in (tmp_path / "run").iterdir() if p.name.startswith(".")]
 
