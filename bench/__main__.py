@@ -1,4 +1,4 @@
-"""python -m bench [kernels|eval|step|recipe|compile|all] [--scale F]: run benchmarks and print tables;
+"""python -m bench [kernels|eval|step|recipe|tune|compile|all] [--scale F]: run benchmarks and print tables;
 python -m bench report [PATH]: the tables of a saved JSON or of bench/results/cases.jsonl.
 
 kernels, eval, step and recipe run as pytest-benchmark cases (bench/bench_*.py): results are saved
@@ -11,7 +11,10 @@ generations (see bench/compile.py).
 import sys
 from pathlib import Path
 
-FILES = {"kernels": "bench_kernels.py", "eval": "bench_eval.py", "step": "bench_step.py", "recipe": "bench_recipe.py"}
+FILES = {"kernels": "bench_kernels.py", "eval": "bench_eval.py", "step": "bench_step.py", "recipe": "bench_recipe.py",
+         "tune": "bench_tune.py"}
+# Run only when asked by name: the recipe takes minutes; tune compiles a kernel per configuration.
+NOT_IN_ALL = ("recipe", "tune")
 
 
 def run_pytest(what):
@@ -22,7 +25,7 @@ def run_pytest(what):
     here = Path(__file__).resolve().parent
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     json_path = RESULTS_DIR / f"latest-{what}.json"
-    files = [str(here / FILES[w]) for w in (FILES if what == "all" else [what]) if w != "recipe" or what == "recipe"]
+    files = [str(here / FILES[w]) for w in ([w for w in FILES if w not in NOT_IN_ALL] if what == "all" else [what])]
     code = pytest.main([*files, "-q", "-p", "no:cacheprovider", "--benchmark-autosave", f"--benchmark-json={json_path}",
                         "--benchmark-columns=median,mean,rounds", "--rootdir", str(here.parent)])
     if json_path.exists():
@@ -49,7 +52,7 @@ def main(argv=None):
         from bench import recipe
         return recipe.main(argv)
     if what not in (*FILES, "all"):
-        print(f"error: unknown benchmark {what!r}; choose kernels, eval, step, recipe, compile, all or report",
+        print(f"error: unknown benchmark {what!r}; choose kernels, eval, step, recipe, tune, compile, all or report",
               file=sys.stderr)
         return 2
     return run_pytest(what)

@@ -87,6 +87,11 @@ def tables(path):
     if len(skew):
         out["Diagonal-major inputs, forward (do_bench median)"] = skew[
             ["op", "B", "L", "row_major_ms", "diagonal_major_ms", "speedup"]]
+    tune = frame[frame["name"].str.startswith("test_launch_config")]
+    if len(tune):
+        out["Launch configuration sweep, forward + backward (do_bench median)"] = tune[
+            ["op", "B", "L", "default_block", "default_warps", "default_ms", "best_block", "best_warps", "best_ms",
+             "best_speedup"]]
     stages = frame[frame["file"].str.endswith("bench_eval.py")]
     if len(stages):
         out["Evaluation"] = stages[["stage", "median_ms"]].rename(columns={"median_ms": "ms"})
@@ -113,7 +118,7 @@ def print_report(path, csv_dir=RESULTS_DIR):
     for title, table in tables(path).items():
         print(f"\n## {title}\n")
         print(markdown(table, floatfmt=".4g"))
-    cases = frame.drop(columns=["phases"], errors="ignore").assign(**info)
+    cases = frame.drop(columns=["phases", "configs"], errors="ignore").assign(**info)
     csv_dir.mkdir(parents=True, exist_ok=True)
     target = csv_dir / "benchmarks.csv"
     cases.to_csv(target, mode="a", index=False, header=not target.exists())
