@@ -197,6 +197,29 @@ def test_nms_matches_brute_force(fixed):
     np.testing.assert_array_equal(kept, want)
 
 
+@pytest.mark.parametrize("threshold", [0.55, 0.9, 0.05, 0.0])
+@pytest.mark.parametrize("fixed", [False, True])
+def test_nms_groups_match_brute_force_per_group(fixed, threshold):
+    """Many groups of clustered, nested and touching intervals with tied scores, shuffled: every
+    group's kept list (and order) is the release loop's on that group alone. Threshold 0 (everything
+    suppresses everything) takes the path without overlap clusters."""
+    rng = np.random.default_rng(5)
+    n = 600
+    group = rng.integers(0, 4, n)
+    centre = rng.choice(rng.uniform(0, 300, 12), n) + rng.normal(0, 1.5, n)
+    start = np.round(centre - rng.exponential(2, n), 1)
+    end = start + np.round(rng.exponential(np.where(rng.random(n) < 0.5, 0.5, 6), n), 1) + 0.1
+    start[:40], end[:40] = end[40:80] + (0.0 if fixed else 1.0), end[40:80] + 5  # touching: no overlap
+    score = np.round(rng.random(n), 1)
+    kept = prop.nms_groups(group, start, end, score, threshold, fixed=fixed)
+    assert np.all(np.diff(group[kept]) >= 0)
+    for g in range(4):
+        members = np.flatnonzero(group == g)
+        want = ref.nms(list(zip(score[members], start[members], end[members])), threshold,
+                       plus=0.0 if fixed else 1.0)
+        np.testing.assert_array_equal(kept[group[kept] == g], members[want])
+
+
 def test_t_factor_converts_upsampled_indices_to_seconds():
     # 100 original snippets of 16 frames at 25 fps = 64 s; sampled to 50 and upsampled x20 = 1000 indices.
     factor = prop.t_factor(100, 50, upscale=20)
