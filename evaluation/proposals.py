@@ -70,10 +70,11 @@ def upsample(values, scale):
 def maximal_runs(mask):
     """Maximal runs of True along the last axis. mask: [R, L] bool. Returns (row, start, end)
     arrays in row-major order, end inclusive."""
-    padded = np.zeros((mask.shape[0], mask.shape[1] + 2), dtype=np.int8)
+    width = mask.shape[1] + 2
+    padded = np.zeros((mask.shape[0], width), dtype=np.int8)
     padded[:, 1:-1] = mask
-    edges = np.diff(padded, axis=1)
-    row, col = np.nonzero(edges)
+    # One flat pass (faster than a 2-D nonzero): the zero pads keep rows apart, so no edge crosses one.
+    row, col = np.divmod(np.flatnonzero(np.diff(padded.ravel())), width)
     # Along each row, edges alternate: a run's start (+1), then its end + 1 (-1).
     return row[0::2], col[0::2], col[1::2] - 1
 

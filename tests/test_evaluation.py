@@ -186,6 +186,24 @@ def test_runs_and_oic_scores_on_a_hand_made_sequence():
         assert (s, e) == (start[0], end[0]) and score == pytest.approx(scores[0])
 
 
+def test_maximal_runs_match_a_row_by_row_scan():
+    rng = np.random.default_rng(9)
+    for rows, length in ((7, 40), (1, 1), (3, 1), (0, 5), (12, 3)):
+        mask = rng.random((rows, length)) < rng.random((rows, 1))
+        want = []
+        for r in range(rows):
+            c = 0
+            while c < length:
+                if mask[r, c]:
+                    first = c
+                    while c + 1 < length and mask[r, c + 1]:
+                        c += 1
+                    want.append((r, first, c))
+                c += 1
+        got = list(zip(*(x.tolist() for x in prop.maximal_runs(mask))))
+        assert got == want
+
+
 @pytest.mark.parametrize("fixed", [False, True])
 def test_nms_matches_brute_force(fixed):
     rng = np.random.default_rng(2)
