@@ -3,9 +3,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from evaluation import workers as workers_
 from evaluation.detection import Segments, evaluate_detection
 from evaluation.io import results_json
-from evaluation import workers as workers_
 from evaluation.proposals import ProposalConfig, nms_groups, t_factor, video_candidates
 
 
