@@ -21,12 +21,17 @@ def split_outputs():
     return gt, ids, source, eval_data.model_like_outputs(gt, ids)
 
 
+def _workers(param):
+    """(count, label) of a "1" / "default" workers parameter."""
+    count = 1 if param == "1" else default_workers()
+    return count, f"{count} process{'es' if count > 1 else ''}"
+
+
 @pytest.mark.parametrize("workers", ["1", "default"])
 def test_proposals(benchmark, split_outputs, workers):
     gt, ids, source, outputs = split_outputs
-    count = 1 if workers == "1" else default_workers()
-    benchmark.extra_info.update(stage=f"proposals ({len(ids)} videos, {count} process{'es' if count > 1 else ''})",
-                                inputs=source, workers=count)
+    count, label = _workers(workers)
+    benchmark.extra_info.update(stage=f"proposals ({len(ids)} videos, {label})", inputs=source, workers=count)
     benchmark.pedantic(evaluation.localize, (outputs, gt.classes, evaluation.ProposalConfig(), count), rounds=5,
                        warmup_rounds=1)
 
@@ -57,15 +62,14 @@ def test_per_epoch_evaluation(benchmark, split_outputs, workers):
     gt, ids, source, _ = split_outputs
     device = "cuda" if on_gpu() else "cpu"
     dim = 2048 if device == "cuda" else 256
-    count = 1 if workers == "1" else default_workers()
+    count, label = _workers(workers)
     split = eval_data.thumos_sized_split(gt, ids, dim)
     config = preset("thumos14", num_classes=len(gt.classes), feature_dim=dim, classes=list(gt.classes))
     torch.manual_seed(0)
     model = ACMNet.from_config(config).to(device)
     batches = eval_batches(split, config, device)
-    benchmark.extra_info.update(stage=f"per-epoch evaluation ({len(ids)} videos, {dim}-d, {device}, "
-                                      f"{count} proposal process{'es' if count > 1 else ''})", inputs=source,
-                                workers=count)
+    benchmark.extra_info.update(stage=f"per-epoch evaluation ({len(ids)} videos, {dim}-d, {device}, {label})",
+                                inputs=source, workers=count)
     run = synchronized(lambda: evaluate_model(model, split, gt, config, device, batches=batches, workers=count))
     benchmark.pedantic(run, rounds=5, warmup_rounds=1)
 

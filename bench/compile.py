@@ -28,7 +28,7 @@ COSINE_KERNELS = ("cosine_fwd_kernel", "cosine_bwd_kernel")
 
 def _cosine_signature(kernel, dtype):
     x = DTYPES[dtype]
-    strides = {f"stride_{t}{axis}": "i32" for t in "ab" for axis in ("b", "n" if t == "a" else "m", "d")}
+    strides = {f"stride_{name}": "i32" for name in ("ab", "an", "ad", "bb", "bm", "bd")}
     sig = {"a_ptr": x, "b_ptr": x, "sim_ptr": "*fp32", "norm_a_ptr": "*fp32", "norm_b_ptr": "*fp32"}
     if kernel == "cosine_bwd_kernel":
         sig.update({"grad_sim_ptr": "*fp32", "grad_a_ptr": x, "grad_b_ptr": x})

@@ -10,13 +10,18 @@ BACKENDS = ("auto", "naive", "torch", "triton")
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def _check_table(name, x):
+def _check_float_3d(name, x, shape):
+    """x must be a 3-D float tensor; `shape` names its axes in the message ("[B, N, M]")."""
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.dim() != 3:
-        raise ValueError(f"{name} must have shape [B, N, M], got {tuple(x.shape)}")
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(x.shape)}")
     if x.dtype not in _FLOAT_DTYPES:
         raise ValueError(f"{name} must be float16, bfloat16, float32 or float64, got {x.dtype}")
+
+
+def _check_table(name, x):
+    _check_float_3d(name, x, "[B, N, M]")
     if x.shape[1] < 1 or x.shape[2] < 1:
         raise ValueError(f"{name} needs N >= 1 and M >= 1, got {tuple(x.shape)}")
 
@@ -161,10 +166,8 @@ def pairwise_cosine(a, b, *, parts=1, eps=1e-8, backend="auto"):
     Returns:
         [B, parts, N, M], differentiable w.r.t. a and b (float32 on triton, else a's dtype).
     """
-    for name, x in (("a", a), ("b", b)):
-        if not isinstance(x, torch.Tensor) or x.dim() != 3 or x.dtype not in _FLOAT_DTYPES:
-            raise ValueError(f"{name} must be a float tensor of shape [B, rows, D], got "
-                             f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    _check_float_3d("a", a, "[B, N, D]")
+    _check_float_3d("b", b, "[B, M, D]")
     if a.shape[0] != b.shape[0] or a.shape[2] != b.shape[2]:
         raise ValueError(f"a and b must agree in B and D, got {tuple(a.shape)} and {tuple(b.shape)}")
     if a.device != b.device:

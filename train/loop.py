@@ -63,7 +63,8 @@ def _all_correct(scores, labels, threshold):
 @dataclass(frozen=True)
 class Objective:
     """How one kind of run draws its batches and computes a step's loss (chosen once per run).
-    batches(trainer) -> list of batches; step(trainer, batch) -> (loss, terms, correct [B] bool)."""
+    batches(trainer) -> list of batches; step(trainer, batch) -> (loss, terms, correct [B] bool), terms
+    holding a detached scalar for every name of LOSS_TERMS after "loss"."""
 
     name: str
     batches: object
@@ -276,8 +277,7 @@ class Trainer:
             steps += 1
             total += len(ok)
             with torch.no_grad():
-                zero = loss.new_zeros(())
-                row = torch.stack([ok.sum().to(loss.dtype), loss] + [terms.get(key, zero) for key in LOSS_TERMS[1:]])
+                row = torch.stack([ok.sum().to(loss.dtype), loss] + [terms[key] for key in LOSS_TERMS[1:]])
                 sums = row.double() if sums is None else sums + row.double()
             if not bar.disable and time.monotonic() - shown >= 1.0:
                 shown = time.monotonic()
