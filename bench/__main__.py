@@ -35,6 +35,9 @@ def run_pytest(what):
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0
     what = argv.pop(0) if argv and not argv[0].startswith("-") else "all"
     if what == "report":
         from bench.common import RESULTS_DIR

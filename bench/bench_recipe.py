@@ -23,6 +23,6 @@ def test_recipe(benchmark):
             data_dir, SCALE, torch.device(device), Path(tempfile.mkdtemp()) / "runs")
 
     benchmark.pedantic(run, rounds=1, warmup_rounds=0)
-    frame = phase_frame(result["timer"], result["epochs"])
+    frame = phase_frame(result["timer"])
     benchmark.extra_info.update(device=device, feature_dim=dim, scale=SCALE, epochs=result["epochs"],
                                 phases=frame.to_dict("records"))

@@ -4,7 +4,7 @@
 # GPU machines have torch, Triton, pytest and pytest-benchmark but no package index), or $PYTHON.
 #
 # Usage from the repo root: bash bench/gpu_check.sh [STAGE ...], stages tests kernels step eval recipe
-# (default: these five, in that order) and tune (BLOCK / num_warps sweep: only when named). Each stage has its own time limit (LIMIT_<STAGE> seconds; the
+# recipe-inline (default: these six, in that order) and tune (BLOCK / num_warps sweep: only when named). Each stage has its own time limit (LIMIT_<STAGE> seconds; the
 # defaults sum to 480 s, under one device call), so a slow stage cannot starve the others. After each
 # stage its log, the benchmark JSON, every finished case (bench/results/cases.jsonl, written case by
 # case) and the CSVs are copied to $OUT, so a run cut short still returns what it measured;
@@ -20,9 +20,10 @@ mkdir -p "$OUT" bench/results
 exec > >(tee -a "$OUT/gpu_check.log") 2>&1
 
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(tests kernels step eval recipe)
+[ ${#stages[@]} -eq 0 ] && stages=(tests kernels step eval recipe recipe-inline)
 declare -A limit=([tests]="${LIMIT_TESTS:-140}" [kernels]="${LIMIT_KERNELS:-140}" [step]="${LIMIT_STEP:-45}"
-                  [eval]="${LIMIT_EVAL:-55}" [recipe]="${LIMIT_RECIPE:-100}" [tune]="${LIMIT_TUNE:-240}")
+                  [eval]="${LIMIT_EVAL:-55}" [recipe]="${LIMIT_RECIPE:-60}" [recipe-inline]="${LIMIT_RECIPE_INLINE:-40}"
+                  [tune]="${LIMIT_TUNE:-240}")
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.cuda.is_available())"
@@ -51,7 +52,9 @@ for stage in "${stages[@]}"; do
                    || status=1 ;;
         kernels|step|eval|tune) run_stage "$stage" "$PY" -m bench "$stage" || status=1 ;;
         recipe) run_stage recipe "$PY" -m bench recipe --scale "${RECIPE_SCALE:-0.1}" || status=1 ;;
-        *) echo "unknown stage $stage (tests kernels step eval recipe tune)"; status=2 ;;
+        recipe-inline) run_stage recipe-inline "$PY" -m bench recipe --scale "${RECIPE_SCALE:-0.1}" --sequential \
+                           || status=1 ;;
+        *) echo "unknown stage $stage (tests kernels step eval recipe recipe-inline tune)"; status=2 ;;
     esac
 done
 exit $status

@@ -4,12 +4,17 @@ Builds a THUMOS14-sized generated set once (200 train + 210 test videos with THU
 from ../shared when present, else 200 + 200 synthetic ones; 2048-d on a GPU, 256-d on a CPU unless
 --feature-dim), then runs the recipe: the baseline objective (ACM-Net + in-batch FSD / LCS) for
 500 x F epochs and FTCL for 25 x F epochs (at least one each), evaluating the test split after every
-epoch. Prints the wall time split into data loading, training steps (baseline, FTCL), evaluation and
-checkpoint / log writing, and, when scaled, the projection to the full 500 + 25 epochs.
+epoch. Prints the time of each phase: data loading, training steps (baseline, FTCL), the evaluation's
+model forward, its proposals + mAP, checkpoint / log writing. The last two run beside the next
+epoch's training (train.loop.Trainer.overlap; --sequential runs them in line), so the total is the
+measured wall time of each stage, not the sum of the phases. When scaled, each figure is projected
+to the full 500 + 25 epochs.
 """
 import argparse
 import json
+import os
 import shutil
+import signal
 import sys
 import time
 from collections import defaultdict
@@ -48,22 +53,25 @@ def recipe_data(feature_dim, root=RESULTS_DIR / "recipe-data"):
 
 
 class PhaseTimer:
-    """Wall seconds per phase, the device synchronised at each phase's end."""
+    """Wall seconds per phase over its finished calls (the device synchronised at each call's end),
+    the start of every call, and the end of each stage's run: a run cut short still gives per-epoch
+    figures."""
 
     def __init__(self):
         self.seconds = defaultdict(float)
         self.counts = defaultdict(int)
+        self.starts = defaultdict(list)
+        self.stage_ends = {}
 
     @contextmanager
     def phase(self, name):
         t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            self.seconds[name] += time.perf_counter() - t0
-            self.counts[name] += 1
+        self.starts[name].append(t0)
+        yield
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.seconds[name] += time.perf_counter() - t0
+        self.counts[name] += 1
 
     def wrap(self, name, fn):
         def timed(*args, **kwargs):
@@ -72,9 +80,13 @@ class PhaseTimer:
         return timed
 
 
-def run_recipe(data_dir, scale, device, run_root, progress=False):
-    """Run both stages at `scale` in run_root; returns (PhaseTimer, epochs {stage: n}, best {stage: mAP})."""
-    timer = PhaseTimer()
+BESIDE_TRAINING = ("evaluation: proposals + mAP", "checkpoints + logs")
+
+
+def run_recipe(data_dir, scale, device, run_root, progress=False, overlap=True, timer=None):
+    """Run both stages at `scale` in run_root (overlap: see Trainer.overlap), timing into `timer`;
+    returns (PhaseTimer, epochs {stage: n}, best {stage: mAP})."""
+    timer = timer or PhaseTimer()
     epochs = {stage: max(1, round(full * scale)) for stage, full in FULL_EPOCHS.items()}
     best = {}
     shutil.rmtree(run_root, ignore_errors=True)
@@ -90,9 +102,14 @@ def run_recipe(data_dir, scale, device, run_root, progress=False):
                 trainer = Trainer(stage, config, run_root / stage, device, progress=progress)
             if init is not None:
                 trainer.init_from(init)
+            trainer.overlap = overlap
             trainer.train_epoch = timer.wrap(f"training steps ({stage})", trainer.train_epoch)
-            trainer.evaluate = timer.wrap("evaluation", trainer.evaluate)
+            trainer.eval_outputs = timer.wrap("evaluation: forward", trainer.eval_outputs)
+            trainer.score = timer.wrap("evaluation: proposals + mAP", trainer.score)
             trainer.run()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            timer.stage_ends[stage] = time.perf_counter()
             best[stage] = trainer.best
             init = run_root / stage / "best.pt"
     finally:
@@ -100,23 +117,46 @@ def run_recipe(data_dir, scale, device, run_root, progress=False):
     return timer, epochs, best
 
 
-def phase_frame(timer, epochs):
-    """Measured seconds per phase, per call, and projected to the full 500 + 25 epochs."""
+def epoch_walls(timer):
+    """{stage: (epochs, wall seconds)} from the start of a stage's first epoch to the end of its run,
+    or, for a stage cut short, to the start of its last epoch (whole epochs only)."""
+    walls = {}
+    for stage in FULL_EPOCHS:
+        marks = list(timer.starts.get(f"training steps ({stage})", []))
+        if stage in timer.stage_ends:
+            marks.append(timer.stage_ends[stage])
+        if len(marks) >= 2:
+            walls[stage] = (len(marks) - 1, marks[-1] - marks[0])
+    return walls
+
+
+def phase_frame(timer, overlap=True):
+    """Per phase: calls, seconds, seconds per call, and the full recipe's share (training steps x
+    500 or 25 epochs, evaluation and checkpoints x 525, data once). Then each stage's epoch wall
+    time (what the epoch ends beside training do not add) and the total: data plus both stages'
+    epoch walls, projected to the full recipe."""
     rows = []
     for name, seconds in timer.seconds.items():
         count = timer.counts[name]
         if name.startswith("training steps"):
-            stage = name[name.index("(") + 1:-1]
-            full = seconds / epochs[stage] * FULL_EPOCHS[stage]
+            full = seconds / count * FULL_EPOCHS[name[name.index("(") + 1:-1]]
         elif name == "data":
             full = seconds
-        else:  # evaluation and checkpoints happen once per epoch of either stage
+        else:
             full = seconds / count * sum(FULL_EPOCHS.values())
-        rows.append({"phase": name, "calls": count, "seconds": seconds, "seconds per call": seconds / count,
+        where = "beside training" if overlap and name in BESIDE_TRAINING else "in line"
+        rows.append({"phase": name, "runs": where, "calls": count, "seconds": seconds, "seconds per call": seconds / count,
                      "full recipe (s)": full})
+    walls = epoch_walls(timer)
+    for stage, (count, seconds) in walls.items():
+        rows.append({"phase": f"epoch wall ({stage})", "runs": "all of the above", "calls": count, "seconds": seconds,
+                     "seconds per call": seconds / count, "full recipe (s)": seconds / count * FULL_EPOCHS[stage]})
     frame = pd.DataFrame(rows)
-    total = {"phase": "total", "calls": None, "seconds": frame["seconds"].sum(), "seconds per call": None,
-             "full recipe (s)": frame["full recipe (s)"].sum()}
+    if len(walls) < len(FULL_EPOCHS):
+        return frame
+    total = {"phase": "total", "runs": None, "calls": None,
+             "seconds": timer.seconds["data"] + sum(seconds for _, seconds in walls.values()), "seconds per call": None,
+             "full recipe (s)": timer.seconds["data"] + sum(s / n * FULL_EPOCHS[stage] for stage, (n, s) in walls.items())}
     return pd.concat([frame, pd.DataFrame([total])], ignore_index=True)
 
 
@@ -126,22 +166,44 @@ def main(argv=None):
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the 500 + 25 epochs to run")
     parser.add_argument("--feature-dim", type=int, help="default: 2048 with a GPU, 256 without")
     parser.add_argument("--device", default="cuda" if on_gpu() else "cpu")
+    parser.add_argument("--sequential", action="store_true",
+                        help="score, save and log each epoch in line, not beside the next epoch's training")
     args = parser.parse_args(argv)
     dim = args.feature_dim or (2048 if args.device == "cuda" else 256)
     info = machine()
     with PhaseTimer().phase("build"):
         data_dir = recipe_data(dim)
-    timer, epochs, best = run_recipe(data_dir, args.scale, torch.device(args.device), RESULTS_DIR / "recipe-runs")
-    frame = phase_frame(timer, epochs)
+    timer = PhaseTimer()
+    epochs = {stage: max(1, round(full * args.scale)) for stage, full in FULL_EPOCHS.items()}
+    best, cut = {}, None
+    # `timeout` (the GPU check's stage limit) ends a run with SIGTERM: print what it measured.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        _, _, best = run_recipe(data_dir, args.scale, torch.device(args.device), RESULTS_DIR / "recipe-runs",
+                                overlap=not args.sequential, timer=timer)
+    except KeyboardInterrupt:
+        cut = "; CUT SHORT: whole epochs and finished calls only, no total unless both stages ran"
+    frame = phase_frame(timer, overlap=not args.sequential)
     print(f"# recipe: {info['device']}, torch {info['torch']}, commit {info['commit']}, {info['date']}; "
-          f"{data_dir.name}; {epochs['baseline']} baseline + {epochs['ftcl']} FTCL epochs (scale {args.scale:g})\n")
-    print(markdown(frame, floatfmt=".1f"))
-    print(f"\nbest test avg mAP(0.1:0.7): baseline {best['baseline']:.2f}, FTCL {best['ftcl']:.2f} "
-          f"(generated data: a timing run, not a result)")
+          f"{data_dir.name}; {epochs['baseline']} baseline + {epochs['ftcl']} FTCL epochs (scale {args.scale:g}); "
+          f"epoch ends {'in line' if args.sequential else 'beside training'}{cut or ''}\n")
+    print(markdown(frame, floatfmt=".1f") if len(frame) else "nothing finished")
+    if best:
+        print("\nbest test avg mAP(0.1:0.7): " + ", ".join(f"{stage} {value:.2f}" for stage, value in best.items())
+              + " (generated data: a timing run, not a result)")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    frame.assign(**info, scale=args.scale, feature_dim=dim).to_csv(
+    frame.assign(**info, scale=args.scale, feature_dim=dim, overlap=not args.sequential).to_csv(
         RESULTS_DIR / "recipe.csv", mode="a", index=False, header=not (RESULTS_DIR / "recipe.csv").exists())
-    return 0
+    return 1 if cut else 0
+
+
+def _interrupt(signum, frame):
+    if os.getpid() != _MAIN_PID:  # a forked evaluation worker: end as SIGTERM's default would
+        os._exit(128 + signum)
+    raise KeyboardInterrupt
+
+
+_MAIN_PID = os.getpid()
 
 
 if __name__ == "__main__":

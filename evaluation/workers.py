@@ -43,6 +43,17 @@ def _executor(workers):
     return _pool
 
 
+def start(workers):
+    """Start the pool's processes now, from the calling thread (a no-op for 1 worker, or where
+    processes cannot be started: map_chunks then runs in-process)."""
+    if workers <= 1:
+        return
+    try:
+        list(_executor(workers).map(abs, range(workers)))
+    except (BrokenProcessPool, OSError):
+        shutdown()
+
+
 def map_chunks(fn, chunks, workers):
     """[fn(chunk) for chunk in chunks], over `workers` processes (in this one when workers is 1, when
     the pool broke, or where processes cannot be started: the result is the same)."""

@@ -463,3 +463,26 @@ def test_eval_workers_variable_is_checked(monkeypatch, value, message):
     assert workers.default_workers() == 3
     monkeypatch.delenv("FTCL_EVAL_WORKERS")
     assert 1 <= workers.default_workers() <= workers.MAX_DEFAULT_WORKERS
+
+
+def _worker_pid(_):
+    import os
+    return os.getpid()
+
+
+def test_worker_processes_start_from_the_calling_thread():
+    """workers.start forks the whole pool now (training calls it before its epoch-end thread exists);
+    the next map runs on those processes."""
+    import multiprocessing
+    import os
+
+    from evaluation import workers
+    workers.shutdown()
+    workers.start(1)
+    assert workers._pool is None
+    before = {p.pid for p in multiprocessing.active_children()}
+    workers.start(2)
+    started = {p.pid for p in multiprocessing.active_children()} - before
+    assert len(started) == 2
+    assert set(workers.map_chunks(_worker_pid, list(range(6)), 2)) <= started and os.getpid() not in started
+    workers.shutdown()

@@ -1,8 +1,10 @@
 """Training end to end on a tiny synthetic set, exact resume, checkpoints, and the CLIs' errors."""
+import io
 import json
 import shutil
 import subprocess
 import sys
+import threading
 import traceback
 
 import numpy as np
@@ -516,3 +518,100 @@ def test_training_evaluates_identically_with_worker_processes(tiny_data, tmp_pat
         rows = _rows(tmp_path / workers / "metrics.csv")
         runs[workers] = [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
     assert runs["1"] == runs["2"] and float(runs["1"][-1]["avg0.1:0.7"]) > 0
+
+
+def _same(a, b):
+    """Nested checkpoint contents equal: tensors exactly, the rest by ==."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def test_epoch_ends_beside_training_save_the_state_they_were_given(tiny_data, tmp_path, monkeypatch):
+    """With Trainer.overlap, epoch 1's end (scoring, checkpoint, metrics) is held here until epoch 2
+    has trained: it still saves epoch 1's weights, optimizer and RNG states, and the run writes what
+    an in-line run writes, checkpoint by checkpoint."""
+    runs = {}
+    for overlap in (False, True):
+        saved, trained = [], threading.Event()
+
+        def save(path, payload, overlap=overlap, saved=saved, trained=trained):
+            if overlap and payload["epoch"] == 1:
+                assert trained.wait(timeout=120), "epoch 1's end did not run beside epoch 2's training"
+                assert trainer.epoch == 2  # the training thread is past epoch 2
+            saved.append((path.name, torch.load(io.BytesIO(_serialised(payload)), weights_only=True)))
+            checkpoint.save_checkpoint(path, payload)
+
+        monkeypatch.setattr("train.loop.save_checkpoint", save)
+        trainer = Trainer("baseline", _config(tiny_data, epochs=3, lr=1e-3), tmp_path / str(overlap),
+                          torch.device("cpu"), progress=False)
+        trainer.overlap = overlap
+        real_epoch = trainer.train_epoch
+
+        def train_epoch(real_epoch=real_epoch, trained=trained, trainer=trainer):
+            result = real_epoch()
+            if trainer.epoch == 1:
+                trained.set()
+            return result
+
+        trainer.train_epoch = train_epoch
+        last_eval = trainer.run()
+        assert last_eval is trainer.last_eval and last_eval is not None
+        runs[overlap] = (saved, _rows(tmp_path / str(overlap) / "metrics.csv"), trainer.best)
+    (in_line, in_line_rows, in_line_best), (beside, beside_rows, beside_best) = runs[False], runs[True]
+    assert [name for name, _ in beside] == [name for name, _ in in_line] and len(beside) == 3
+    assert [payload["epoch"] for _, payload in beside] == [1, 2, 3]
+    for (_, want), (_, got) in zip(in_line, beside):
+        assert _same(want, got)
+    assert beside_rows == in_line_rows and beside_best == in_line_best
+
+
+def _serialised(payload):
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return buffer.getvalue()
+
+
+def test_an_epoch_end_error_stops_the_run_and_a_training_error_waits_for_the_pending_end(tiny_data, tmp_path,
+                                                                                          monkeypatch):
+    """A checkpoint that cannot be written stops the run with that error by the next epoch's end at
+    the latest; a training error raised while an epoch's end is still running waits for it, so
+    last.pt holds the last finished epoch."""
+    def full_disk(path, payload):
+        if payload["epoch"] == 2:
+            raise OSError(f"{path}: no space left on device")
+        checkpoint.save_checkpoint(path, payload)
+
+    monkeypatch.setattr("train.loop.save_checkpoint", full_disk)
+    trainer = Trainer("baseline", _config(tiny_data, epochs=5), tmp_path / "disk", torch.device("cpu"), progress=False)
+    with pytest.raises(OSError, match="no space left"):
+        trainer.run()
+    assert trainer.epoch <= 3 and torch.load(tmp_path / "disk" / "last.pt", weights_only=True)["epoch"] == 1
+
+    ending, resume_ending = threading.Event(), threading.Event()
+
+    def slow_save(path, payload):
+        ending.set()
+        assert resume_ending.wait(timeout=120)
+        checkpoint.save_checkpoint(path, payload)
+
+    monkeypatch.setattr("train.loop.save_checkpoint", slow_save)
+    trainer = Trainer("baseline", _config(tiny_data, epochs=3), tmp_path / "stop", torch.device("cpu"), progress=False)
+    real_epoch = trainer.train_epoch
+
+    def train_epoch():
+        if trainer.epoch == 1:
+            assert ending.wait(timeout=120)  # epoch 1's end is saving now
+            resume_ending.set()
+            raise TrainingStopped("diverged")
+        return real_epoch()
+
+    trainer.train_epoch = train_epoch
+    with pytest.raises(TrainingStopped, match="diverged"):
+        trainer.run()
+    last = torch.load(tmp_path / "stop" / "last.pt", weights_only=True)
+    assert last["epoch"] == 1 and [row["epoch"] for row in _rows(tmp_path / "stop" / "metrics.csv")] == ["1"]

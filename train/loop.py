@@ -3,6 +3,7 @@ import json
 import math
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,13 +13,13 @@ import torch
 from tqdm import tqdm
 
 from evaluation import atomic_write, parse_range
-from evaluation.workers import default_workers
+from evaluation import workers as eval_workers
 from ftcl import losses
 from ftcl.checkpoint import (FORMAT, CheckpointError, link_checkpoint, load_checkpoint, load_weights,
                              save_checkpoint)
 from ftcl.config import Config
 from ftcl.data import DataError, in_batch_pairs, load_dataset, random_sample, release_pairs, require_same_data
-from ftcl.evaluate import EVAL_CACHE_BYTES, eval_batches, eval_bytes, evaluate_model
+from ftcl.evaluate import EVAL_CACHE_BYTES, eval_batches, eval_bytes, model_outputs, score_outputs
 from ftcl.model import ACMNet
 from ftcl.seed import seed_everything
 from train.loggers import EpochLoggers
@@ -172,7 +173,11 @@ class Trainer:
         self.rows = []
         self._eval_batches = None
         self._train_cache = None
-        self.eval_workers = default_workers()  # processes for the proposals of every evaluation
+        self.eval_workers = eval_workers.default_workers()  # processes for the proposals of every evaluation
+        # An epoch's end (proposals, mAP, checkpoint, logs) runs in a thread beside the next epoch's
+        # training; False runs it in line, as the release (the same files either way).
+        self.overlap = True
+        self.last_eval = None
 
     def sampled(self, videos):
         """[B, sample_snippets, D] training snippets of the videos on the device (features read once
@@ -238,11 +243,14 @@ class Trainer:
             frame = pd.read_csv(metrics, dtype=str, keep_default_na=False)
             self.rows = [row for row in frame.to_dict("records") if int(row["epoch"]) <= self.epoch]
 
-    def _payload(self):
-        return {"format": FORMAT, "kind": self.kind, "epoch": self.epoch, "best": self.best,
-                "best_eval": self.best_eval, "nan_steps": self.nan_steps, "nan_streak": self.nan_streak,
-                "config": self.config.to_dict(), "model_state_dict": self.model.state_dict(),
-                "optimizer_state_dict": self.optimizer.state_dict(),
+    def _payload(self, copy=False):
+        """The checkpoint dict of the state now; copy: its tensors copied to the CPU, so that training
+        can go on while it is written. `best` and `best_eval` are filled in by the epoch's end."""
+        state = {"model_state_dict": self.model.state_dict(), "optimizer_state_dict": self.optimizer.state_dict()}
+        if copy:
+            state = _cpu_copy(state)
+        return {"format": FORMAT, "kind": self.kind, "epoch": self.epoch, "best": None, "best_eval": None,
+                "nan_steps": self.nan_steps, "nan_streak": self.nan_streak, "config": self.config.to_dict(), **state,
                 "rng": {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state,
                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}}
 
@@ -295,57 +303,88 @@ class Trainer:
         correct, *term_sums = sums.tolist()
         return {k: v / steps for k, v in zip(LOSS_TERMS, term_sums)}, correct / max(total, 1)
 
-    def evaluate(self):
-        """Test-split evaluation; the sampled test features are read once and kept (on the training
-        device) while they fit in EVAL_CACHE_BYTES."""
+    def eval_outputs(self):
+        """{vid: VideoOutput} of the model on the test split: the device part of an evaluation. The
+        sampled test features are read once and kept (on the training device) while they fit in
+        EVAL_CACHE_BYTES."""
         if self._eval_batches is None and eval_bytes(self.test_split, self.config) <= EVAL_CACHE_BYTES:
             self._eval_batches = eval_batches(self.test_split, self.config, self.device)
-        return evaluate_model(self.model, self.test_split, self.ground_truth, self.config, self.device,
-                              progress=self.progress, batches=self._eval_batches, workers=self.eval_workers)
+        return model_outputs(self.model, self.test_split, self.config, self.device, progress=self.progress,
+                             batches=self._eval_batches)
+
+    def score(self, outputs):
+        """The Evaluation of eval_outputs(): proposals (over self.eval_workers processes) and mAP."""
+        return score_outputs(outputs, self.test_split.labels, self.test_split.ids, self.ground_truth, self.config,
+                             workers=self.eval_workers)
+
+    def evaluate(self):
+        """Test-split evaluation of the model as it is now."""
+        return self.score(self.eval_outputs())
 
     def run(self):
         """Train up to the configured epoch count; returns the last evaluation (or None). The caller
-        holds the run directory (train.rundir.RunDirectory)."""
+        holds the run directory (train.rundir.RunDirectory).
+
+        Each epoch ends with the model's test outputs (on the device) and a copy of the state; the
+        rest (proposals, mAP, best.pt / last.pt, metrics.csv, loggers) runs beside the next epoch's
+        training when self.overlap, one epoch's end at a time and in order. The run waits for the
+        last one, and an error in one is raised here, in the training thread."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with atomic_write(self.run_dir / "config.json") as f:
             f.write(json.dumps(self.config.to_dict(), indent=2) + "\n")
-        last_eval = None
-        label = self.config.selection_average
-        while self.epoch < self.total_epochs:
-            t0 = time.perf_counter()
-            improved = False
-            means, accuracy = self.train_epoch()
-            self.epoch += 1
-            row = {"epoch": self.epoch, **means, "weighted_lcs": self.config.lambda_lcs * means["lcs"],
-                   "weighted_fsd": self.config.lambda_fsd * means["fsd"], "train_acc": accuracy,
-                   "nan_steps": self.nan_steps}
-            if self.epoch % self.config.eval_every == 0 or self.epoch == self.total_epochs:
-                last_eval = self.evaluate()
-                det = last_eval.detection
-                row.update({f"mAP@{t:g}": 100 * m for t, m in zip(det.tiou, det.mAP)})
-                selected = 100 * det.average(*self.selection)
-                row[f"avg{label}"] = selected
-                row.update({f"avg{k}": 100 * v for k, v in det.averages().items() if k != label})
-                row["cls_mAP"] = 100 * last_eval.classification_map
-                improved = selected > self.best
-                if improved:
-                    self.best = selected
-                    self.best_eval = {"epoch": self.epoch, **det.to_dict(), "per_class": None,
-                                      "classification_mAP": last_eval.classification_map}
-                self._log(f"epoch {self.epoch}: loss {means['loss']:.4f}, test avg mAP({label}) "
-                          f"{selected:.2f} (best {self.best:.2f})")
-            row["seconds"] = time.perf_counter() - t0
-            self.rows.append({k: _cell(v) for k, v in row.items()})
-            if improved:
-                # best.pt first, so a run stopped between the two never has a last.pt ahead of it.
-                save_checkpoint(self.run_dir / "best.pt", self._payload())
-                link_checkpoint(self.run_dir / "best.pt", self.run_dir / "last.pt")
-            else:
-                save_checkpoint(self.run_dir / "last.pt", self._payload())
-            self._write_metrics()
-            self.loggers.log(self.epoch, row)
-        return last_eval
+        if self.overlap:
+            # Worker processes are forked now, from this thread, not later from the epoch-end thread
+            # while this one trains.
+            eval_workers.start(self.eval_workers)
+        ends = _EpochEnds(threaded=self.overlap)
+        try:
+            while self.epoch < self.total_epochs:
+                t0 = time.perf_counter()
+                means, accuracy = self.train_epoch()
+                self.epoch += 1
+                row = {"epoch": self.epoch, **means, "weighted_lcs": self.config.lambda_lcs * means["lcs"],
+                       "weighted_fsd": self.config.lambda_fsd * means["fsd"], "train_acc": accuracy,
+                       "nan_steps": self.nan_steps}
+                evaluating = self.epoch % self.config.eval_every == 0 or self.epoch == self.total_epochs
+                outputs = self.eval_outputs() if evaluating else None
+                seconds = time.perf_counter() - t0
+                ends.submit(self._end_epoch, row, outputs, self._payload(copy=self.overlap), seconds)
+        finally:
+            ends.close()
+        return self.last_eval
 
+    def _end_epoch(self, row, outputs, payload, seconds):
+        """Score the epoch's outputs (None: no evaluation this epoch), then write its checkpoint(s),
+        metrics.csv row and logger scalars. seconds: its training and forward time."""
+        t0 = time.perf_counter()
+        epoch, label = row["epoch"], self.config.selection_average
+        improved = False
+        if outputs is not None:
+            self.last_eval = self.score(outputs)
+            det = self.last_eval.detection
+            row.update({f"mAP@{t:g}": 100 * m for t, m in zip(det.tiou, det.mAP)})
+            selected = 100 * det.average(*self.selection)
+            row[f"avg{label}"] = selected
+            row.update({f"avg{k}": 100 * v for k, v in det.averages().items() if k != label})
+            row["cls_mAP"] = 100 * self.last_eval.classification_map
+            improved = selected > self.best
+            if improved:
+                self.best = selected
+                self.best_eval = {"epoch": epoch, **det.to_dict(), "per_class": None,
+                                  "classification_mAP": self.last_eval.classification_map}
+            self._log(f"epoch {epoch}: loss {row['loss']:.4f}, test avg mAP({label}) "
+                      f"{selected:.2f} (best {self.best:.2f})")
+        row["seconds"] = seconds + time.perf_counter() - t0
+        self.rows.append({k: _cell(v) for k, v in row.items()})
+        payload.update(best=self.best, best_eval=self.best_eval)
+        if improved:
+            # best.pt first, so a run stopped between the two never has a last.pt ahead of it.
+            save_checkpoint(self.run_dir / "best.pt", payload)
+            link_checkpoint(self.run_dir / "best.pt", self.run_dir / "last.pt")
+        else:
+            save_checkpoint(self.run_dir / "last.pt", payload)
+        self._write_metrics()
+        self.loggers.log(epoch, row)
 
     def _write_metrics(self):
         frame = pd.DataFrame(self.rows)
@@ -355,6 +394,46 @@ class Trainer:
     def _log(self, message):
         if self.progress:
             tqdm.write(message, file=sys.stderr)
+
+
+class _EpochEnds:
+    """Runs epochs' ends one at a time: in one thread beside the training (threaded), else at once.
+    An epoch end's error is raised by the next wait(), submit() or close()."""
+
+    def __init__(self, threaded):
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix="epoch-end") if threaded else None
+        self.pending = None
+
+    def submit(self, fn, *args):
+        self.wait()
+        if self.executor is None:
+            fn(*args)
+        else:
+            self.pending = self.executor.submit(fn, *args)
+
+    def wait(self):
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self):
+        """Wait for the last end (on an error in training too: its checkpoint is the state to go back to)."""
+        try:
+            self.wait()
+        finally:
+            if self.executor is not None:
+                self.executor.shutdown()
+
+
+def _cpu_copy(tree):
+    """tree (dicts, lists, tuples) with every tensor detached and copied to the CPU."""
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().to("cpu", copy=True)
+    if isinstance(tree, dict):
+        return {k: _cpu_copy(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_cpu_copy(v) for v in tree)
+    return tree
 
 
 def _cell(value):
