@@ -12,6 +12,7 @@ from bench.common import on_gpu, synchronized
 from evaluation.workers import default_workers
 from ftcl.config import preset
 from ftcl.evaluate import eval_batches, evaluate_model, proposal_config
+from ftcl.checkpoint import cpu_copy, save_checkpoint
 from ftcl.model import ACMNet
 
 
@@ -95,3 +96,37 @@ def test_write_results_json(benchmark, split_outputs):
     path = Path(tempfile.mkdtemp()) / "results.json"
     benchmark.extra_info.update(stage="write results.json", inputs=source)
     benchmark.pedantic(evaluation.write_json_atomic, (path, results), rounds=5, warmup_rounds=1)
+
+
+@pytest.mark.parametrize("mode", ["in-line", "beside"])
+def test_epoch_end_on_the_training_thread(benchmark, split_outputs, mode):
+    """What an evaluated epoch's end costs the training thread at the release's 2048-d (checkpoint
+    with Adam's moments): in line, proposals + mAP and the checkpoint write; beside the next epoch
+    (train.loop.Trainer.overlap), only the copy of the state handed to the epoch-end thread. The
+    thread's own work then competes with training for cores, which this case does not measure."""
+    gt, ids, source, outputs = split_outputs
+    device = "cuda" if on_gpu() else "cpu"
+    config = preset("thumos14", num_classes=len(gt.classes), feature_dim=2048, classes=list(gt.classes))
+    torch.manual_seed(0)
+    model = ACMNet.from_config(config).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    optimizer.step()  # Adam's moments exist, as in every checkpoint after the first step
+    count = default_workers()
+    path = Path(tempfile.mkdtemp()) / "last.pt"
+
+    def state():
+        return {"model_state_dict": model.state_dict(), "optimizer_state_dict": optimizer.state_dict()}
+
+    def in_line():
+        evaluation.score_proposals(outputs, gt, eval_data.TIOU, evaluation.ProposalConfig(), count)
+        save_checkpoint(path, state())
+
+    def beside():
+        cpu_copy(state())
+
+    size_mib = sum(t.numel() * t.element_size() for t in model.state_dict().values()) * 3 / 2**20
+    benchmark.extra_info.update(stage=f"epoch end on the training thread, {mode} (2048-d, {device}, "
+                                      f"~{size_mib:.0f} MiB of weights and Adam moments)", inputs=source)
+    benchmark.pedantic(synchronized(in_line if mode == "in-line" else beside), rounds=5, warmup_rounds=1)

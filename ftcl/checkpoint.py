@@ -24,6 +24,18 @@ def save_checkpoint(path, payload):
         torch.save(payload, f)
 
 
+def cpu_copy(tree):
+    """tree (dicts, lists, tuples of tensors and other values, e.g. a state dict) with every tensor
+    detached and copied to the CPU: a snapshot that training can no longer change."""
+    if isinstance(tree, torch.Tensor):
+        return tree.detach().to("cpu", copy=True)
+    if isinstance(tree, dict):
+        return {k: cpu_copy(v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(cpu_copy(v) for v in tree)
+    return tree
+
+
 def link_checkpoint(source, path):
     """Make path the same file as source, atomically: a hard link (no second write of a checkpoint
     of hundreds of MB), or a copy where the filesystem has no links. A later save_checkpoint onto

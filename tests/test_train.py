@@ -615,3 +615,17 @@ def test_an_epoch_end_error_stops_the_run_and_a_training_error_waits_for_the_pen
         trainer.run()
     last = torch.load(tmp_path / "stop" / "last.pt", weights_only=True)
     assert last["epoch"] == 1 and [row["epoch"] for row in _rows(tmp_path / "stop" / "metrics.csv")] == ["1"]
+
+
+def test_cpu_copy_snapshots_every_tensor_of_a_nested_state():
+    weight = torch.nn.Parameter(torch.randn(3, 2))
+    state = {"model": {"w": weight}, "steps": [torch.tensor(4.0), 7], "pair": (torch.zeros(2), "name"), "lr": 1e-4}
+    before = weight.detach().clone()
+    copy = checkpoint.cpu_copy(state)
+    with torch.no_grad():
+        weight.add_(1.0)
+        state["steps"][0].add_(1.0)
+        state["pair"][0].fill_(5.0)
+    assert torch.equal(copy["model"]["w"], before) and not copy["model"]["w"].requires_grad
+    assert copy["steps"][0].item() == 4.0 and copy["steps"][1] == 7 and copy["lr"] == 1e-4
+    assert isinstance(copy["pair"], tuple) and torch.equal(copy["pair"][0], torch.zeros(2)) and copy["pair"][1] == "name"

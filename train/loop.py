@@ -15,7 +15,7 @@ from tqdm import tqdm
 from evaluation import atomic_write, parse_range
 from evaluation import workers as eval_workers
 from ftcl import losses
-from ftcl.checkpoint import (FORMAT, CheckpointError, link_checkpoint, load_checkpoint, load_weights,
+from ftcl.checkpoint import (FORMAT, CheckpointError, cpu_copy, link_checkpoint, load_checkpoint, load_weights,
                              save_checkpoint)
 from ftcl.config import Config
 from ftcl.data import DataError, in_batch_pairs, load_dataset, random_sample, release_pairs, require_same_data
@@ -248,7 +248,7 @@ class Trainer:
         can go on while it is written. `best` and `best_eval` are filled in by the epoch's end."""
         state = {"model_state_dict": self.model.state_dict(), "optimizer_state_dict": self.optimizer.state_dict()}
         if copy:
-            state = _cpu_copy(state)
+            state = cpu_copy(state)
         return {"format": FORMAT, "kind": self.kind, "epoch": self.epoch, "best": None, "best_eval": None,
                 "nan_steps": self.nan_steps, "nan_streak": self.nan_streak, "config": self.config.to_dict(), **state,
                 "rng": {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state,
@@ -423,17 +423,6 @@ class _EpochEnds:
         finally:
             if self.executor is not None:
                 self.executor.shutdown()
-
-
-def _cpu_copy(tree):
-    """tree (dicts, lists, tuples) with every tensor detached and copied to the CPU."""
-    if isinstance(tree, torch.Tensor):
-        return tree.detach().to("cpu", copy=True)
-    if isinstance(tree, dict):
-        return {k: _cpu_copy(v) for k, v in tree.items()}
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(_cpu_copy(v) for v in tree)
-    return tree
 
 
 def _cell(value):
