@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -53,9 +54,9 @@ def recipe_data(feature_dim, root=RESULTS_DIR / "recipe-data"):
 
 
 class PhaseTimer:
-    """Wall seconds per phase over its finished calls (the device synchronised at each call's end),
-    the start of every call, and the end of each stage's run: a run cut short still gives per-epoch
-    figures."""
+    """Wall seconds per phase over its finished calls (the device synchronised at the end of each
+    call in the training thread), the start of every call, and the end of each stage's run: a run
+    cut short still gives per-epoch figures."""
 
     def __init__(self):
         self.seconds = defaultdict(float)
@@ -68,7 +69,8 @@ class PhaseTimer:
         t0 = time.perf_counter()
         self.starts[name].append(t0)
         yield
-        if torch.cuda.is_available():
+        # The training thread waits for its queued work; an epoch-end thread must not wait for it.
+        if torch.cuda.is_available() and threading.current_thread() is threading.main_thread():
             torch.cuda.synchronize()
         self.seconds[name] += time.perf_counter() - t0
         self.counts[name] += 1
