@@ -629,3 +629,29 @@ def test_cpu_copy_snapshots_every_tensor_of_a_nested_state():
     assert torch.equal(copy["model"]["w"], before) and not copy["model"]["w"].requires_grad
     assert copy["steps"][0].item() == 4.0 and copy["steps"][1] == 7 and copy["lr"] == 1e-4
     assert isinstance(copy["pair"], tuple) and torch.equal(copy["pair"][0], torch.zeros(2)) and copy["pair"][1] == "name"
+
+
+def test_epoch_ends_raise_their_error_once_and_outlive_an_interrupted_wait():
+    from train.loop import _EpochEnds
+    ends, release, finished = _EpochEnds(threaded=True), threading.Event(), []
+    ends.submit(lambda: (release.wait(timeout=120), finished.append(1)))
+    future = ends.pending
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    future.result = interrupted  # Ctrl-C while the training thread waits for the end
+    with pytest.raises(KeyboardInterrupt):
+        ends.wait()
+    assert ends.pending is future and not finished
+    del future.result
+    release.set()
+    ends.close()
+    assert finished == [1]
+
+    ends = _EpochEnds(threaded=True)
+    ends.submit(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        ends.submit(finished.append, 2)
+    assert finished == [1]
+    ends.close()  # the error was raised once, by the wait that met it

@@ -412,9 +412,18 @@ class _EpochEnds:
             self.pending = self.executor.submit(fn, *args)
 
     def wait(self):
-        pending, self.pending = self.pending, None
-        if pending is not None:
+        pending = self.pending
+        if pending is None:
+            return
+        try:
             pending.result()
+        except BaseException:
+            # The end's own error is raised once; an interrupt of this wait leaves the end pending,
+            # so close() still waits for it.
+            if pending.done():
+                self.pending = None
+            raise
+        self.pending = None
 
     def close(self):
         """Wait for the last end (on an error in training too: its checkpoint is the state to go back to)."""
