@@ -369,3 +369,22 @@ def test_localization_only_forward_equals_the_full_forward():
     for name in ("scores_inst", "attention", "inst_cas"):
         torch.testing.assert_close(getattr(light, name), getattr(full, name), rtol=0, atol=0)
     assert light.fsd_action is None and light.lcs_candidates is None
+
+
+def test_selecting_repeated_videos_sums_their_gradients_in_index_order():
+    """The in-batch objective picks each video for several pairs (ModelOutput.select with an index
+    tensor). Its gradient must be the sum in index order, bit for bit: advanced indexing's CPU
+    gradient adds repeated rows with parallel atomics above torch's grain size (this tensor is
+    above it), whose order, and so whose float32 result, changed from run to run."""
+    gen = torch.Generator().manual_seed(0)
+    candidates = torch.randn(16, 30, 96, generator=gen, requires_grad=True)  # 46,080 elements
+    fields = {name: None for name in ModelOutput.__dataclass_fields__}
+    out = ModelOutput(**{**fields, "lcs_candidates": candidates})
+    index = torch.randint(0, 16, (120,), generator=gen)
+    upstream = torch.randn(120, 30, 96, generator=gen)
+    (grad,) = torch.autograd.grad((out.select(index).lcs_candidates * upstream).sum(), candidates)
+    want = torch.zeros_like(candidates)
+    for pair, video in enumerate(index.tolist()):
+        want[video] += upstream[pair]
+    assert torch.equal(grad, want)
+    assert torch.equal(out.select(slice(3, 9)).lcs_candidates, candidates[3:9])

@@ -655,3 +655,38 @@ def test_epoch_ends_raise_their_error_once_and_outlive_an_interrupted_wait():
         ends.submit(finished.append, 2)
     assert finished == [1]
     ends.close()  # the error was raised once, by the wait that met it
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU"))])
+def test_an_epoch_end_saves_the_state_its_epoch_left(tiny_data, tmp_path, monkeypatch, device):
+    """On the training device: each epoch's checkpoint holds the weights and Adam moments its epoch
+    ended with, though epoch 1's end is held until epoch 2 has trained (and, on a GPU, its state was
+    copied off the device while training went on)."""
+    trainer = Trainer("baseline", _config(tiny_data, epochs=2), tmp_path / "run", torch.device(device), progress=False)
+    assert trainer.overlap
+    left, saved, trained = {}, {}, threading.Event()
+    real_epoch = trainer.train_epoch
+
+    def train_epoch():
+        result = real_epoch()
+        left[trainer.epoch + 1] = checkpoint.cpu_copy({"model_state_dict": trainer.model.state_dict(),
+                                                      "optimizer_state_dict": trainer.optimizer.state_dict()})
+        if trainer.epoch + 1 == 2:
+            trained.set()
+        return result
+
+    def save(path, payload):
+        if payload["epoch"] == 1:
+            assert trained.wait(timeout=120)
+        saved[payload["epoch"]] = torch.load(io.BytesIO(_serialised(payload)), weights_only=True)
+        checkpoint.save_checkpoint(path, payload)
+
+    trainer.train_epoch = train_epoch
+    monkeypatch.setattr("train.loop.save_checkpoint", save)
+    trainer.run()
+    assert sorted(saved) == [1, 2]
+    for epoch in (1, 2):
+        for key in ("model_state_dict", "optimizer_state_dict"):
+            assert _same(left[epoch][key], saved[epoch][key]), (epoch, key)
+    assert not _same(left[1]["model_state_dict"], left[2]["model_state_dict"])
