@@ -690,3 +690,26 @@ def test_an_epoch_end_saves_the_state_its_epoch_left(tiny_data, tmp_path, monkey
         for key in ("model_state_dict", "optimizer_state_dict"):
             assert _same(left[epoch][key], saved[epoch][key]), (epoch, key)
     assert not _same(left[1]["model_state_dict"], left[2]["model_state_dict"])
+
+
+def test_ctrl_c_ends_the_cli_with_a_resume_hint_and_resume_goes_on(tiny_data, tmp_path, capsys, monkeypatch):
+    """Ctrl-C in epoch 2: exit 130 and one line naming last.pt and the resume command; last.pt holds
+    epoch 1 (the pending epoch end finished), and --resume trains on to the end."""
+    real_epoch = Trainer.train_epoch
+
+    def interrupted(self):
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+        return real_epoch(self)
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+    run = tmp_path / "run"
+    common = ["--run-dir", str(run), "--epochs", "3", "--no-progress"]
+    assert train_cli.main(["baseline", "--data-dir", str(tiny_data), *common, "--sample-snippets", "32",
+                           "--batch-size", "4"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("interrupted: ") and f"--run-dir {run} --resume" in err[0]
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 1
+    monkeypatch.setattr(Trainer, "train_epoch", real_epoch)
+    assert train_cli.main(["baseline", *common, "--resume"]) == 0
+    assert [row["epoch"] for row in _rows(run / "metrics.csv")] == ["1", "2", "3"]

@@ -171,6 +171,13 @@ def main(argv=None):
     except TrainingStopped as err:
         print(f"stopped: {err}", file=sys.stderr)
         return 3
+    except KeyboardInterrupt:
+        # The run waited for the epoch end in progress: last.pt holds the last finished epoch.
+        where = f"{Path(args.run_dir) / 'seed-K' / 'last.pt'}" if args.seeds else f"{Path(args.run_dir) / 'last.pt'}"
+        again = f"--seeds {','.join(map(str, args.seeds))} " if args.seeds else ""
+        print(f"interrupted: {where} holds the last finished epoch; continue with "
+              f"`python -m train {args.kind} --run-dir {args.run_dir} {again}--resume`", file=sys.stderr)
+        return 130
     config = trainer.config
     print(f"done: {trainer.epoch} epochs, best test avg mAP({config.selection_average}) {trainer.best:.2f} "
           f"-> {Path(args.run_dir) / 'best.pt'}")
