@@ -105,29 +105,35 @@ def _timer(stage_ends=True):
                           "evaluation: forward": 1.5})
     timer.counts.update({"data": 2, "training steps (baseline)": 2, "training steps (ftcl)": 1,
                          "evaluation: forward": 3})
-    timer.starts.update({"training steps (baseline)": [10.0, 12.0], "training steps (ftcl)": [20.0]})
+    timer.starts.update({"training steps (baseline)": [10.0, 14.0, 16.5], "training steps (ftcl)": [20.0]})
+    timer.counts["training steps (baseline)"] = 3
     if stage_ends:
-        timer.stage_ends.update({"baseline": 15.0, "ftcl": 30.0})
+        timer.stage_ends.update({"baseline": 19.0, "ftcl": 30.0})
     return timer
 
 
 def test_recipe_projection_from_epoch_walls():
     """Phases project per call (training steps x 500 or 25, evaluation x 525); the total is data plus
-    each stage's wall from its first epoch's start to its run's end, per epoch, x its epoch count."""
+    each stage's epoch walls (start to next start, the last to the run's end): the first epoch once,
+    the mean of the others for the rest."""
     from bench.recipe import phase_frame
     frame = phase_frame(_timer()).set_index("phase")
-    assert frame.loc["training steps (baseline)", "full recipe (s)"] == pytest.approx(1.5 * 500)
+    assert frame.loc["training steps (baseline)", "full recipe (s)"] == pytest.approx(1.0 * 500)
     assert frame.loc["training steps (ftcl)", "full recipe (s)"] == pytest.approx(8.0 * 25)
     assert frame.loc["evaluation: forward", "full recipe (s)"] == pytest.approx(0.5 * 525)
-    assert frame.loc["epoch wall (baseline)", "seconds per call"] == pytest.approx(2.5)
+    assert frame.loc["epoch wall (baseline)", "calls"] == 3
+    assert frame.loc["epoch wall (baseline)", "seconds"] == pytest.approx(9.0)
+    assert frame.loc["epoch wall (baseline)", "seconds per call"] == pytest.approx(2.5)  # (19 - 14) / 2
+    assert frame.loc["epoch wall (baseline)", "full recipe (s)"] == pytest.approx(4.0 + 2.5 * 499)
     assert frame.loc["epoch wall (ftcl)", "seconds per call"] == pytest.approx(10.0)
-    assert frame.loc["total", "seconds"] == pytest.approx(2.0 + 5.0 + 10.0)
-    assert frame.loc["total", "full recipe (s)"] == pytest.approx(2.0 + 2.5 * 500 + 10.0 * 25)
+    assert frame.loc["total", "seconds"] == pytest.approx(2.0 + 9.0 + 10.0)
+    assert frame.loc["total", "full recipe (s)"] == pytest.approx(2.0 + 4.0 + 2.5 * 499 + 10.0 * 25)
 
 
 def test_a_recipe_cut_short_reports_whole_epochs_and_no_total():
     from bench.recipe import phase_frame
     frame = phase_frame(_timer(stage_ends=False)).set_index("phase")
-    assert frame.loc["epoch wall (baseline)", "calls"] == 1
-    assert frame.loc["epoch wall (baseline)", "seconds per call"] == pytest.approx(2.0)
+    assert frame.loc["epoch wall (baseline)", "calls"] == 2
+    assert frame.loc["epoch wall (baseline)", "seconds per call"] == pytest.approx(2.5)  # 16.5 - 14
+    assert frame.loc["epoch wall (baseline)", "full recipe (s)"] == pytest.approx(4.0 + 2.5 * 499)
     assert "epoch wall (ftcl)" not in frame.index and "total" not in frame.index
