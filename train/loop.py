@@ -317,10 +317,6 @@ class Trainer:
         return score_outputs(outputs, self.test_split.labels, self.test_split.ids, self.ground_truth, self.config,
                              workers=self.eval_workers)
 
-    def evaluate(self):
-        """Test-split evaluation of the model as it is now."""
-        return self.score(self.eval_outputs())
-
     def run(self):
         """Train up to the configured epoch count; returns the last evaluation (or None). The caller
         holds the run directory (train.rundir.RunDirectory).
