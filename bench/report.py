@@ -105,7 +105,7 @@ def tables(path):
     if len(recipe):
         row = recipe.iloc[0]
         out[f"Recipe at scale {row['scale']:g} ({row['epochs']}, {int(row['feature_dim'])}-d, {row['device']})"] = \
-            pd.DataFrame(row["phases"])
+            pd.DataFrame(row["phases"]).astype(object).fillna("")  # the total row has no calls or runs
     return out
 
 
