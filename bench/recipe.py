@@ -82,6 +82,11 @@ class PhaseTimer:
         return timed
 
 
+def recipe_epochs(scale):
+    """{stage: epochs} of the recipe at `scale` (at least one each)."""
+    return {stage: max(1, round(full * scale)) for stage, full in FULL_EPOCHS.items()}
+
+
 BESIDE_TRAINING = ("evaluation: proposals + mAP", "checkpoints + logs")
 
 
@@ -89,7 +94,7 @@ def run_recipe(data_dir, scale, device, run_root, progress=False, overlap=True, 
     """Run both stages at `scale` in run_root (overlap: see Trainer.overlap), timing into `timer`;
     returns (PhaseTimer, epochs {stage: n}, best {stage: mAP})."""
     timer = timer or PhaseTimer()
-    epochs = {stage: max(1, round(full * scale)) for stage, full in FULL_EPOCHS.items()}
+    epochs = recipe_epochs(scale)
     best = {}
     shutil.rmtree(run_root, ignore_errors=True)
     real_save, real_link, real_metrics = loop.save_checkpoint, loop.link_checkpoint, Trainer._write_metrics
@@ -187,7 +192,7 @@ def main(argv=None):
     with PhaseTimer().phase("build"):
         data_dir = recipe_data(dim)
     timer = PhaseTimer()
-    epochs = {stage: max(1, round(full * args.scale)) for stage, full in FULL_EPOCHS.items()}
+    epochs = recipe_epochs(args.scale)
     best, cut = {}, None
     # `timeout` (the GPU check's stage limit) ends a run with SIGTERM: print what it measured.
     signal.signal(signal.SIGTERM, _interrupt)

@@ -44,14 +44,9 @@ def _executor(workers):
 
 
 def start(workers):
-    """Start the pool's processes now, from the calling thread (a no-op for 1 worker, or where
-    processes cannot be started: map_chunks then runs in-process)."""
-    if workers <= 1:
-        return
-    try:
-        list(_executor(workers).map(abs, range(workers)))
-    except (BrokenProcessPool, OSError):
-        shutdown()
+    """Start the pool's processes now, from the calling thread (none for 1 worker; where processes
+    cannot be started, map_chunks runs in-process), by mapping a trivial function over them."""
+    map_chunks(abs, list(range(workers)), workers)
 
 
 def map_chunks(fn, chunks, workers):

@@ -34,13 +34,13 @@ class ModelOutput:
 
     def select(self, index):
         """The outputs of the videos picked by index (a slice, or an index tensor along the batch)."""
-        if isinstance(index, slice):
-            return ModelOutput(**{name: None if value is None else value[index] for name, value in vars(self).items()})
-        # index_select, not value[index]: the gradient of advanced indexing on the CPU sums repeated
-        # videos with parallel atomic adds, in an order that changes from run to run; index_select's
-        # sums them in index order, so a run is reproducible bit for bit.
-        return ModelOutput(**{name: None if value is None else value.index_select(0, index)
-                              for name, value in vars(self).items()})
+        # A tensor index goes through index_select, not value[index]: the gradient of advanced indexing
+        # on the CPU sums repeated videos with parallel atomic adds, in an order that changes from run
+        # to run; index_select's sums them in index order, so a run is reproducible bit for bit.
+        def pick(value):
+            return value[index] if isinstance(index, slice) else value.index_select(0, index)
+
+        return ModelOutput(**{name: None if value is None else pick(value) for name, value in vars(self).items()})
 
 
 def _topk_mean(values, k, kmax, valid):

@@ -543,7 +543,7 @@ def test_epoch_ends_beside_training_save_the_state_they_were_given(tiny_data, tm
             if overlap and payload["epoch"] == 1:
                 assert trained.wait(timeout=120), "epoch 1's end did not run beside epoch 2's training"
                 assert trainer.epoch == 2  # the training thread is past epoch 2
-            saved.append((path.name, torch.load(io.BytesIO(_serialised(payload)), weights_only=True)))
+            saved.append((path.name, _round_trip(payload)))
             checkpoint.save_checkpoint(path, payload)
 
         monkeypatch.setattr("train.loop.save_checkpoint", save)
@@ -570,10 +570,12 @@ def test_epoch_ends_beside_training_save_the_state_they_were_given(tiny_data, tm
     assert beside_rows == in_line_rows and beside_best == in_line_best
 
 
-def _serialised(payload):
+def _round_trip(payload):
+    """payload as torch.save writes it and torch.load reads it back (what a checkpoint holds)."""
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    return buffer.getvalue()
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
 
 
 def test_an_epoch_end_error_stops_the_run_and_a_training_error_waits_for_the_pending_end(tiny_data, tmp_path,
@@ -679,7 +681,7 @@ def test_an_epoch_end_saves_the_state_its_epoch_left(tiny_data, tmp_path, monkey
     def save(path, payload):
         if payload["epoch"] == 1:
             assert trained.wait(timeout=120)
-        saved[payload["epoch"]] = torch.load(io.BytesIO(_serialised(payload)), weights_only=True)
+        saved[payload["epoch"]] = _round_trip(payload)
         checkpoint.save_checkpoint(path, payload)
 
     trainer.train_epoch = train_epoch

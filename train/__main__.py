@@ -173,7 +173,7 @@ def main(argv=None):
         return 3
     except KeyboardInterrupt:
         # The run waited for the epoch end in progress: last.pt holds the last finished epoch.
-        where = f"{Path(args.run_dir) / 'seed-K' / 'last.pt'}" if args.seeds else f"{Path(args.run_dir) / 'last.pt'}"
+        where = Path(args.run_dir) / "seed-K" / "last.pt" if args.seeds else Path(args.run_dir) / "last.pt"
         again = f"--seeds {','.join(map(str, args.seeds))} " if args.seeds else ""
         print(f"interrupted: {where} holds the last finished epoch; continue with "
               f"`python -m train {args.kind} --run-dir {args.run_dir} {again}--resume`", file=sys.stderr)
