@@ -157,23 +157,29 @@ def match_class(gt, pred, tiou_thresholds):
     rank = np.lexsort((-pair_gt, -pair_iou, pair_pred))
     pair_pred, pair_gt, pair_iou = pair_pred[rank], pair_gt[rank], pair_iou[rank]
     bounds = np.flatnonzero(np.diff(pair_pred)) + 1
-    locked = np.zeros((len(thresholds), len(g_video)), dtype=bool)
+    starts, ends = np.r_[0, bounds], np.r_[bounds, len(pair_pred)]
+    # Plain lists and bytearrays: the loop reads single items, where numpy's per-item cost dominates.
+    preds, starts, ends = pair_pred[starts].tolist(), starts.tolist(), ends.tolist()
+    gts, ious, threshold_list = pair_gt.tolist(), pair_iou.tolist(), thresholds.tolist()
+    locked = [bytearray(len(g_video)) for _ in thresholds]
+    hits = [[] for _ in thresholds]
     # Sequential by nature (an instance taken by a higher score is gone); only predictions that
     # reach some threshold are visited.
-    for p, gts, ious in zip(pair_pred[np.r_[0, bounds]].tolist(), np.split(pair_gt, bounds),
-                            np.split(pair_iou, bounds)):
-        gts, ious = gts.tolist(), ious.tolist()
-        for t, threshold in enumerate(thresholds.tolist()):
-            if ious[0] < threshold:
+    for p, lo, hi in zip(preds, starts, ends):
+        best = ious[lo]
+        for t, threshold in enumerate(threshold_list):
+            if best < threshold:
                 continue
             row = locked[t]
-            for g, iou in zip(gts, ious):
-                if iou < threshold:
+            for k in range(lo, hi):
+                if ious[k] < threshold:
                     break
-                if not row[g]:
-                    row[g] = True
-                    tp[t, p] = True
+                if not row[gts[k]]:
+                    row[gts[k]] = 1
+                    hits[t].append(p)
                     break
+    for t, taken in enumerate(hits):
+        tp[t, taken] = True
     return tp
 
 

@@ -83,10 +83,12 @@ def eval_batches(split, config, device, batch_size=16):
         feats = [np.asarray(split.features(v)[uniform_sample(split.lengths[v], config.sample_snippets)],
                             dtype=np.float32) for v in videos]
         lengths = torch.tensor([len(f) for f in feats])
-        padded = torch.zeros(len(feats), int(lengths.max()), feats[0].shape[1])
+        # Stored [B, D, T] and handed over as its [B, T, D] view: the model's first step (the conv)
+        # transposes it back, which then costs no copy.
+        padded = torch.zeros(len(feats), feats[0].shape[1], int(lengths.max()))
         for k, f in enumerate(feats):
-            padded[k, :len(f)] = torch.from_numpy(f)
-        batches.append(EvalBatch(videos=videos, features=padded.to(device), lengths=lengths))
+            padded[k, :, :len(f)] = torch.from_numpy(f).T
+        batches.append(EvalBatch(videos=videos, features=padded.to(device).transpose(1, 2), lengths=lengths))
     return batches
 
 

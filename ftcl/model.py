@@ -92,7 +92,7 @@ class ACMNet(nn.Module):
         """features: [B, T, D]; lengths: optional [B] valid snippets per video (the rest is zero
         padding at the end; results for the valid part equal those of the unpadded video).
         localization_only: compute only what the test-time procedure reads (scores_inst, attention,
-        inst_cas); the other fields are None."""
+        inst_cas, equal to the full forward's on the valid snippets); the other fields are None."""
         batch, time, _ = features.shape
         valid = None
         # The largest top-k of each branch sizes the top-k calls. It is known on the host for an
@@ -108,13 +108,17 @@ class ACMNet(nn.Module):
         att_input = self.dropout(embedded) if self.embedding_dropout else embedded
         attention = self.att_branch(att_input).transpose(1, 2).softmax(dim=2)  # [B, T, 3]
         embedded = embedded.transpose(1, 2)  # [B, T, D]
-        if valid is not None:
+        if valid is not None and not localization_only:
             # Padding snippets get a zero embedding, like the conv's own zero padding past the end.
+            # The localization outputs are per snippet and the padding's are cut off, so they skip it.
             embedded = embedded * valid.unsqueeze(2)
 
-        # Snippet dropout: dropout on ones gives a mask of 0 or 1/(1-p), then regular dropout on top.
-        snippet_mask = self.dropout(torch.ones(batch, time, 1, device=features.device, dtype=features.dtype))
-        cas = self.snippet_cls(self.dropout(embedded * snippet_mask))  # [B, T, C+1]
+        if self.training:
+            # Snippet dropout: dropout on ones gives a mask of 0 or 1/(1-p), then regular dropout on top.
+            snippet_mask = self.dropout(torch.ones(batch, time, 1, device=features.device, dtype=features.dtype))
+            cas = self.snippet_cls(self.dropout(embedded * snippet_mask))  # [B, T, C+1]
+        else:
+            cas = self.snippet_cls(embedded)  # both dropouts are the identity: no mask to multiply by
 
         ks = [torch.clamp(lengths // d, min=1) for d in self.topk_divisors]
         if localization_only:
