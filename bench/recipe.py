@@ -25,10 +25,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bench.common import RESULTS_DIR, machine, on_gpu
+from bench.common import RESULTS_DIR, machine
 from bench.eval_data import SHARED
+from evaluation import cli, markdown
 from ftcl import synthetic
 from ftcl.config import Config, preset
+from ftcl.seed import resolve_device
 from train import loop
 from train.loop import Trainer
 
@@ -179,15 +181,18 @@ def phase_frame(timer, overlap=True):
 
 
 def main(argv=None):
-    from evaluation import markdown
-    parser = argparse.ArgumentParser(prog="python -m bench recipe", description=__doc__.split("\n\n")[1])
-    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the 500 + 25 epochs to run")
-    parser.add_argument("--feature-dim", type=int, help="default: 2048 with a GPU, 256 without")
-    parser.add_argument("--device", default="cuda" if on_gpu() else "cpu")
+    parser = cli.parser("python -m bench recipe", __doc__)
+    parser.add_argument("--scale", type=_fraction, default=1.0, help="fraction of the 500 + 25 epochs to run")
+    parser.add_argument("--feature-dim", type=cli.positive_int, help="default: 2048 with a GPU, 256 without")
+    parser.add_argument("--device", default="auto", help="auto (cuda with a GPU, else cpu), cpu or cuda")
     parser.add_argument("--sequential", action="store_true",
                         help="score, save and log each epoch in line, not beside the next epoch's training")
     args = parser.parse_args(argv)
-    dim = args.feature_dim or (2048 if args.device == "cuda" else 256)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as error:
+        parser.error(str(error))
+    dim = args.feature_dim or (2048 if device.type == "cuda" else 256)
     info = machine()
     with PhaseTimer().phase("build"):
         data_dir = recipe_data(dim)
@@ -197,7 +202,7 @@ def main(argv=None):
     # `timeout` (the GPU check's stage limit) ends a run with SIGTERM: print what it measured.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        _, _, best = run_recipe(data_dir, args.scale, torch.device(args.device), RESULTS_DIR / "recipe-runs",
+        _, _, best = run_recipe(data_dir, args.scale, device, RESULTS_DIR / "recipe-runs",
                                 overlap=not args.sequential, timer=timer)
     except KeyboardInterrupt:
         cut = "; CUT SHORT: whole epochs and finished calls only, no total unless both stages ran"
@@ -213,6 +218,17 @@ def main(argv=None):
     frame.assign(**info, scale=args.scale, feature_dim=dim, overlap=not args.sequential).to_csv(
         RESULTS_DIR / "recipe.csv", mode="a", index=False, header=not (RESULTS_DIR / "recipe.csv").exists())
     return 1 if cut else 0
+
+
+def _fraction(text):
+    """--scale: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
 
 
 def _interrupt(signum, frame):

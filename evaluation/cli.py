@@ -14,3 +14,14 @@ def parser(prog, doc, **kwargs):
     return OneLineParser(prog=prog, description=doc.split("\n\n")[1], formatter_class=argparse.RawDescriptionHelpFormatter,
                          **kwargs)
 
+
+
+def positive_int(text):
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value

@@ -137,3 +137,23 @@ def test_a_recipe_cut_short_reports_whole_epochs_and_no_total():
     assert frame.loc["epoch wall (baseline)", "seconds per call"] == pytest.approx(2.5)  # 16.5 - 14
     assert frame.loc["epoch wall (baseline)", "full recipe (s)"] == pytest.approx(4.0 + 2.5 * 499)
     assert "epoch wall (ftcl)" not in frame.index and "total" not in frame.index
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--scale", "abc"], "--scale: expected a number in (0, 1], got 'abc'"),
+    (["--scale", "0"], "--scale: expected a number in (0, 1], got '0'"),
+    (["--scale", "1.5"], "--scale: expected a number in (0, 1], got '1.5'"),
+    (["--feature-dim", "0"], "--feature-dim: must be >= 1, got 0"),
+    (["--device", "tpu"], "--device must be auto, cpu or cuda, got 'tpu'"),
+])
+def test_recipe_arguments_are_checked_before_anything_runs(argv, message, capsys, monkeypatch):
+    from bench import recipe
+
+    def never(*args, **kwargs):
+        raise AssertionError("built data despite a bad argument")
+
+    monkeypatch.setattr(recipe, "recipe_data", never)
+    with pytest.raises(SystemExit) as stop:
+        recipe.main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.count("\n") == 1 and message in err, err

@@ -26,16 +26,6 @@ RUN_DEFINING = ("preset", "init", "seed", "eval_every", "batch_size", "lr", "wei
                 "lcs_gamma", "fsd_gamma", "pairs", "objective", "without_fsd", "without_lcs", "overwrite")
 
 
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def _float(low, low_inclusive):
     """A finite float >= low (or > low)."""
     def parse(text):
@@ -83,15 +73,15 @@ def build_parser():
     parser.add_argument("--init", help="checkpoint to start from (required for ftcl)")
     parser.add_argument("--resume", action="store_true", help="continue from RUN/last.pt exactly")
     parser.add_argument("--overwrite", action="store_true", help="start over in a run directory that holds a run")
-    parser.add_argument("--epochs", type=_positive_int, help="epochs (default: 500 baseline, 25 ftcl)")
+    parser.add_argument("--epochs", type=cli.positive_int, help="epochs (default: 500 baseline, 25 ftcl)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--seeds", type=_seeds, help="one run per seed under RUN/seed-K: a count (4) or a list (0,1,2,3)")
-    parser.add_argument("--eval-every", type=_positive_int, help="evaluate every N epochs (default 1)")
-    parser.add_argument("--batch-size", type=_positive_int)
+    parser.add_argument("--eval-every", type=cli.positive_int, help="evaluate every N epochs (default 1)")
+    parser.add_argument("--batch-size", type=cli.positive_int)
     parser.add_argument("--lr", type=_float(0, False))
     parser.add_argument("--weight-decay", type=_float(0, True))
-    parser.add_argument("--sample-snippets", type=_positive_int, help="snippets sampled per video (default 750)")
+    parser.add_argument("--sample-snippets", type=cli.positive_int, help="snippets sampled per video (default 750)")
     parser.add_argument("--objective", choices=OBJECTIVES,
                         help="baseline: release (ACM-Net + in-batch FSD/LCS, default) or acm (ACM-Net alone)")
     parser.add_argument("--without-fsd", action="store_true", help="ablation: drop the FSD term")
