@@ -1,12 +1,12 @@
-"""python -m bench [kernels|eval|step|recipe|tune|compile|all] [--scale F]: run benchmarks and print tables;
+"""python -m bench [kernels|eval|step|recipe|tune|compile|all]: run benchmarks and print tables;
 python -m bench report [PATH]: the tables of a saved JSON or of bench/results/cases.jsonl.
 
 kernels, eval, step and recipe run as pytest-benchmark cases (bench/bench_*.py): results are saved
 as JSON under .benchmarks/ (compare two commits with `pytest bench/bench_eval.py
 --benchmark-compare`) and as bench/results/latest-<what>.json, from which the Markdown tables are
 printed and CSV rows appended to bench/results/benchmarks.csv. `recipe --scale F` runs the whole
-recipe outside pytest (see bench/recipe.py); `compile` compiles every Triton kernel for five GPU
-generations (see bench/compile.py).
+recipe outside pytest (see bench/recipe.py, `recipe --help`); `compile [--json]` compiles every
+Triton kernel for five GPU generations (see bench/compile.py).
 """
 import sys
 from pathlib import Path
@@ -39,13 +39,19 @@ def main(argv=None):
         print(__doc__.strip())
         return 0
     what = argv.pop(0) if argv and not argv[0].startswith("-") else "all"
+    if what not in (*FILES, "all", "report", "compile"):
+        return _usage_error(f"unknown benchmark {what!r}; choose kernels, eval, step, recipe, tune, compile, all or report")
+    # recipe with arguments parses them itself; the others take only these.
+    allowed = {"report": 1, "compile": 0}.get(what, 0)
+    extra = [a for a in argv if not (what == "compile" and a == "--json")]
+    if not (what == "recipe" and argv) and len(extra) > allowed:
+        return _usage_error(f"python -m bench {what}: unexpected argument {extra[allowed]!r} (see --help)")
     if what == "report":
         from bench.common import RESULTS_DIR
         from bench.report import print_report
         path = Path(argv[0]) if argv else RESULTS_DIR / "cases.jsonl"
         if not path.is_file():
-            print(f"error: {path}: no such benchmark file", file=sys.stderr)
-            return 2
+            return _usage_error(f"{path}: no such benchmark file")
         print_report(path)
         return 0
     if what == "compile":
@@ -54,11 +60,12 @@ def main(argv=None):
     if what == "recipe" and argv:
         from bench import recipe
         return recipe.main(argv)
-    if what not in (*FILES, "all"):
-        print(f"error: unknown benchmark {what!r}; choose kernels, eval, step, recipe, tune, compile, all or report",
-              file=sys.stderr)
-        return 2
     return run_pytest(what)
+
+
+def _usage_error(message):
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

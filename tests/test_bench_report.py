@@ -157,3 +157,18 @@ def test_recipe_arguments_are_checked_before_anything_runs(argv, message, capsys
         recipe.main(argv)
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.count("\n") == 1 and message in err, err
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["nonsense"], "unknown benchmark 'nonsense'"),
+    (["kernels", "--x"], "python -m bench kernels: unexpected argument '--x'"),
+    (["compile", "--bogus"], "python -m bench compile: unexpected argument '--bogus'"),
+    (["report", "a.json", "b.json"], "python -m bench report: unexpected argument 'b.json'"),
+    (["--scale", "0.1"], "python -m bench all: unexpected argument '--scale'"),
+])
+def test_bench_cli_refuses_what_it_would_ignore(argv, message, capsys, monkeypatch):
+    import bench.__main__ as bench_cli
+    monkeypatch.setattr(bench_cli, "run_pytest", lambda what: pytest.fail("ran benchmarks despite a bad argument"))
+    assert bench_cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
