@@ -79,6 +79,40 @@ def maximal_runs(mask):
     return row[0::2], col[0::2], col[1::2] - 1
 
 
+def threshold_runs(values, thresholds):
+    """Maximal runs of values >= each threshold: maximal_runs(values[None] >= thresholds[:, None])
+    without building that [H, L] mask. values: [L]; thresholds: [H] in any order. Returns
+    (threshold index, start, end) by threshold index, then time; end inclusive.
+
+    Each value is given its level, the count of (sorted) thresholds it reaches; a run of threshold h
+    starts where the level rises past h and ends where it falls below it again, so every run comes
+    from one of the level's steps, whatever the number of thresholds.
+    """
+    order = np.argsort(thresholds, kind="stable")
+    level = np.zeros(len(values) + 2, dtype=np.int64)
+    level[1:-1] = np.searchsorted(np.asarray(thresholds)[order], values, side="right")
+    level[1:-1][np.isnan(values)] = 0  # NaN reaches no threshold (searchsorted puts it past all)
+    step = np.diff(level)  # [L + 1]: at i, runs start (rise) at i or end (fall) at i - 1
+    rise, fall = np.flatnonzero(step > 0), np.flatnonzero(step < 0)
+    start_level, start = _ranges(level[rise], level[rise + 1]), np.repeat(rise, step[rise])
+    end_level, end = _ranges(level[fall + 1], level[fall]), np.repeat(fall - 1, -step[fall])
+    # Starts and ends come in time order: a stable sort by level keeps it within each level. Runs of
+    # one threshold never nest, so its k-th start and k-th end form its k-th run.
+    start_order = np.argsort(start_level, kind="stable")
+    end_order = np.argsort(end_level, kind="stable")
+    index, start, end = order[start_level[start_order]], start[start_order], end[end_order]
+    if np.any(order[1:] < order[:-1]):  # thresholds given out of order: back to their index order
+        by_index = np.argsort(index, kind="stable")
+        index, start, end = index[by_index], start[by_index], end[by_index]
+    return index, start, end
+
+
+def _ranges(low, high):
+    """np.concatenate([np.arange(a, b) for a, b in zip(low, high)]) without the Python loop."""
+    counts = high - low
+    return np.repeat(low - (np.cumsum(counts) - counts), counts) + np.arange(counts.sum())
+
+
 def oic_scores(cumsum, row, start, end, outer_ratio):
     """Outer-inner-contrastive score of each run: mean inside minus mean of the two flanks of
     `outer_ratio` x run length (clipped to the sequence, pooled, 0 when empty).
@@ -200,7 +234,7 @@ def video_candidates(cas, attention, video_scores, seconds_per_index, config=Pro
                                  gamma_cas, config, seconds_per_index))
     if config.att_thresholds:
         att_thr = np.asarray(config.att_thresholds)
-        run_thr, start, end = maximal_runs(att_up[None] >= att_thr[:, None])
+        run_thr, start, end = threshold_runs(att_up, att_thr)
         # The attention is shared by the classes: each of its runs is scored for every class,
         # class by class (the release's order: class, then threshold, then time).
         run_class = np.repeat(np.arange(n_cls), len(start))

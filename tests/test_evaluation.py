@@ -186,22 +186,39 @@ def test_runs_and_oic_scores_on_a_hand_made_sequence():
         assert (s, e) == (start[0], end[0]) and score == pytest.approx(scores[0])
 
 
+def _scanned_runs(mask):
+    """(row, start, end) of the runs of True in each row of mask [R, L], one cell at a time."""
+    want = []
+    for r in range(mask.shape[0]):
+        c = 0
+        while c < mask.shape[1]:
+            if mask[r, c]:
+                first = c
+                while c + 1 < mask.shape[1] and mask[r, c + 1]:
+                    c += 1
+                want.append((r, first, c))
+            c += 1
+    return want
+
+
 def test_maximal_runs_match_a_row_by_row_scan():
     rng = np.random.default_rng(9)
     for rows, length in ((7, 40), (1, 1), (3, 1), (0, 5), (12, 3)):
         mask = rng.random((rows, length)) < rng.random((rows, 1))
-        want = []
-        for r in range(rows):
-            c = 0
-            while c < length:
-                if mask[r, c]:
-                    first = c
-                    while c + 1 < length and mask[r, c + 1]:
-                        c += 1
-                    want.append((r, first, c))
-                c += 1
         got = list(zip(*(x.tolist() for x in prop.maximal_runs(mask))))
-        assert got == want
+        assert got == _scanned_runs(mask)
+
+
+@pytest.mark.parametrize("thresholds", [np.arange(0.15, 1.0, 0.05), np.array([0.5, 0.2, 0.5, 0.9, 0.05]),
+                                        np.array([0.3]), np.array([])], ids=["release", "unsorted-repeated", "one", "none"])
+def test_threshold_runs_match_a_scan_of_each_threshold(thresholds):
+    """Values on a coarse grid hit thresholds exactly (>= keeps them); NaN reaches none; odd lengths."""
+    rng = np.random.default_rng(11)
+    for length in (1, 2, 7, 333):
+        for values in (rng.random(length), np.round(rng.random(length) * 20) / 20,
+                       np.where(rng.random(length) < 0.2, np.nan, rng.random(length))):
+            got = list(zip(*(x.tolist() for x in prop.threshold_runs(values, thresholds))))
+            assert got == _scanned_runs(values[None] >= thresholds[:, None]), (length, values)
 
 
 @pytest.mark.parametrize("fixed", [False, True])
