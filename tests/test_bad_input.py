@@ -119,6 +119,26 @@ def test_two_runs_never_share_a_directory(data, tmp_path, capsys):
         pass
 
 
+@pytest.mark.parametrize("seeds", [[], ["--seeds", "2"]], ids=["one-run", "seeds"])
+def test_a_refused_start_leaves_no_run_directory_behind(data, tmp_path, capsys, monkeypatch, seeds):
+    """A run refused before it writes anything removes the lock file and the directory it made; a
+    directory that was there keeps what it held."""
+    new = tmp_path / "runs" / "new"
+    assert train_cli.main(["baseline", "--data-dir", str(tmp_path / "missing"), "--run-dir", str(new), *seeds,
+                           *TRAIN]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1].startswith("error: ") and "data directory not found" in err[-1], err
+    assert err[:-1] == ([f"== seed 0 -> {new / 'seed-0'}"] if seeds else []), err  # --seeds names each seed first
+    assert not new.exists() and (tmp_path / "runs").is_dir()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    monkeypatch.setenv("FTCL_EVAL_WORKERS", "0")
+    assert train_cli.main(["baseline", "--data-dir", str(data), "--run-dir", str(kept), *seeds, *TRAIN]) == 2
+    _one_line_error(capsys, "FTCL_EVAL_WORKERS must be at least 1")
+    assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"]
+
+
 def test_resume_takes_data_dir_and_refuses_what_it_cannot_honour(data, baseline_run, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(baseline_run, run)

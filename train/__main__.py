@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from evaluation import EvaluationInputError, cli
+from evaluation.workers import default_workers
 from ftcl.checkpoint import CheckpointError
 from ftcl.config import OBJECTIVES, PRESETS
 from ftcl.data import DataError
@@ -149,6 +150,7 @@ def main(argv=None):
     _check_args(parser, args)
     try:
         device = resolve_device(args.device)
+        default_workers()  # FTCL_EVAL_WORKERS checked before anything starts
         if args.seeds:
             from train.seeds import train_seeds
             summary = train_seeds(args, device)

@@ -26,6 +26,7 @@ class RunDirectory:
     def __init__(self, path):
         self.path = Path(path)
         self._lock = None
+        self._made_dir = self._made_lock = False
 
     def existing_run_files(self):
         return [name for name in RUN_FILES + RUN_DIRS if (self.path / name).exists()] + \
@@ -34,7 +35,9 @@ class RunDirectory:
     def __enter__(self):
         if self.path.exists() and not self.path.is_dir():
             raise RunDirError(f"{self.path}: exists and is not a directory; choose another --run-dir")
+        self._made_dir = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
+        self._made_lock = not (self.path / LOCK_NAME).exists()
         lock = open(self.path / LOCK_NAME, "a+")
         if fcntl is not None:
             try:
@@ -55,6 +58,16 @@ class RunDirectory:
 
     def __exit__(self, *exc):
         if self._lock is not None:
+            # A run that wrote nothing (refused input, say) leaves nothing: not its lock file, nor the
+            # directory it made. Removed while still locked, so no other run holds them meanwhile.
+            if not self.existing_run_files():
+                if self._made_lock:
+                    (self.path / LOCK_NAME).unlink(missing_ok=True)
+                if self._made_dir:
+                    try:
+                        self.path.rmdir()
+                    except OSError:  # something else was put there: not ours to remove
+                        pass
             self._lock.close()
             self._lock = None
         return False
