@@ -60,15 +60,25 @@ def atomic_write(path, mode="w"):
     The file gets the permissions a plain open() would give it (mkstemp's are 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as err:
+        raise _naming(err, path) from err
     try:
         os.fchmod(fd, _file_mode())
         with os.fdopen(fd, mode) as f:
             yield f
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno is not None and err.filename in (None, tmp):
+            raise _naming(err, path) from err
         raise
+
+
+def _naming(err, path):
+    """The OSError err about a temporary file, reported for the path the user named."""
+    return type(err)(err.errno, err.strerror, str(path))
 
 
 @contextlib.contextmanager

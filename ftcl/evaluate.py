@@ -335,11 +335,15 @@ def main(argv=None):
         parser.error("give a checkpoint or --from-outputs FILE, not both")
     if args.batch_size < 1:
         parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.plot_videos and not args.plot:
+        parser.error("--plot-videos picks the videos of --plot DIR: give --plot too")
     source = Path(args.checkpoint or args.from_outputs)
     out_path = Path(args.out) if args.out else source.with_name(source.name + ".results.json")
     try:
         _refuse_existing(args.out, "--out", args.overwrite)
         _refuse_existing(args.save_outputs, "--save-outputs", args.overwrite)
+        if args.plot and Path(args.plot).exists() and not Path(args.plot).is_dir():
+            raise DataError(f"{args.plot}: exists and is not a directory; --plot needs a directory")
         if args.from_outputs:
             outputs, ids, labels, config = load_outputs(args.from_outputs)
             if args.data_dir:
@@ -370,7 +374,7 @@ def main(argv=None):
         if args.plot:
             written += plot_videos(args.plot, result, ground_truth, config, plot_ids)
     except OSError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {err.filename}: {err.strerror}" if err.filename else f"error: {err}", file=sys.stderr)
         return 2
     for path in written:
         print(f"wrote {path}", file=sys.stderr)

@@ -352,6 +352,35 @@ def test_named_outputs_are_never_replaced_unasked(baseline_run, tmp_path, capsys
     assert f"wrote {out}" in err and json.loads(out.read_text())["results"]
 
 
+def test_plot_arguments_are_checked_before_the_evaluation(baseline_run, tmp_path, capsys):
+    taken = tmp_path / "plots"
+    taken.write_text("a file")
+    results = baseline_run / "best.pt.results.json"
+    before = results.read_bytes() if results.exists() else None
+    assert ftcl_evaluate.main([str(baseline_run / "best.pt"), "--plot", str(taken)]) == 2
+    _one_line_error(capsys, f"{taken}: exists and is not a directory")
+    with pytest.raises(SystemExit) as stop:
+        ftcl_evaluate.main([str(baseline_run / "best.pt"), "--plot-videos", "video_test_0000001"])
+    assert stop.value.code == 2
+    _one_line_error(capsys, "--plot-videos", "give --plot too")
+    assert (results.read_bytes() if results.exists() else None) == before  # nothing written by either
+
+
+def test_a_failed_write_names_the_file_asked_for_and_leaves_no_temporary(tmp_path, monkeypatch, capsys,
+                                                                          baseline_run):
+    """A full disk at the rename (or any write error on the temporary) is reported for --out's path."""
+    import errno
+    out = tmp_path / "results.json"
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device", src)
+
+    monkeypatch.setattr(os, "replace", full)
+    assert ftcl_evaluate.main([str(baseline_run / "best.pt"), "--out", str(out), "--json"]) == 2
+    _one_line_error(capsys, f"error: {out}: No space left on device")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_naive_lcs_stays_differentiable_and_tiny_gamma_is_refused():
     sim = torch.full((2, 3, 4), 0.1, dtype=torch.float64, requires_grad=True)  # nothing clears 0.92
     value = kernels.lcs(sim, backend="naive")
