@@ -204,7 +204,7 @@ def main(argv=None):
     parser = cli.OneLineParser(prog="python -m ftcl.synthetic", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="directory to write (replaced only if ftcl.synthetic wrote it)")
     parser.add_argument("--preset", choices=sorted(SHAPES), default="thumos14", help="what the data set looks like")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=cli.seed, default=0)
     parser.add_argument("--feature-dim", type=int, default=256)
     parser.add_argument("--classes", type=int, help="class count (default 20 thumos14, 100 activitynet13)")
     parser.add_argument("--train-videos", type=int, help="default 200 thumos14, 400 activitynet13")

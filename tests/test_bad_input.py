@@ -252,12 +252,22 @@ def test_sample_snippets_too_few_for_the_candidates(data, tmp_path, capsys):
     ("--fsd-gamma", "inf", "argument --fsd-gamma"), ("--lcs-gamma", "1e-40", "argument --lcs-gamma"),
     ("--lr", "nan", "argument --lr"), ("--weight-decay", "-1", "argument --weight-decay"),
     ("--seeds", "0,0", "argument --seeds"), ("--epochs", "0", "argument --epochs"),
+    ("--seed", "-1", "argument --seed: must be in [0, 4294967295]"), ("--seed", "4294967296", "argument --seed"),
+    ("--seeds", "1,4294967296", "argument --seeds"),
 ])
 def test_training_flags_are_checked_in_one_line(data, tmp_path, capsys, flag, value, message):
     with pytest.raises(SystemExit) as exit_info:
         train_cli.main(["baseline", "--data-dir", str(data), "--run-dir", str(tmp_path / "run"), flag, value])
     assert exit_info.value.code == 2
     _one_line_error(capsys, message, value)
+
+
+def test_synthetic_refuses_a_seed_numpy_cannot_take(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        synthetic.main(["--out", str(tmp_path / "syn"), "--seed", "-1"])
+    assert exit_info.value.code == 2
+    _one_line_error(capsys, "argument --seed: must be in [0, 4294967295], got -1")
+    assert not (tmp_path / "syn").exists()
 
 
 @pytest.mark.parametrize("tiou", ["nan,0.5", "0.1:0.9:1e-9", "0.1:inf:0.1", "0:0.5:0.1", "0.5,2"])

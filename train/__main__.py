@@ -60,8 +60,8 @@ def _seeds(text):
         if values[0] < 1:
             raise argparse.ArgumentTypeError(f"a seed count must be >= 1, got {values[0]}")
         return list(range(values[0]))
-    if len(set(values)) != len(values) or min(values) < 0:
-        raise argparse.ArgumentTypeError(f"seeds must be distinct and >= 0, got {text!r}")
+    if len(set(values)) != len(values) or min(values) < 0 or max(values) > cli.MAX_SEED:
+        raise argparse.ArgumentTypeError(f"seeds must be distinct and in [0, {cli.MAX_SEED}], got {text!r}")
     return values
 
 
@@ -76,7 +76,7 @@ def build_parser():
     parser.add_argument("--overwrite", action="store_true", help="start over in a run directory that holds a run")
     parser.add_argument("--epochs", type=cli.positive_int, help="epochs (default: 500 baseline, 25 ftcl)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    parser.add_argument("--seed", type=int)
+    parser.add_argument("--seed", type=cli.seed)
     parser.add_argument("--seeds", type=_seeds, help="one run per seed under RUN/seed-K: a count (4) or a list (0,1,2,3)")
     parser.add_argument("--eval-every", type=cli.positive_int, help="evaluate every N epochs (default 1)")
     parser.add_argument("--batch-size", type=cli.positive_int)
