@@ -130,21 +130,24 @@ class ACMNet(nn.Module):
         branch_cas = [cas * attention[:, :, b:b + 1] for b in range(3)]
         scores = [_topk_mean(c, k, kmax, valid).softmax(dim=1) for c, k, kmax in zip(branch_cas, ks, kmaxes)]
 
-        feats = []
+        if time < 2 * self.fsd_len:
+            raise ValueError(f"ACMNet: FSD takes {self.fsd_len} action and {self.fsd_len} background snippets per "
+                             f"video, so the full forward needs at least {2 * self.fsd_len} snippets, got {time}")
         ranked = [_ranked_indices(attention[:, :, b], valid) for b in range(3)]
-        for b, kmax in enumerate(kmaxes):
-            top = _gather_time(embedded, ranked[b][:, :kmax])  # [B, kmax, D]
-            keep = (torch.arange(kmax, device=features.device)[None, :] < ks[b][:, None]).unsqueeze(2)
-            feats.append((top * keep).sum(1) / ks[b][:, None].to(top.dtype))
-
         inst_rank = ranked[0]
-        lcs_idx = inst_rank[:, :self.lcs_len].sort(dim=1).values
-        fsd_action_idx = inst_rank[:, :self.fsd_len].sort(dim=1).values
-        fsd_background_idx = inst_rank[:, self.fsd_len:2 * self.fsd_len].sort(dim=1).values
+        indices = [ranked[b][:, :kmax] for b, kmax in enumerate(kmaxes)] + [
+            inst_rank[:, :self.lcs_len].sort(dim=1).values,  # LCS candidates, in time order
+            inst_rank[:, :2 * self.fsd_len].view(batch, 2, self.fsd_len).sort(dim=2).values.flatten(1)]  # FSD
+        # One gather for every use of the embedding's snippets: its backward zero-fills and scatters
+        # one [B, T, D] gradient instead of six.
+        gathered = _gather_time(embedded, torch.cat(indices, dim=1)).split([i.shape[1] for i in indices], dim=1)
+        feats = []
+        for b, kmax in enumerate(kmaxes):
+            keep = (torch.arange(kmax, device=features.device)[None, :] < ks[b][:, None]).unsqueeze(2)
+            feats.append((gathered[b] * keep).sum(1) / ks[b][:, None].to(gathered[b].dtype))
+        fsd_action, fsd_background = self.feature_trans(gathered[4]).split(self.fsd_len, dim=1)
         return ModelOutput(
             scores_inst=scores[0], scores_cont=scores[1], scores_back=scores[2],
             feat_inst=feats[0], feat_cont=feats[1], feat_back=feats[2],
             attention=attention, inst_cas=branch_cas[0].softmax(dim=2),
-            lcs_candidates=_gather_time(embedded, lcs_idx),
-            fsd_action=self.feature_trans(_gather_time(embedded, fsd_action_idx)),
-            fsd_background=self.feature_trans(_gather_time(embedded, fsd_background_idx)))
+            lcs_candidates=gathered[3], fsd_action=fsd_action, fsd_background=fsd_background)

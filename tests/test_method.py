@@ -383,6 +383,28 @@ def test_evaluation_forward_skips_only_identity_dropout():
         torch.testing.assert_close(getattr(evaluated, name), value, rtol=0, atol=0)
 
 
+def test_full_forward_gradients_match_finite_differences():
+    """Every output's gradient with respect to the features and the weights (the top-k, LCS and FSD
+    snippets come from one gather whose backward sums all their uses), in float64 against central
+    differences; odd length, padding, dropout off."""
+    model = _model(feature_dim=6, num_classes=3, lcs_len=4, fsd_len=2, fc_dim=5, dropout=0.0).double().train()
+    x = torch.rand(2, 13, 6, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([13, 9])
+
+    def outputs(features, *weights):
+        out = torch.func.functional_call(model, dict(zip(names, weights)), (features, lengths))
+        return tuple(value for value in vars(out).values())
+
+    names = [name for name, _ in model.named_parameters()]
+    weights = [p.detach().clone().requires_grad_(True) for p in model.parameters()]
+    assert torch.autograd.gradcheck(outputs, (x, *weights), eps=1e-6, atol=1e-6)
+
+
+def test_full_forward_needs_the_fsd_snippets():
+    with pytest.raises(ValueError, match="at least 6 snippets, got 5"):
+        _model(fsd_len=3)(torch.rand(2, 5, 12))
+
+
 def test_selecting_repeated_videos_sums_their_gradients_in_index_order():
     """The in-batch objective picks each video for several pairs (ModelOutput.select with an index
     tensor). Its gradient must be the sum in index order, bit for bit: advanced indexing's CPU
