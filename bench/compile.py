@@ -7,8 +7,9 @@ launch: HARD on / off, HAS_LENGTHS on / off, the smallest and the largest BLOCK 
 num_warps, float32 and bfloat16 inputs; and the cosine producer's two kernels at their smallest and
 largest row tiles (16 x 16 with 4 warps, 32 x 32 with 8), float32 and bfloat16 inputs. Each cubin's
 registers, stack, shared and local memory are read with the cuobjdump inside Triton's wheel. Local
-memory means register spills. Must run without TRITON_INTERPRET (the interpreter replaces the
-kernels' JIT functions).
+memory means register spills. `loop_barriers` counts the block barriers the PTX keeps inside a
+loop (each DP kernel needs one between diagonals). Must run without TRITON_INTERPRET (the
+interpreter replaces the kernels' JIT functions).
 """
 import itertools
 import json
@@ -107,7 +108,21 @@ def compile_one(variant):
     fields = {key: int(value) for key, value in re.findall(r"(REG|STACK|SHARED|LOCAL):(\d+)", function)}
     return {"kernel": kernel.removesuffix("_kernel"), "cc": cc, "gpu": TARGETS[cc], "dtype": dtype, "hard": hard,
             "lengths": lengths, "block": block, "num_warps": warps, "registers": fields["REG"],
-            "stack": fields["STACK"], "shared": fields["SHARED"], "local": fields["LOCAL"]}
+            "stack": fields["STACK"], "shared": fields["SHARED"], "local": fields["LOCAL"],
+            "loop_barriers": loop_barriers(compiled.asm["ptx"])}
+
+
+def loop_barriers(ptx):
+    """Block-wide barriers (bar.sync / barrier.sync) of a PTX listing that sit inside a loop: between
+    a label and a later branch back to it. A wavefront kernel needs one in its diagonal loop, or a
+    thread may read a cell of the previous diagonal before another thread has stored it (a race
+    that the interpreter, one thread at a time, never shows)."""
+    lines = ptx.splitlines()
+    labels = {match.group(1): k for k, line in enumerate(lines) if (match := re.match(r"^\s*(\$\w+):", line))}
+    back_edges = [(labels[target], k) for k, line in enumerate(lines)
+                  for target in re.findall(r"\bbra(?:\.uni)?\s+(\$\w+)", line) if labels.get(target, k) < k]
+    barriers = [k for k, line in enumerate(lines) if re.search(r"\b(?:bar|barrier)\.sync\b", line)]
+    return sum(any(start < k < end for start, end in back_edges) for k in barriers)
 
 
 def compile_all(workers=None):
@@ -133,7 +148,8 @@ def main(argv=None):
           f"({len(KERNELS) + len(COSINE_KERNELS)} kernels x {len(TARGETS)} targets)\n")
     summary = frame.groupby(["kernel", "cc", "gpu"]).agg(
         variants=("registers", "size"), registers_min=("registers", "min"), registers_max=("registers", "max"),
-        stack_max=("stack", "max"), shared_max=("shared", "max"), local_max=("local", "max")).reset_index()
+        stack_max=("stack", "max"), shared_max=("shared", "max"), local_max=("local", "max"),
+        loop_barriers_min=("loop_barriers", "min")).reset_index()
     print(markdown(summary, floatfmt="g"))
     spills = frame[frame["local"] > 0]
     print(f"\n{len(spills)} variants with local memory (register spills)")

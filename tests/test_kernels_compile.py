@@ -49,3 +49,12 @@ def test_no_local_memory_no_shared_memory_and_no_unexpected_spill(rows):
         assert r["shared"] <= (8192 if r["kernel"].startswith("cosine") else 0), r
         assert r["stack"] <= KNOWN_SPILLS.get(key, 0), r
         assert 16 <= r["registers"] <= 255, r
+
+
+def test_every_wavefront_loop_keeps_a_block_barrier(rows):
+    """Lanes of one program share a pair's table: each diagonal must be stored by all of them before
+    any reads it. The compiled code must keep the barrier inside the loop (the interpreter runs one
+    program as a whole array and cannot show the race)."""
+    for r in rows:
+        if not r["kernel"].startswith("cosine"):
+            assert r["loop_barriers"] >= 1, r
