@@ -15,7 +15,6 @@ def parser(prog, doc, **kwargs):
                          **kwargs)
 
 
-
 def positive_int(text):
     """argparse type: a whole number >= 1."""
     try:
