@@ -205,16 +205,11 @@ def main(argv=None):
     parser.add_argument("--out", required=True, help="directory to write (replaced only if ftcl.synthetic wrote it)")
     parser.add_argument("--preset", choices=sorted(SHAPES), default="thumos14", help="what the data set looks like")
     parser.add_argument("--seed", type=cli.seed, default=0)
-    parser.add_argument("--feature-dim", type=int, default=256)
-    parser.add_argument("--classes", type=int, help="class count (default 20 thumos14, 100 activitynet13)")
-    parser.add_argument("--train-videos", type=int, help="default 200 thumos14, 400 activitynet13")
-    parser.add_argument("--test-videos", type=int, help="default 200")
+    parser.add_argument("--feature-dim", type=cli.positive_int, default=256)
+    parser.add_argument("--classes", type=cli.positive_int, help="class count (default 20 thumos14, 100 activitynet13)")
+    parser.add_argument("--train-videos", type=cli.positive_int, help="default 200 thumos14, 400 activitynet13")
+    parser.add_argument("--test-videos", type=cli.positive_int, help="default 200")
     args = parser.parse_args(argv)
-    for name in ("feature_dim", "classes", "train_videos", "test_videos"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            print(f"error: --{name.replace('_', '-')} must be >= 1, got {value}", file=sys.stderr)
-            return 2
     sizes = {key: value for key, value in (("num_classes", args.classes), ("train_videos", args.train_videos),
                                            ("test_videos", args.test_videos)) if value is not None}
     try:

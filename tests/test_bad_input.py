@@ -411,3 +411,12 @@ def test_scoring_saved_outputs_reads_no_feature_file(data, baseline_run, tmp_pat
     shutil.rmtree(root / "test")
     assert ftcl_evaluate.main(["--from-outputs", str(saved), "--data-dir", str(root), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == want
+
+
+@pytest.mark.parametrize("flag", ["--feature-dim", "--classes", "--train-videos", "--test-videos"])
+def test_synthetic_sizes_are_checked_in_one_line(tmp_path, capsys, flag):
+    with pytest.raises(SystemExit) as exit_info:
+        synthetic.main(["--out", str(tmp_path / "syn"), flag, "0"])
+    assert exit_info.value.code == 2
+    _one_line_error(capsys, f"argument {flag}: must be >= 1, got 0")
+    assert not (tmp_path / "syn").exists()
