@@ -316,7 +316,7 @@ def main(argv=None):
     parser.add_argument("--data-dir", help="data directory (default: the one stored in the checkpoint)")
     parser.add_argument("--preset", choices=PRESETS, help="settings for a release .pth (default thumos14)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=cli.positive_int, default=16)
     parser.add_argument("--json", action="store_true", help="print only the JSON result object on stdout")
     parser.add_argument("--per-class", action="store_true", help="add one row per class to the table")
     parser.add_argument("--out", help="results JSON to write (default: CKPT.results.json beside the checkpoint)")
@@ -333,8 +333,6 @@ def main(argv=None):
         parser.error("give a checkpoint, or --from-outputs FILE")
     if args.checkpoint and args.from_outputs:
         parser.error("give a checkpoint or --from-outputs FILE, not both")
-    if args.batch_size < 1:
-        parser.error(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.plot_videos and not args.plot:
         parser.error("--plot-videos picks the videos of --plot DIR: give --plot too")
     source = Path(args.checkpoint or args.from_outputs)

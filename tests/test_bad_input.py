@@ -420,3 +420,10 @@ def test_synthetic_sizes_are_checked_in_one_line(tmp_path, capsys, flag):
     assert exit_info.value.code == 2
     _one_line_error(capsys, f"argument {flag}: must be >= 1, got 0")
     assert not (tmp_path / "syn").exists()
+
+
+def test_evaluate_batch_size_is_checked_in_one_line(baseline_run, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        ftcl_evaluate.main([str(baseline_run / "best.pt"), "--batch-size", "0"])
+    assert exit_info.value.code == 2
+    _one_line_error(capsys, "argument --batch-size: must be >= 1, got 0")
