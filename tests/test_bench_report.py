@@ -172,3 +172,49 @@ def test_bench_cli_refuses_what_it_would_ignore(argv, message, capsys, monkeypat
     assert bench_cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
+
+
+def test_gpu_targets_compare_each_measure_with_its_limit(tmp_path):
+    cases = [
+        _case("test_release_workload", "ours", 0.9, device="cuda", backend="triton", gpu_ms=0.31),
+        _case("test_release_workload", "ours-cuda-graph", 0.3, device="cuda", backend="triton", gpu_ms=0.2),
+        _case("test_release_workload", "release-loops", 2600.0, device="cuda", backend="triton"),
+        _case("test_triton_grid", "fsd-fwd+bwd-B256-L512", 1.0, op="fsd", mode="fwd+bwd", B=256, L=512, gpu_ms=1.0,
+              gcell_s=67.1, vs_cuda_ref=41.8, peak_mib=1.0),
+        _case("test_triton_grid", "fsd-fwd+bwd-B16-L32", 1.0, op="fsd", mode="fwd+bwd", B=16, L=32, gpu_ms=0.2,
+              gcell_s=0.08, vs_cuda_ref=5.5, peak_mib=1.0),  # small: no Gcell/s target there, but the x10 one
+        _case("test_triton_grid", "lcs-fwd+bwd-B256-L512", 1.0, op="lcs", mode="fwd+bwd", B=256, L=512, gpu_ms=1.6,
+              gcell_s=41.9, vs_cuda_ref=26.1, peak_mib=1.0),
+        _case("test_triton_grid", "lcs-fwd-B1024-L512", 1.0, op="lcs", mode="fwd", B=1024, L=512, gpu_ms=0.5,
+              gcell_s=5.0, vs_cuda_ref=None, peak_mib=1.0),  # forward only: counts for neither target
+        _case("test_training_step", "acm-32-videos", 11.0, step="acm-32-videos", device="cuda", feature_dim=2048,
+              gpu_ms=10.0),
+        _case("test_training_step", "ftcl-16-pairs", 12.0, step="ftcl-16-pairs", device="cuda", feature_dim=2048,
+              gpu_ms=11.2),
+        {**_case("test_per_epoch_evaluation", "1", 420.0, workers=1,
+                 stage="per-epoch evaluation (210 videos, 2048-d, cuda, 1 process)"),
+         "fullname": "bench/bench_eval.py::test_per_epoch_evaluation[1]"},
+        {**_case("test_per_epoch_evaluation", "default", 280.0, workers=8,
+                 stage="per-epoch evaluation (210 videos, 2048-d, cuda, 8 processes)"),
+         "fullname": "bench/bench_eval.py::test_per_epoch_evaluation[default]"},
+    ]
+    path = tmp_path / "gpu.json"
+    path.write_text(json.dumps({"machine_info": {}, "benchmarks": cases}))
+    targets = report.tables(path)["GPU targets"].set_index("target")
+    assert targets.loc["release workload, forward + backward (ms)", "measured"] == 0.2  # the best implementation
+    got = {what.split(",")[0].split(" (")[0]: (row["measured"], row["met"]) for what, row in targets.iterrows()}
+    assert got["FSD forward + backward at B·L² ≥ 64 M cells"] == (67.1, "yes")
+    assert got["LCS forward + backward at B·L² ≥ 64 M cells"] == (41.9, "NO")
+    assert got["FSD speed-up over the CUDA reference"] == (5.5, "NO")
+    assert got["LCS speed-up over the CUDA reference"] == (26.1, "yes")
+    assert got["FTCL step / ACM-Net step"][0] == pytest.approx(1.12) and got["FTCL step / ACM-Net step"][1] == "yes"
+    assert got["per-epoch evaluation"] == (280.0, "yes")  # the 8-process run, as training evaluates
+    assert len(targets) == 7
+
+
+def test_no_gpu_targets_from_cpu_cases(gpu_json, tmp_path):
+    cpu = [_case("test_training_step", "acm-32-videos", 300.0, step="acm-32-videos", device="cpu", feature_dim=256),
+           _case("test_training_step", "ftcl-16-pairs", 330.0, step="ftcl-16-pairs", device="cpu", feature_dim=256)]
+    path = tmp_path / "cpu.json"
+    path.write_text(json.dumps({"machine_info": {}, "benchmarks": cpu}))
+    assert "GPU targets" not in report.tables(path)
