@@ -180,6 +180,9 @@ def phase_frame(timer, overlap=True):
     return pd.concat([frame, pd.DataFrame([total])], ignore_index=True)
 
 
+TARGET_MINUTES = 20  # the whole recipe on one H100
+
+
 def main(argv=None):
     parser = cli.parser("python -m bench recipe", __doc__)
     parser.add_argument("--scale", type=_fraction, default=1.0, help="fraction of the 500 + 25 epochs to run")
@@ -211,6 +214,8 @@ def main(argv=None):
           f"{data_dir.name}; {epochs['baseline']} baseline + {epochs['ftcl']} FTCL epochs (scale {args.scale:g}); "
           f"epoch ends {'in line' if args.sequential else 'beside training'}{cut or ''}\n")
     print(markdown(frame, floatfmt=".1f") if len(frame) else "nothing finished")
+    if device.type == "cuda" and target_line(frame):
+        print("\n" + target_line(frame))
     if best:
         print("\nbest test avg mAP(0.1:0.7): " + ", ".join(f"{stage} {value:.2f}" for stage, value in best.items())
               + " (generated data: a timing run, not a result)")
@@ -218,6 +223,16 @@ def main(argv=None):
     frame.assign(**info, scale=args.scale, feature_dim=dim, overlap=not args.sequential).to_csv(
         RESULTS_DIR / "recipe.csv", mode="a", index=False, header=not (RESULTS_DIR / "recipe.csv").exists())
     return 1 if cut else 0
+
+
+def target_line(frame):
+    """The projected full recipe against the target (a GPU run), or None without a total."""
+    total = frame.loc[frame["phase"] == "total", "full recipe (s)"] if len(frame) else []
+    if not len(total):
+        return None
+    minutes = float(total.iloc[0]) / 60
+    return (f"full recipe projected: {minutes:.1f} min (target on one H100: <= {TARGET_MINUTES} min: "
+            f"{'met' if minutes <= TARGET_MINUTES else 'NOT met'})")
 
 
 def _fraction(text):

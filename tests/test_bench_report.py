@@ -218,3 +218,10 @@ def test_no_gpu_targets_from_cpu_cases(gpu_json, tmp_path):
     path = tmp_path / "cpu.json"
     path.write_text(json.dumps({"machine_info": {}, "benchmarks": cpu}))
     assert "GPU targets" not in report.tables(path)
+
+
+def test_recipe_target_line_only_with_a_total():
+    from bench.recipe import phase_frame, target_line
+    # 2 + 4 + 2.5 * 499 + 10 * 25 = 1503.5 s projected: 25.06 minutes
+    assert target_line(phase_frame(_timer())) == "full recipe projected: 25.1 min (target on one H100: <= 20 min: NOT met)"
+    assert target_line(phase_frame(_timer(stage_ends=False))) is None
