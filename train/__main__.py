@@ -133,8 +133,10 @@ def train_one(kind, args, run_dir, device, seed=None, resume=None, config=None):
         trainer = Trainer(kind, config, run_dir, device, progress=not args.no_progress)
         if resume:
             trainer.resume()
-        elif args.init:
-            print(f"init: {trainer.init_from(args.init)}", file=sys.stderr)
+        else:
+            if args.init:
+                print(f"init: {trainer.init_from(args.init)}", file=sys.stderr)
+            held.replace_previous()  # --overwrite: the old run goes only now that the new one can start
         trainer.loggers = EpochLoggers(Path(run_dir), tensorboard=args.tensorboard, wandb=args.wandb,
                                        name=Path(run_dir).name, config=config.to_dict(), resume_epoch=trainer.epoch)
         try:

@@ -27,6 +27,7 @@ class RunDirectory:
         self.path = Path(path)
         self._lock = None
         self._made_dir = self._made_lock = False
+        self.previous = []
 
     def existing_run_files(self):
         return [name for name in RUN_FILES + RUN_DIRS if (self.path / name).exists()] + \
@@ -73,15 +74,21 @@ class RunDirectory:
         return False
 
     def claim_new(self, overwrite):
-        """Make sure a new run may write here: refuse a directory holding a run, unless overwrite,
-        which removes that run's files first."""
+        """Make sure a new run may write here: refuse a directory holding a run, unless overwrite.
+        That run's files stay until replace_previous(), called once the new run is ready to start,
+        so a new run that cannot start (bad data, a broken --init) loses nothing."""
         found = self.existing_run_files()
         if found and not overwrite:
             raise RunDirError(f"{self.path}: already holds a run ({', '.join(found)}); continue it with --resume, "
                               f"choose another --run-dir, or start over with --overwrite")
-        for name in found:
+        self.previous = found
+
+    def replace_previous(self):
+        """Remove the files of the run that claim_new(overwrite=True) found."""
+        for name in self.previous:
             target = self.path / name
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
             else:
-                target.unlink()
+                target.unlink(missing_ok=True)
+        self.previous = []

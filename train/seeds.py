@@ -9,7 +9,7 @@ import pandas as pd
 
 from evaluation import atomic_write, markdown
 from ftcl.checkpoint import CheckpointError
-from train.loop import resumed_config
+from train.loop import Trainer, config_for_run, resumed_config
 from train.rundir import RunDirectory
 
 
@@ -50,6 +50,11 @@ def train_seeds(args, device):
     with RunDirectory(run_dir) as held:
         if not args.resume:
             held.claim_new(args.overwrite)
+            if held.previous:  # --overwrite of a run: remove it only once a new seed's run can start
+                check = Trainer(args.kind, config_for_run(args.kind, args), run_dir, device, progress=False)
+                if args.init:
+                    check.init_from(args.init)
+                held.replace_previous()
         template = None
         if args.resume:
             started = sorted(run_dir.glob("seed-*/last.pt"))
