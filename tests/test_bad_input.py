@@ -272,7 +272,9 @@ def test_sample_snippets_too_few_for_the_candidates(data, tmp_path, capsys):
     ("--lr", "nan", "argument --lr"), ("--weight-decay", "-1", "argument --weight-decay"),
     ("--seeds", "0,0", "argument --seeds"), ("--epochs", "0", "argument --epochs"),
     ("--seed", "-1", "argument --seed: must be in [0, 4294967295]"), ("--seed", "4294967296", "argument --seed"),
-    ("--seeds", "1,4294967296", "argument --seeds"),
+    ("--seeds", "1,4294967296", "argument --seeds"), ("--lcs-threshold", "1.5", "argument --lcs-threshold"),
+    ("--fsd-weight", "-1", "argument --fsd-weight"), ("--lcs-weight", "inf", "argument --lcs-weight"),
+    ("--lcs-len", "0", "argument --lcs-len"), ("--fsd-len", "x", "argument --fsd-len"),
 ])
 def test_training_flags_are_checked_in_one_line(data, tmp_path, capsys, flag, value, message):
     with pytest.raises(SystemExit) as exit_info:

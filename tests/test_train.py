@@ -193,6 +193,23 @@ def test_cli_runs_in_a_subprocess_with_exit_codes(tiny_data, tmp_path):
     assert set(json.loads(out.stdout)) == {"tiou", "mAP", "average", "per_class", "classification_mAP"}
 
 
+def test_ftcl_hyper_parameter_flags_reach_the_run(tiny_data, tmp_path):
+    """--lcs-weight / --fsd-weight / --lcs-threshold / --lcs-len / --fsd-len set the run's config
+    (config.json, every checkpoint) and the weights the loss uses: the logged weighted terms are the
+    raw contrasts times the given weights."""
+    run = tmp_path / "run"
+    assert train_cli.main(["baseline", "--data-dir", str(tiny_data), "--run-dir", str(run), "--epochs", "2",
+                           "--sample-snippets", "32", "--batch-size", "8", "--no-progress", "--lcs-weight", "0.3",
+                           "--fsd-weight", "0", "--lcs-threshold", "0.6", "--lcs-len", "7", "--fsd-len", "3"]) == 0
+    stored = json.loads((run / "config.json").read_text())
+    assert {k: stored[k] for k in ("lambda_lcs", "lambda_fsd", "lcs_threshold", "lcs_len", "fsd_len")} == \
+        {"lambda_lcs": 0.3, "lambda_fsd": 0.0, "lcs_threshold": 0.6, "lcs_len": 7, "fsd_len": 3}
+    assert torch.load(run / "last.pt", weights_only=True)["config"]["lcs_len"] == 7
+    metrics = pd.read_csv(run / "metrics.csv")
+    assert (metrics["fsd"] != 0).any() and (metrics["lcs"] != 0).any() and (metrics["weighted_fsd"] == 0).all()
+    np.testing.assert_allclose(metrics["weighted_lcs"], 0.3 * metrics["lcs"], rtol=1e-5)
+
+
 def test_evaluate_cli_outputs_round_trip_and_plots(tiny_data, tmp_path, capsys):
     _train("baseline", tiny_data, tmp_path / "run", epochs=1)
     ckpt = tmp_path / "run" / "last.pt"

@@ -24,7 +24,8 @@ from train.rundir import RunDirectory, RunDirError
 
 # Options that define a run: given with --resume they would be silently ignored, so they are refused.
 RUN_DEFINING = ("preset", "init", "seed", "eval_every", "batch_size", "lr", "weight_decay", "sample_snippets",
-                "lcs_gamma", "fsd_gamma", "pairs", "objective", "without_fsd", "without_lcs", "overwrite")
+                "lcs_gamma", "fsd_gamma", "lcs_weight", "fsd_weight", "lcs_threshold", "lcs_len", "fsd_len", "pairs",
+                "objective", "without_fsd", "without_lcs", "overwrite")
 
 
 def _float(low, low_inclusive):
@@ -39,6 +40,14 @@ def _float(low, low_inclusive):
                                              f"got {text}")
         return value
     return parse
+
+
+def _cosine(text):
+    """A cosine similarity threshold in [-1, 1]."""
+    value = _float(-1, True)(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be in [-1, 1] (a cosine similarity), got {text}")
+    return value
 
 
 def _gamma(text):
@@ -89,6 +98,14 @@ def build_parser():
     parser.add_argument("--without-lcs", action="store_true", help="ablation: drop the LCS term")
     parser.add_argument("--lcs-gamma", type=_gamma, help="smooth LCS temperature (default 0: the hard max)")
     parser.add_argument("--fsd-gamma", type=_gamma, help="FSD smooth-max temperature (default 0.1)")
+    parser.add_argument("--lcs-weight", type=_float(0, True), help="lambda_LCS, the LCS contrast's weight (default 0.1)")
+    parser.add_argument("--fsd-weight", type=_float(0, True), help="lambda_FSD, the FSD contrast's weight (default 0.8)")
+    parser.add_argument("--lcs-threshold", type=_cosine,
+                        help="similarity a snippet pair must exceed to extend an LCS (default 0.92; the baseline's "
+                             "in-batch LCS compares it with max(0, s - 0.8) x 5 of the cosine s)")
+    parser.add_argument("--lcs-len", type=cli.positive_int, help="LCS candidates per video (default 30)")
+    parser.add_argument("--fsd-len", type=cli.positive_int,
+                        help="FSD action (and background) candidates per video (default 5)")
     parser.add_argument("--pairs", choices=["release", "in-batch"],
                         help="ftcl: release (label-matched pair set, default) or in-batch (the baseline's pairs)")
     parser.add_argument("--tensorboard", action="store_true", help="also log scalars to RUN/tb (needs tensorboard)")
