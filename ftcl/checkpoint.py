@@ -58,6 +58,9 @@ def link_checkpoint(source, path):
 def load_checkpoint(path):
     """Our checkpoint dict, or {"model_state_dict": ...} for a release .pth or a bare state dict."""
     path = Path(path)
+    if path.is_dir():
+        hint = f"; this run's are {path / 'best.pt'} and {path / 'last.pt'}" if (path / "best.pt").is_file() else ""
+        raise CheckpointError(f"{path}: a directory, not a checkpoint file{hint}")
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:

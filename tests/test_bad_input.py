@@ -448,3 +448,14 @@ def test_evaluate_batch_size_is_checked_in_one_line(baseline_run, capsys):
         ftcl_evaluate.main([str(baseline_run / "best.pt"), "--batch-size", "0"])
     assert exit_info.value.code == 2
     _one_line_error(capsys, "argument --batch-size: must be >= 1, got 0")
+
+
+def test_a_run_directory_given_as_a_checkpoint_names_its_checkpoints(data, baseline_run, tmp_path, capsys):
+    assert ftcl_evaluate.main([str(baseline_run)]) == 2
+    _one_line_error(capsys, f"{baseline_run}: a directory, not a checkpoint file",
+                    f"{baseline_run / 'best.pt'} and {baseline_run / 'last.pt'}")
+    assert train_cli.main(["ftcl", "--data-dir", str(data), "--run-dir", str(tmp_path / "ftcl"),
+                           "--init", str(baseline_run), *TRAIN]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert err.startswith("error: ") and "a directory, not a checkpoint file" in err
+
