@@ -1,5 +1,6 @@
 """python -m bench [kernels|eval|step|recipe|tune|compile|all]: run benchmarks and print tables;
-python -m bench report [PATH]: the tables of a saved JSON or of bench/results/cases.jsonl.
+python -m bench report [--targets] [PATH]: the tables (--targets: only the GPU targets) of a saved JSON
+or of bench/results/cases.jsonl.
 
 kernels, eval, step and recipe run as pytest-benchmark cases (bench/bench_*.py): results are saved
 as JSON under .benchmarks/ (compare two commits with `pytest bench/bench_eval.py
@@ -43,16 +44,20 @@ def main(argv=None):
         return _usage_error(f"unknown benchmark {what!r}; choose kernels, eval, step, recipe, tune, compile, all or report")
     # recipe with arguments parses them itself; the others take only these.
     allowed = {"report": 1, "compile": 0}.get(what, 0)
-    extra = [a for a in argv if not (what == "compile" and a == "--json")]
+    flags = {"compile": "--json", "report": "--targets"}.get(what)
+    extra = [a for a in argv if a != flags]
     if not (what == "recipe" and argv) and len(extra) > allowed:
         return _usage_error(f"python -m bench {what}: unexpected argument {extra[allowed]!r} (see --help)")
     if what == "report":
         from bench.common import RESULTS_DIR
-        from bench.report import print_report
-        path = Path(argv[0]) if argv else RESULTS_DIR / "cases.jsonl"
+        from bench.report import print_report, print_targets
+        path = Path(extra[0]) if extra else RESULTS_DIR / "cases.jsonl"
         if not path.is_file():
             return _usage_error(f"{path}: no such benchmark file")
-        print_report(path)
+        if "--targets" in argv:
+            print_targets(path)
+        else:
+            print_report(path)
         return 0
     if what == "compile":
         from bench import compile as compile_bench

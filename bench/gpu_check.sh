@@ -4,12 +4,13 @@
 # GPU machines have torch, Triton, pytest and pytest-benchmark but no package index), or $PYTHON.
 #
 # Usage from the repo root: bash bench/gpu_check.sh [STAGE ...], stages tests kernels step eval recipe
-# recipe-inline (default: these six, in that order) and tune (BLOCK / num_warps sweep: only when named). Each stage has its own time limit (LIMIT_<STAGE> seconds; the
-# defaults sum to 480 s, under one device call), so a slow stage cannot starve the others. After each
-# stage its log, the benchmark JSON, every finished case (bench/results/cases.jsonl, written case by
-# case) and the CSVs are copied to $OUT, so a run cut short still returns what it measured;
-# $OUT/stages.tsv lists each stage's exit code and seconds. Paste the printed tables into
-# bench/RESULTS.md.
+# recipe-inline (default: these six, in that order) and tune (BLOCK / num_warps sweep: only when
+# named). Each stage has its own time limit (LIMIT_<STAGE> seconds; the defaults sum to 480 s, under
+# one device call), so a slow stage cannot starve the others. After each stage its log, the benchmark
+# JSON, every finished case (bench/results/cases.jsonl, written case by case) and the CSVs are copied
+# to $OUT, so a run cut short still returns what it measured; $OUT/stages.tsv lists each stage's exit
+# code and seconds. The run ends with the GPU targets table over all stages' cases (`python -m bench
+# report --targets`). Paste the printed tables into bench/RESULTS.md.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
@@ -58,4 +59,8 @@ for stage in "${stages[@]}"; do
         *) echo "unknown stage $stage (tests kernels step eval recipe recipe-inline tune)"; status=2 ;;
     esac
 done
+if [ -s bench/results/cases.jsonl ]; then
+    echo "=== GPU targets over every stage's cases ==="
+    "$PY" -m bench report --targets bench/results/cases.jsonl
+fi
 exit $status

@@ -128,6 +128,8 @@ def gpu_targets(frame):
     """The GPU targets the benchmark cases measure, each with its measured value and whether it is met
     (the recipe's 20 minutes come from `python -m bench recipe`; N = M = 4096 from the GPU tests).
     Empty without GPU cases."""
+    if frame.empty:
+        return pd.DataFrame()
     measured = {}
     release = frame[frame["name"].str.startswith("test_release_workload") & (frame["param"] != "release-loops")]
     if len(release) and "gpu_ms" in release and release["gpu_ms"].notna().any():
@@ -157,6 +159,12 @@ def gpu_targets(frame):
              "met": "yes" if (measured[what] <= limit if kind == "max" else measured[what] >= limit) else "NO"}
             for what, (limit, kind) in GPU_TARGETS.items() if what in measured]
     return pd.DataFrame(rows)
+
+
+def print_targets(path):
+    """Print the GPU targets table of a benchmark JSON (or cases.jsonl), without appending CSV rows."""
+    targets = gpu_targets(load(path)[0])
+    print(markdown(targets, floatfmt=".4g") if len(targets) else f"no GPU target measured in {path}")
 
 
 def print_report(path, csv_dir=RESULTS_DIR):

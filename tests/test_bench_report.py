@@ -225,3 +225,15 @@ def test_recipe_target_line_only_with_a_total():
     # 2 + 4 + 2.5 * 499 + 10 * 25 = 1503.5 s projected: 25.06 minutes
     assert target_line(phase_frame(_timer())) == "full recipe projected: 25.1 min (target on one H100: <= 20 min: NOT met)"
     assert target_line(phase_frame(_timer(stage_ends=False))) is None
+
+
+def test_report_targets_flag_prints_only_the_targets(gpu_json, tmp_path, capsys):
+    import bench.__main__ as bench_cli
+    assert bench_cli.main(["report", "--targets", str(gpu_json)]) == 0
+    printed = capsys.readouterr().out
+    assert "release workload, forward + backward (ms)" in printed and "Triton kernels on the GPU" not in printed
+    assert not (tmp_path / "benchmarks.csv").exists()
+    empty = tmp_path / "cases.jsonl"
+    empty.write_text("")
+    assert bench_cli.main(["report", "--targets", str(empty)]) == 0
+    assert capsys.readouterr().out == f"no GPU target measured in {empty}\n"
