@@ -1,0 +1,128 @@
+"""python -m ftcl.localize CKPT FEATURES [FEATURES ...] [--out FILE] [--device auto]
+
+Localizes actions in videos that have no annotations: runs a checkpoint on feature files ([T, D]
+.npy, one per video, named <video id>.npy; a directory stands for every .npy in it) with the test-time
+procedure of `python -m ftcl.evaluate` and writes the detections as an ActivityNet results JSON
+(to --out, never replacing a file unless --overwrite; else to stdout). A release .pth carries no
+class names: give the --data-dir whose gt.json it was trained on (and --preset if not thumos14).
+"""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import evaluation
+from evaluation import cli
+from evaluation.io import class_names
+from ftcl.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_weights
+from ftcl.config import PRESETS, Config, preset
+from ftcl.data import DataError, Split, check_features, read_ground_truth
+from ftcl.evaluate import model_outputs, proposal_config
+from ftcl.model import ACMNet
+from ftcl.seed import resolve_device
+
+
+def feature_split(paths, seconds_per_snippet):
+    """A Split (no labels) of feature files and directories of them; video ids are the file stems."""
+    files = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(path.glob("*.npy"))
+            if not found:
+                raise DataError(f"{path}: no .npy feature files in this directory")
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise DataError(f"{path}: feature file not found")
+    ids, lengths, feature_dim = [], [], None
+    for path in files:
+        if path.stem in ids:
+            raise DataError(f"{path}: video id {path.stem} given twice")
+        shape = check_features(path, f"video {path.stem}")
+        if feature_dim is not None and shape[1] != feature_dim:
+            raise DataError(f"{path}: feature dimension {shape[1]} differs from {feature_dim} of {files[0]}")
+        feature_dim = shape[1]
+        ids.append(path.stem)
+        lengths.append(shape[0])
+    lengths = np.array(lengths)
+    return Split(name="localize", ids=ids, labels=np.zeros((len(ids), 0), dtype=np.float32), lengths=lengths,
+                 durations=lengths * seconds_per_snippet, paths=files, feature_dim=feature_dim, subset=None)
+
+
+def inference_model(checkpoint_path, data_dir=None, preset_name=None):
+    """(model on CPU, Config) of a checkpoint: ours carries its config; a release .pth takes the
+    preset's with the classes of data_dir's gt.json."""
+    ckpt = load_checkpoint(checkpoint_path)
+    if ckpt.get("format") == FORMAT and "config" in ckpt:
+        if preset_name is not None or data_dir is not None:
+            raise CheckpointError(f"{checkpoint_path}: carries its own config and classes; --data-dir and --preset "
+                                  f"apply to release checkpoints")
+        config = Config.from_dict(ckpt["config"])
+    else:
+        if data_dir is None:
+            raise CheckpointError(f"{checkpoint_path}: a release checkpoint names no classes; give the --data-dir "
+                                  f"whose gt.json it was trained on")
+        classes = class_names(read_ground_truth(data_dir))
+        state = ckpt["model_state_dict"]
+        embedding = state.get("feature_embedding.0.weight", state.get("feature_embedding.1.weight"))
+        if embedding is None or "snippet_cls.weight" not in state:
+            raise CheckpointError(f"{checkpoint_path}: no feature_embedding / snippet_cls weights")
+        if state["snippet_cls.weight"].shape[0] - 1 != len(classes):
+            raise DataError(f"{Path(data_dir) / 'gt.json'}: {len(classes)} classes, but {checkpoint_path} has "
+                            f"{state['snippet_cls.weight'].shape[0] - 1}")
+        config = preset(preset_name or "thumos14", data_dir=str(data_dir), classes=classes, num_classes=len(classes),
+                        feature_dim=embedding.shape[0])
+    model = ACMNet.from_config(config)
+    load_weights(model, ckpt["model_state_dict"], checkpoint_path)
+    return model, config
+
+
+def localize_files(model, config, split, device, batch_size=16):
+    """{"results": {vid: [{"label", "score", "segment"}]}} of every video of the split."""
+    outputs = model_outputs(model.to(device), split, config, device, batch_size)
+    return evaluation.Detections(list(outputs), *evaluation.pipeline.proposals(
+        outputs, proposal_config(config))).results_json(list(config.classes))
+
+
+def main(argv=None):
+    parser = cli.parser("python -m ftcl.localize", __doc__)
+    parser.add_argument("checkpoint", help="a checkpoint of `python -m train` or a release .pth")
+    parser.add_argument("features", nargs="+", metavar="FEATURES", help=".npy files or directories of them")
+    parser.add_argument("--out", help="results JSON to write (default: stdout)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    parser.add_argument("--data-dir", help="for a release .pth: the data directory whose classes it predicts")
+    parser.add_argument("--preset", choices=PRESETS, help="for a release .pth (default thumos14)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=16)
+    args = parser.parse_args(argv)
+    try:
+        if args.out and Path(args.out).exists() and not args.overwrite:
+            raise DataError(f"{args.out}: exists; --out never replaces a file unless you add --overwrite")
+        device = resolve_device(args.device)
+        model, config = inference_model(args.checkpoint, args.data_dir, args.preset)
+        split = feature_split(args.features, config.seconds_per_snippet)
+        if split.feature_dim != config.feature_dim:
+            raise DataError(f"{split.paths[0]}: {split.feature_dim}-d features, but {args.checkpoint} takes "
+                            f"{config.feature_dim}-d")
+        results = localize_files(model, config, split, device, args.batch_size)
+        if args.out:
+            evaluation.write_json_atomic(args.out, results)
+    except (DataError, CheckpointError, evaluation.EvaluationInputError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        print(f"error: {err.filename}: {err.strerror}" if err.filename and err.strerror else f"error: {err}",
+              file=sys.stderr)
+        return 2
+    if args.out:
+        print(f"wrote {args.out}: {sum(map(len, results['results'].values()))} detections in {len(split)} videos",
+              file=sys.stderr)
+    else:
+        print(json.dumps(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
