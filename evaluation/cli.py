@@ -38,3 +38,11 @@ def seed(text):
     if not 0 <= value <= MAX_SEED:
         raise argparse.ArgumentTypeError(f"must be in [0, {MAX_SEED}], got {value}")
     return value
+
+
+def error_line(err):
+    """The one line a CLI prints for a refused input or a failed file operation (an OSError as its
+    file and reason, not errno's tuple)."""
+    if isinstance(err, OSError) and err.filename and err.strerror:
+        return f"error: {err.filename}: {err.strerror}"
+    return f"error: {err}"

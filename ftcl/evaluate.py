@@ -372,8 +372,7 @@ def main(argv=None):
         if args.plot:
             written += plot_videos(args.plot, result, ground_truth, config, plot_ids)
     except OSError as err:
-        print(f"error: {err.filename}: {err.strerror}" if err.filename and err.strerror else f"error: {err}",
-              file=sys.stderr)
+        print(cli.error_line(err), file=sys.stderr)
         return 2
     for path in written:
         print(f"wrote {path}", file=sys.stderr)

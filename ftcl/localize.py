@@ -109,12 +109,8 @@ def main(argv=None):
         results = localize_files(model, config, split, device, args.batch_size)
         if args.out:
             evaluation.write_json_atomic(args.out, results)
-    except (DataError, CheckpointError, evaluation.EvaluationInputError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        print(f"error: {err.filename}: {err.strerror}" if err.filename and err.strerror else f"error: {err}",
-              file=sys.stderr)
+    except (DataError, CheckpointError, evaluation.EvaluationInputError, ValueError, OSError) as err:
+        print(cli.error_line(err), file=sys.stderr)
         return 2
     if args.out:
         print(f"wrote {args.out}: {sum(map(len, results['results'].values()))} detections in {len(split)} videos",

@@ -86,12 +86,8 @@ def main(argv=None):
                 fig.savefig(f, dpi=100, format="png")
         finally:
             fig.clf()
-    except CurvesError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:
-        print(f"error: {err.filename}: {err.strerror}" if err.filename and err.strerror else f"error: {err}",
-              file=sys.stderr)
+    except (CurvesError, OSError) as err:
+        print(cli.error_line(err), file=sys.stderr)
         return 2
     print(f"wrote {out}", file=sys.stderr)
     return 0
