@@ -15,6 +15,7 @@ import numpy as np
 import evaluation
 from evaluation import cli
 from evaluation.io import class_names
+from evaluation.workers import default_workers
 from ftcl.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_weights
 from ftcl.config import PRESETS, Config, preset
 from ftcl.data import DataError, Split, check_features, read_ground_truth
@@ -36,10 +37,11 @@ def feature_split(paths, seconds_per_snippet):
             files.append(path)
         else:
             raise DataError(f"{path}: feature file not found")
-    ids, lengths, feature_dim = [], [], None
+    ids, lengths, feature_dim, seen = [], [], None, set()
     for path in files:
-        if path.stem in ids:
+        if path.stem in seen:
             raise DataError(f"{path}: video id {path.stem} given twice")
+        seen.add(path.stem)
         shape = check_features(path, f"video {path.stem}")
         if feature_dim is not None and shape[1] != feature_dim:
             raise DataError(f"{path}: feature dimension {shape[1]} differs from {feature_dim} of {files[0]}")
@@ -79,11 +81,12 @@ def inference_model(checkpoint_path, data_dir=None, preset_name=None):
     return model, config
 
 
-def localize_files(model, config, split, device, batch_size=16):
-    """{"results": {vid: [{"label", "score", "segment"}]}} of every video of the split."""
+def localize_files(model, config, split, device, batch_size=16, workers=1):
+    """{"results": {vid: [{"label", "score", "segment"}]}} of every video of the split (proposals over
+    `workers` processes, see evaluation.workers: the same detections for any count)."""
     outputs = model_outputs(model.to(device), split, config, device, batch_size)
     return evaluation.Detections(list(outputs), *evaluation.pipeline.proposals(
-        outputs, proposal_config(config))).results_json(list(config.classes))
+        outputs, proposal_config(config), workers)).results_json(list(config.classes))
 
 
 def main(argv=None):
@@ -106,7 +109,7 @@ def main(argv=None):
         if split.feature_dim != config.feature_dim:
             raise DataError(f"{split.paths[0]}: {split.feature_dim}-d features, but {args.checkpoint} takes "
                             f"{config.feature_dim}-d")
-        results = localize_files(model, config, split, device, args.batch_size)
+        results = localize_files(model, config, split, device, args.batch_size, default_workers())
         if args.out:
             evaluation.write_json_atomic(args.out, results)
     except (DataError, CheckpointError, evaluation.EvaluationInputError, ValueError, OSError) as err:

@@ -48,6 +48,10 @@ def test_detections_equal_the_evaluation_of_the_same_videos(run, tmp_path, capsy
     assert sum(map(len, evaluated.values())) > 0
     _assert_same_detections(_results(tmp_path / "dir.json"), evaluated)
     _assert_same_detections(_results(tmp_path / "files.json"), evaluated)
+    model, config = localize.inference_model(ckpt)
+    split = localize.feature_split([data / "test"], config.seconds_per_snippet)
+    over_workers = localize.localize_files(model, config, split, "cpu", workers=2)["results"]
+    assert over_workers == _results(tmp_path / "dir.json")  # the same detections from 2 worker processes
     capsys.readouterr()
     assert localize.main([str(ckpt), str(files[0])]) == 0  # no --out: the JSON on stdout
     _assert_same_detections(json.loads(capsys.readouterr().out)["results"], {files[0].stem: evaluated[files[0].stem]})
