@@ -214,8 +214,9 @@ def main(argv=None):
           f"{data_dir.name}; {epochs['baseline']} baseline + {epochs['ftcl']} FTCL epochs (scale {args.scale:g}); "
           f"epoch ends {'in line' if args.sequential else 'beside training'}{cut or ''}\n")
     print(markdown(frame, floatfmt=".1f") if len(frame) else "nothing finished")
-    if device.type == "cuda" and target_line(frame):
-        print("\n" + target_line(frame))
+    target = target_line(frame) if device.type == "cuda" else None
+    if target:
+        print("\n" + target)
     if best:
         print("\nbest test avg mAP(0.1:0.7): " + ", ".join(f"{stage} {value:.2f}" for stage, value in best.items())
               + " (generated data: a timing run, not a result)")

@@ -15,12 +15,16 @@ def parser(prog, doc, **kwargs):
                          **kwargs)
 
 
-def positive_int(text):
-    """argparse type: a whole number >= 1."""
+def _integer(text):
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def positive_int(text):
+    """argparse type: a whole number >= 1."""
+    value = _integer(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
@@ -31,10 +35,7 @@ MAX_SEED = 2**32 - 1  # numpy's and torch's seeding accept 0 ... 2**32 - 1
 
 def seed(text):
     """argparse type: a random seed, a whole number in [0, 2**32 - 1]."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    value = _integer(text)
     if not 0 <= value <= MAX_SEED:
         raise argparse.ArgumentTypeError(f"must be in [0, {MAX_SEED}], got {value}")
     return value

@@ -74,6 +74,17 @@ def load_checkpoint(path):
     raise CheckpointError(f"{path}: no 'model_state_dict' (not an ACM-Net / FTCL checkpoint)")
 
 
+def state_dimensions(state):
+    """(classes, feature dimension) an ACM-Net state dict was trained for (its classifier has one
+    more row, for the background; its embedding conv is feature_embedding.0 or .1), or None when it
+    lacks either weight."""
+    classifier = state.get("snippet_cls.weight")
+    embedding = state.get("feature_embedding.0.weight", state.get("feature_embedding.1.weight"))
+    if classifier is None or embedding is None:
+        return None
+    return classifier.shape[0] - 1, embedding.shape[0]
+
+
 def load_weights(model, state, path):
     """Load state into model, checking every key and shape first (a one-line CheckpointError naming
     the key otherwise). Keys under OPTIONAL_PREFIXES may be missing. Returns the missing keys."""

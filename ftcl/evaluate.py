@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 import evaluation
 from evaluation import ProposalConfig, VideoOutput, cli
-from ftcl.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_weights
+from ftcl.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_weights, state_dimensions
 from ftcl.config import PRESETS, Config, preset
 from ftcl.data import DataError, describe, load_dataset, require_same_data, split_ground_truth, uniform_sample
 from ftcl.model import ACMNet
@@ -213,13 +213,10 @@ def load_model(checkpoint_path, data_dir=None, preset_name=None):
     if ours:
         require_same_data(dataset, config.classes, config.feature_dim, checkpoint_path)
     else:
-        state = ckpt["model_state_dict"]
-        classifier, embedding = state.get("snippet_cls.weight"), state.get("feature_embedding.0.weight",
-                                                                             state.get("feature_embedding.1.weight"))
-        if classifier is not None and embedding is not None and (
-                classifier.shape[0] - 1 != len(dataset.classes) or embedding.shape[0] != dataset.feature_dim):
+        trained = state_dimensions(ckpt["model_state_dict"])
+        if trained is not None and trained != (len(dataset.classes), dataset.feature_dim):
             raise DataError(f"{config.data_dir}: {describe(dataset.classes, dataset.feature_dim)}, but "
-                            f"{checkpoint_path} has {classifier.shape[0] - 1} classes of {embedding.shape[0]}-d features")
+                            f"{checkpoint_path} has {trained[0]} classes of {trained[1]}-d features")
         config.classes, config.num_classes, config.feature_dim = dataset.classes, len(dataset.classes), dataset.feature_dim
     model = ACMNet.from_config(config)
     load_weights(model, ckpt["model_state_dict"], checkpoint_path)

@@ -16,7 +16,7 @@ import evaluation
 from evaluation import cli
 from evaluation.io import class_names
 from evaluation.workers import default_workers
-from ftcl.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_weights
+from ftcl.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_weights, state_dimensions
 from ftcl.config import PRESETS, Config, preset
 from ftcl.data import DataError, Split, check_features, read_ground_truth
 from ftcl.evaluate import model_outputs, proposal_config
@@ -67,15 +67,14 @@ def inference_model(checkpoint_path, data_dir=None, preset_name=None):
             raise CheckpointError(f"{checkpoint_path}: a release checkpoint names no classes; give the --data-dir "
                                   f"whose gt.json it was trained on")
         classes = class_names(read_ground_truth(data_dir))
-        state = ckpt["model_state_dict"]
-        embedding = state.get("feature_embedding.0.weight", state.get("feature_embedding.1.weight"))
-        if embedding is None or "snippet_cls.weight" not in state:
+        trained = state_dimensions(ckpt["model_state_dict"])
+        if trained is None:
             raise CheckpointError(f"{checkpoint_path}: no feature_embedding / snippet_cls weights")
-        if state["snippet_cls.weight"].shape[0] - 1 != len(classes):
+        if trained[0] != len(classes):
             raise DataError(f"{Path(data_dir) / 'gt.json'}: {len(classes)} classes, but {checkpoint_path} has "
-                            f"{state['snippet_cls.weight'].shape[0] - 1}")
+                            f"{trained[0]}")
         config = preset(preset_name or "thumos14", data_dir=str(data_dir), classes=classes, num_classes=len(classes),
-                        feature_dim=embedding.shape[0])
+                        feature_dim=trained[1])
     model = ACMNet.from_config(config)
     load_weights(model, ckpt["model_state_dict"], checkpoint_path)
     return model, config

@@ -446,13 +446,11 @@ def config_for_run(kind, args):
     """The resolved Config of a new run from parsed CLI arguments (see train/__main__.py)."""
     from ftcl.config import preset
     overrides = {"data_dir": args.data_dir, "use_fsd": not args.without_fsd, "use_lcs": not args.without_lcs}
-    for name in ("seed", "eval_every", "pairs", "objective", "batch_size", "lr", "weight_decay", "sample_snippets",
-                 "lcs_gamma", "fsd_gamma", "lcs_threshold", "lcs_len", "fsd_len"):
-        if getattr(args, name, None) is not None:
-            overrides[name] = getattr(args, name)
-    for flag, name in (("lcs_weight", "lambda_lcs"), ("fsd_weight", "lambda_fsd")):
+    renamed = {"lcs_weight": "lambda_lcs", "fsd_weight": "lambda_fsd"}  # flag -> Config field
+    for flag in ("seed", "eval_every", "pairs", "objective", "batch_size", "lr", "weight_decay", "sample_snippets",
+                 "lcs_gamma", "fsd_gamma", "lcs_threshold", "lcs_len", "fsd_len", *renamed):
         if getattr(args, flag, None) is not None:
-            overrides[name] = getattr(args, flag)
+            overrides[renamed.get(flag, flag)] = getattr(args, flag)
     if args.epochs is not None:
         overrides["ftcl_epochs" if kind == "ftcl" else "epochs"] = args.epochs
     return preset(args.preset or "thumos14", **overrides)
