@@ -67,11 +67,11 @@ def _pick_backend(backend, tensors):
         has_float64 = any(t.dtype == torch.float64 for t in tensors)
         return "triton" if on_cuda and not has_float64 else "torch"
     if backend == "triton":
-        if not on_cuda and os.environ.get("TRITON_INTERPRET") != "1":
-            raise ValueError("backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 set before import)")
         if any(t.dtype == torch.float64 for t in tensors):
             raise ValueError("backend 'triton' computes in float32; pass float32/float16/bfloat16 "
                              "or use backend='torch' for float64")
+        if not on_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+            raise ValueError("backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 set before import)")
     return backend
 
 
@@ -180,10 +180,10 @@ def pairwise_cosine(a, b, *, parts=1, eps=1e-8, backend="auto"):
     if backend not in COSINE_BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(COSINE_BACKENDS)}; got {backend!r}")
     if backend == "triton":
-        _pick_backend("triton", (a, b))
         if max(a.shape[1], b.shape[1]) > cosine.MAX_ROWS:
             raise ValueError(f"backend 'triton' takes at most {cosine.MAX_ROWS} rows per side, got "
                              f"{a.shape[1]} and {b.shape[1]}; use backend='torch'")
+        _pick_backend("triton", (a, b))
         if cosine.triton is None:
             raise RuntimeError("backend 'triton' needs the triton package (pip install triton)")
         return cosine.CosineTriton.apply(a, b, parts, eps)
