@@ -24,6 +24,7 @@ from pathlib import Path
 TARGETS = {80: "A100", 86: "RTX 30", 89: "RTX 40 / L4", 90: "H100 / H200", 120: "RTX 50"}
 DTYPES = {"float32": "*fp32", "bfloat16": "*bf16"}
 KERNELS = ("fsd_fwd_kernel", "fsd_bwd_kernel", "lcs_fwd_kernel", "lcs_bwd_kernel")
+ROWS_KERNELS = ("fsd_fwd_rows_kernel", "fsd_bwd_rows_kernel", "lcs_fwd_rows_kernel", "lcs_bwd_rows_kernel")
 COSINE_KERNELS = ("cosine_fwd_kernel", "cosine_bwd_kernel")
 
 
@@ -45,6 +46,8 @@ def _signature(kernel, dtype):
     if kernel in COSINE_KERNELS:
         return _cosine_signature(kernel, dtype)
     x = DTYPES[dtype]
+    rows = kernel in ROWS_KERNELS
+    kernel = kernel.replace("_rows", "")
     strides = lambda prefix: {f"stride_{prefix}{axis}": "i32" for axis in "bnm"}  # noqa: E731
     if kernel == "fsd_fwd_kernel":
         sig = {"match_ptr": x, "gap_ptr": x, "table_ptr": "*fp32", "out_ptr": "*fp32", "len_ptr": "*i64",
@@ -58,6 +61,8 @@ def _signature(kernel, dtype):
     else:
         sig = {"sim_ptr": x, "table_ptr": "*fp32", "grad_out_ptr": "*fp32", "grad_sim_ptr": x, "ring_ptr": "*fp32",
                "len_ptr": "*i64", **strides("s"), "N": "i32", "M": "i32", "threshold": "fp32", "inv_gamma_log2": "fp32"}
+    if rows:
+        sig.pop("ring_ptr", None)  # the rows kernels keep their adjoints in registers
     return {**sig, "HAS_LENGTHS": "constexpr", "HARD": "constexpr", "BLOCK": "constexpr"}
 
 
@@ -65,11 +70,13 @@ def variants():
     """Every (kernel, cc, dtype, hard, has_lengths, block, num_warps) the API can launch, at the
     smallest and the largest block."""
     from kernels.cosine import MAX_ROWS, launch_config
-    from kernels.triton_dp import _MAX_BLOCK, _launch_config
+    from kernels.triton_dp import _MAX_BLOCK, MAX_ROWS_BLOCK, _launch_config, _rows_launch_config
     blocks = [_launch_config(1, 1), _launch_config(_MAX_BLOCK, _MAX_BLOCK)]
+    rows_blocks = [_rows_launch_config(1), _rows_launch_config(MAX_ROWS_BLOCK)]
     dp = [(kernel, cc, dtype, hard, lengths, block, warps)
+          for family, family_blocks in ((KERNELS, blocks), (ROWS_KERNELS, rows_blocks))
           for kernel, cc, dtype, hard, lengths, (block, warps) in itertools.product(
-              KERNELS, TARGETS, DTYPES, (True, False), (True, False), blocks)]
+              family, TARGETS, DTYPES, (True, False), (True, False), family_blocks)]
     tiles = [launch_config(1, 1), launch_config(MAX_ROWS, MAX_ROWS)]
     cosine = [(kernel, cc, dtype, None, None, (block_n, block_m), warps)
               for kernel, cc, dtype, (block_n, block_m, warps) in itertools.product(COSINE_KERNELS, TARGETS, DTYPES,

@@ -20,6 +20,9 @@ except ImportError:  # the other backends work without Triton
     triton = None
 
 _MAX_BLOCK = 1024
+# "rows" or "chunks" (see kernel_family); the benchmarks switch it to compare the two.
+IMPLEMENTATION = "rows"
+MAX_ROWS_BLOCK = 2048  # BLOCK 4096 spills (ptxas stack frames at 16 and 32 warps)
 _LOG2E = 1.4426950408889634
 
 if triton is not None:
@@ -284,22 +287,273 @@ if triton is not None:
             off_0 = off_1
 
 
+    @triton.jit
+    def _from_row_above(x, lanes):
+        """[BLOCK] -> [BLOCK]: lane k gets x[k - 1], lane 0 (row 1) the border's 0."""
+        return tl.where(lanes == 0, 0.0, tl.gather(x, tl.maximum(lanes - 1, 0), 0))
+
+    @triton.jit
+    def _from_row_below(x, lanes, BLOCK: tl.constexpr):
+        """[BLOCK] -> [BLOCK]: lane k gets x[k + 1], the last lane 0."""
+        return tl.where(lanes == BLOCK - 1, 0.0, tl.gather(x, tl.minimum(lanes + 1, BLOCK - 1), 0))
+
+    @triton.jit
+    def _cells(i, d, n, m):
+        """Column j = d - i of each lane's row i on diagonal d, and whether (i, j) is in the table."""
+        j = d - i
+        return j, (i <= n) & (j >= 1) & (j <= m)
+
+    @triton.jit
+    def _table_neighbours(p_table, i, j, active, d, n, m, off_d):
+        """C[i-1, j-1], C[i-1, j], C[i, j-1] of diagonal d's cells from the saved table (0 on the
+        border), and the offset of diagonal d - 1."""
+        _, _, lo_1, off_1, lo_2, off_2 = _reverse_step(d, n, m, off_d)
+        b_diag, b_up, b_left = _neighbours(p_table, i, j, active, off_1, lo_1, off_2, lo_2)
+        return b_diag, b_up, b_left, off_1
+
+    @triton.jit
+    def fsd_fwd_rows_kernel(
+        match_ptr,  # [B, N, M] any float dtype, any strides
+        gap_ptr,  # [B, N, M]
+        table_ptr,  # [B, N*M] float32, diagonal-major per pair
+        out_ptr,  # [B] float32
+        len_ptr,  # [B, 2] int64, read only when HAS_LENGTHS
+        stride_mb, stride_mn, stride_mm,
+        stride_gb, stride_gn, stride_gm,
+        N, M,
+        gamma,
+        inv_gamma_log2,
+        HAS_LENGTHS: tl.constexpr,
+        HARD: tl.constexpr,
+        BLOCK: tl.constexpr,  # >= N: lane k holds row k + 1 on every diagonal
+    ):
+        i_b = tl.program_id(0).to(tl.int64)
+        n, m = _pair_lengths(len_ptr, i_b, N, M, HAS_LENGTHS)
+        p_table = table_ptr + i_b * N * M
+        p_match = match_ptr + i_b * stride_mb + (tl.arange(0, BLOCK) * stride_mn).to(tl.int64)
+        p_gap = gap_ptr + i_b * stride_gb + (tl.arange(0, BLOCK) * stride_gn).to(tl.int64)
+        lanes = tl.arange(0, BLOCK)
+        i = lanes + 1
+        # The previous diagonal in registers: left = C[i, j-1] (this lane's last cell), up = C[i-1, j]
+        # and diag = C[i-1, j-1] (the row above's last two, shifted down one lane).
+        b_left = tl.zeros([BLOCK], tl.float32)
+        b_up = tl.zeros([BLOCK], tl.float32)
+        b_diag = tl.zeros([BLOCK], tl.float32)
+        b_cur = tl.zeros([BLOCK], tl.float32)
+        j, active = _cells(i, 2, n, m)
+        b_match = tl.load(p_match + (j - 1) * stride_mm, mask=active, other=0.0)
+        b_gap = tl.load(p_gap + (j - 1) * stride_gm, mask=active, other=0.0)
+        off_0 = 0
+        for d in range(2, n + m + 1):
+            j, active = _cells(i, d, n, m)
+            # Next diagonal's inputs first: their latency hides behind this diagonal's work.
+            j_next, active_next = _cells(i, d + 1, n, m)
+            b_match_next = tl.load(p_match + (j_next - 1) * stride_mm, mask=active_next, other=0.0)
+            b_gap_next = tl.load(p_gap + (j_next - 1) * stride_gm, mask=active_next, other=0.0)
+            b_g = b_gap.to(tl.float32)
+            b_u = b_up + b_g
+            b_l = b_left + b_g
+            b_max = tl.maximum(tl.maximum(b_diag, b_u), b_l)
+            if HARD:
+                b_best = b_max
+            else:
+                b_sum = (tl.exp2((b_diag - b_max) * inv_gamma_log2) + tl.exp2((b_u - b_max) * inv_gamma_log2)
+                         + tl.exp2((b_l - b_max) * inv_gamma_log2))
+                b_best = b_max + gamma * tl.log(b_sum)
+            # Outside the table 0: C[i, 0] is the left border of the next diagonal.
+            b_cur = tl.where(active, b_match.to(tl.float32) + b_best, 0.0)
+            lo, hi = _row_bounds(d, n, m)
+            tl.store(p_table + off_0 + (i - lo), b_cur, mask=active)
+            off_0 += hi - lo + 1
+            b_diag = b_up
+            b_up = _from_row_above(b_cur, lanes)
+            b_left = b_cur
+            b_match, b_gap = b_match_next, b_gap_next
+        tl.store(out_ptr + i_b, tl.sum(tl.where(i == n, b_cur, 0.0), 0))
+
+    @triton.jit
+    def fsd_bwd_rows_kernel(
+        gap_ptr,  # [B, N, M]
+        table_ptr,  # [B, N*M] float32, from the forward
+        grad_out_ptr,  # [B] float32
+        grad_match_ptr,  # [B, N, M] contiguous, zero-filled outside each pair's (n, m)
+        grad_gap_ptr,  # [B, N, M] contiguous, zero-filled outside each pair's (n, m)
+        len_ptr,  # [B, 2] int64
+        stride_gb, stride_gn, stride_gm,
+        N, M,
+        inv_gamma_log2,
+        HAS_LENGTHS: tl.constexpr,
+        HARD: tl.constexpr,
+        BLOCK: tl.constexpr,  # >= N
+    ):
+        i_b = tl.program_id(0).to(tl.int64)
+        n, m = _pair_lengths(len_ptr, i_b, N, M, HAS_LENGTHS)
+        p_table = table_ptr + i_b * N * M
+        lanes = tl.arange(0, BLOCK)
+        i = lanes + 1
+        p_gap = gap_ptr + i_b * stride_gb + (lanes * stride_gn).to(tl.int64)
+        p_grad_match = grad_match_ptr + i_b * N * M + (lanes * M).to(tl.int64)
+        p_grad_gap = grad_gap_ptr + i_b * N * M + (lanes * M).to(tl.int64)
+        b_grad_out = tl.load(grad_out_ptr + i_b)
+        # Adjoint flowing into each lane's cell of the current diagonal from the two after it, and
+        # the diagonal pushes of the last diagonal, still to be moved up one row.
+        b_incoming = tl.zeros([BLOCK], tl.float32)
+        b_pending_diag = tl.zeros([BLOCK], tl.float32)
+        d = n + m
+        off_0 = n * m - 1  # the answer cell is alone on the last diagonal
+        j, active = _cells(i, d, n, m)
+        b_gap = tl.load(p_gap + (j - 1) * stride_gm, mask=active, other=0.0)
+        b_diag, b_up, b_left, off_1 = _table_neighbours(p_table, i, j, active, d, n, m, off_0)
+        for k in range(0, n + m - 1):
+            d = n + m - k
+            j, active = _cells(i, d, n, m)
+            j_next, active_next = _cells(i, d - 1, n, m)
+            b_gap_next = tl.load(p_gap + (j_next - 1) * stride_gm, mask=active_next, other=0.0)
+            b_diag_next, b_up_next, b_left_next, off_2 = _table_neighbours(
+                p_table, i, j_next, active_next, d - 1, n, m, off_1)
+            b_g = b_gap.to(tl.float32)
+            w_diag, w_up, w_left = _fsd_weights(b_diag, b_up + b_g, b_left + b_g, inv_gamma_log2, HARD)
+            b_adj = tl.where(active, b_incoming + tl.where((i == n) & (j == m), b_grad_out, 0.0), 0.0)
+            tl.store(p_grad_match + (j - 1), b_adj.to(grad_match_ptr.dtype.element_ty), mask=active)
+            tl.store(p_grad_gap + (j - 1), (b_adj * (w_up + w_left)).to(grad_gap_ptr.dtype.element_ty), mask=active)
+            # C[i, j-1] gets the left push in this lane; C[i-1, j] the up push and C[i-1, j-1]
+            # (two diagonals on) the diagonal push, both from the row below: one shift carries both.
+            b_incoming = b_adj * w_left + _from_row_below(b_adj * w_up + b_pending_diag, lanes, BLOCK)
+            b_pending_diag = b_adj * w_diag
+            b_gap, b_diag, b_up, b_left = b_gap_next, b_diag_next, b_up_next, b_left_next
+            off_1 = off_2
+
+    @triton.jit
+    def lcs_fwd_rows_kernel(
+        sim_ptr,  # [B, N, M] any float dtype, any strides
+        table_ptr,  # [B, N*M] float32, diagonal-major per pair
+        out_ptr,  # [B] float32
+        len_ptr,  # [B, 2] int64
+        stride_sb, stride_sn, stride_sm,
+        N, M,
+        threshold,
+        gamma,
+        inv_gamma_log2,
+        HAS_LENGTHS: tl.constexpr,
+        HARD: tl.constexpr,
+        BLOCK: tl.constexpr,  # >= N
+    ):
+        i_b = tl.program_id(0).to(tl.int64)
+        n, m = _pair_lengths(len_ptr, i_b, N, M, HAS_LENGTHS)
+        p_table = table_ptr + i_b * N * M
+        lanes = tl.arange(0, BLOCK)
+        i = lanes + 1
+        p_sim = sim_ptr + i_b * stride_sb + (lanes * stride_sn).to(tl.int64)
+        b_left = tl.zeros([BLOCK], tl.float32)
+        b_up = tl.zeros([BLOCK], tl.float32)
+        b_diag = tl.zeros([BLOCK], tl.float32)
+        b_cur = tl.zeros([BLOCK], tl.float32)
+        j, active = _cells(i, 2, n, m)
+        b_sim = tl.load(p_sim + (j - 1) * stride_sm, mask=active, other=0.0)
+        off_0 = 0
+        for d in range(2, n + m + 1):
+            j, active = _cells(i, d, n, m)
+            j_next, active_next = _cells(i, d + 1, n, m)
+            b_sim_next = tl.load(p_sim + (j_next - 1) * stride_sm, mask=active_next, other=0.0)
+            b_s = b_sim.to(tl.float32)
+            b_max = tl.maximum(b_up, b_left)
+            if HARD:
+                b_skip = b_max
+            else:
+                b_min = tl.minimum(b_up, b_left)
+                b_skip = b_max + gamma * tl.log(1.0 + tl.exp2((b_min - b_max) * inv_gamma_log2))
+            b_cur = tl.where(active, tl.where(b_s > threshold, b_diag + b_s, b_skip), 0.0)
+            lo, hi = _row_bounds(d, n, m)
+            tl.store(p_table + off_0 + (i - lo), b_cur, mask=active)
+            off_0 += hi - lo + 1
+            b_diag = b_up
+            b_up = _from_row_above(b_cur, lanes)
+            b_left = b_cur
+            b_sim = b_sim_next
+        tl.store(out_ptr + i_b, tl.sum(tl.where(i == n, b_cur, 0.0), 0))
+
+    @triton.jit
+    def lcs_bwd_rows_kernel(
+        sim_ptr,  # [B, N, M]
+        table_ptr,  # [B, N*M] float32, from the forward
+        grad_out_ptr,  # [B] float32
+        grad_sim_ptr,  # [B, N, M] contiguous, zero-filled outside each pair's (n, m)
+        len_ptr,  # [B, 2] int64
+        stride_sb, stride_sn, stride_sm,
+        N, M,
+        threshold,
+        inv_gamma_log2,
+        HAS_LENGTHS: tl.constexpr,
+        HARD: tl.constexpr,
+        BLOCK: tl.constexpr,  # >= N
+    ):
+        i_b = tl.program_id(0).to(tl.int64)
+        n, m = _pair_lengths(len_ptr, i_b, N, M, HAS_LENGTHS)
+        p_table = table_ptr + i_b * N * M
+        lanes = tl.arange(0, BLOCK)
+        i = lanes + 1
+        p_sim = sim_ptr + i_b * stride_sb + (lanes * stride_sn).to(tl.int64)
+        p_grad_sim = grad_sim_ptr + i_b * N * M + (lanes * M).to(tl.int64)
+        b_grad_out = tl.load(grad_out_ptr + i_b)
+        b_incoming = tl.zeros([BLOCK], tl.float32)
+        b_pending_diag = tl.zeros([BLOCK], tl.float32)
+        d = n + m
+        off_0 = n * m - 1
+        j, active = _cells(i, d, n, m)
+        b_sim = tl.load(p_sim + (j - 1) * stride_sm, mask=active, other=0.0)
+        _, b_up, b_left, off_1 = _table_neighbours(p_table, i, j, active, d, n, m, off_0)
+        for k in range(0, n + m - 1):
+            d = n + m - k
+            j, active = _cells(i, d, n, m)
+            j_next, active_next = _cells(i, d - 1, n, m)
+            b_sim_next = tl.load(p_sim + (j_next - 1) * stride_sm, mask=active_next, other=0.0)
+            _, b_up_next, b_left_next, off_2 = _table_neighbours(p_table, i, j_next, active_next, d - 1, n, m, off_1)
+            matched = b_sim.to(tl.float32) > threshold
+            if HARD:
+                w_up = (b_up >= b_left).to(tl.float32)  # ties go to the upper neighbour
+            else:
+                w_up = 1.0 / (1.0 + tl.exp2((b_left - b_up) * inv_gamma_log2))
+            b_adj = tl.where(active, b_incoming + tl.where((i == n) & (j == m), b_grad_out, 0.0), 0.0)
+            b_through = tl.where(matched, b_adj, 0.0)
+            b_skipped = b_adj - b_through
+            tl.store(p_grad_sim + (j - 1), b_through.to(grad_sim_ptr.dtype.element_ty), mask=active)
+            b_incoming = b_skipped * (1.0 - w_up) + _from_row_below(b_skipped * w_up + b_pending_diag, lanes, BLOCK)
+            b_pending_diag = b_through
+            b_sim, b_up, b_left = b_sim_next, b_up_next, b_left_next
+            off_1 = off_2
+
+
 def _launch_config(n_rows, n_cols):
+    """BLOCK and num_warps of the "chunks" kernels: lanes over the diagonal, BLOCK rows at a time."""
     block = min(triton.next_power_of_2(min(n_rows, n_cols)), _MAX_BLOCK)
     return block, max(1, min(block // 64, 8))
+
+
+def _rows_launch_config(n_rows):
+    """BLOCK and num_warps of the "rows" kernels: one lane per row, so BLOCK >= N."""
+    block = max(triton.next_power_of_2(n_rows), 16)
+    return block, max(1, min(block // 128, 16))
+
+
+def kernel_family(n_rows):
+    """Which kernels a table of n_rows rows runs on: "rows" (the previous diagonals stay in
+    registers, passed one lane down per diagonal) up to MAX_ROWS_BLOCK rows when IMPLEMENTATION is
+    "rows", else "chunks" (the previous diagonals are re-read from the table in global memory)."""
+    return "rows" if IMPLEMENTATION == "rows" and n_rows <= MAX_ROWS_BLOCK else "chunks"
 
 
 def _inv_gamma_log2(gamma):
     return _LOG2E / gamma if gamma > 0 else 0.0
 
 
-def _common_args(lengths, shape, device):
-    """Launch pieces shared by all kernels: (lengths argument, HAS_LENGTHS, BLOCK, num_warps)."""
+def _launch_args(lengths, shape, device):
+    """Launch pieces shared by all kernels: (family, lengths argument, HAS_LENGTHS, BLOCK, num_warps)."""
     _, n_rows, n_cols = shape
-    block, num_warps = _launch_config(n_rows, n_cols)
+    family = kernel_family(n_rows)
+    block, num_warps = _rows_launch_config(n_rows) if family == "rows" else _launch_config(n_rows, n_cols)
     if lengths is None:
-        return torch.empty(1, 2, dtype=torch.long, device=device), False, block, num_warps
-    return lengths.contiguous(), True, block, num_warps
+        return family, torch.empty(1, 2, dtype=torch.long, device=device), False, block, num_warps
+    return family, lengths.contiguous(), True, block, num_warps
 
 
 def fsd_fwd(match, gap, gamma, lengths):
@@ -309,8 +563,9 @@ def fsd_fwd(match, gap, gamma, lengths):
     out = torch.empty(batch, dtype=torch.float32, device=match.device)
     if batch == 0:
         return out, table
-    len_arg, has_lengths, block, num_warps = _common_args(lengths, match.shape, match.device)
-    fsd_fwd_kernel[(batch,)](
+    family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, match.shape, match.device)
+    kernel = fsd_fwd_rows_kernel if family == "rows" else fsd_fwd_kernel
+    kernel[(batch,)](
         match, gap, table, out, len_arg, *match.stride(), *gap.stride(), n_rows, n_cols,
         gamma, _inv_gamma_log2(gamma), HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block,
         num_warps=num_warps)
@@ -326,12 +581,16 @@ def fsd_bwd(grad_out, gap, table, gamma, lengths, match_dtype):
     grad_gap = fill(gap.shape, dtype=gap.dtype, device=gap.device)
     if batch == 0:
         return grad_match, grad_gap
+    family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, gap.shape, gap.device)
+    grad_out = grad_out.float().contiguous()
+    options = dict(HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block, num_warps=num_warps)
+    if family == "rows":
+        fsd_bwd_rows_kernel[(batch,)](gap, table, grad_out, grad_match, grad_gap, len_arg, *gap.stride(),
+                                      n_rows, n_cols, _inv_gamma_log2(gamma), **options)
+        return grad_match, grad_gap
     ring = torch.empty(batch, 7, n_rows + 2, dtype=torch.float32, device=gap.device)
-    len_arg, has_lengths, block, num_warps = _common_args(lengths, gap.shape, gap.device)
-    fsd_bwd_kernel[(batch,)](
-        gap, table, grad_out.float().contiguous(), grad_match, grad_gap, ring, len_arg, *gap.stride(),
-        n_rows, n_cols, _inv_gamma_log2(gamma), HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block,
-        num_warps=num_warps)
+    fsd_bwd_kernel[(batch,)](gap, table, grad_out, grad_match, grad_gap, ring, len_arg, *gap.stride(),
+                             n_rows, n_cols, _inv_gamma_log2(gamma), **options)
     return grad_match, grad_gap
 
 
@@ -342,8 +601,9 @@ def lcs_fwd(sim, threshold, gamma, lengths):
     out = torch.empty(batch, dtype=torch.float32, device=sim.device)
     if batch == 0:
         return out, table
-    len_arg, has_lengths, block, num_warps = _common_args(lengths, sim.shape, sim.device)
-    lcs_fwd_kernel[(batch,)](
+    family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, sim.shape, sim.device)
+    kernel = lcs_fwd_rows_kernel if family == "rows" else lcs_fwd_kernel
+    kernel[(batch,)](
         sim, table, out, len_arg, *sim.stride(), n_rows, n_cols, threshold, gamma, _inv_gamma_log2(gamma),
         HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block, num_warps=num_warps)
     return out, table
@@ -356,12 +616,16 @@ def lcs_bwd(grad_out, sim, table, threshold, gamma, lengths):
     grad_sim = fill(sim.shape, dtype=sim.dtype, device=sim.device)
     if batch == 0:
         return grad_sim
+    family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, sim.shape, sim.device)
+    grad_out = grad_out.float().contiguous()
+    options = dict(HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block, num_warps=num_warps)
+    if family == "rows":
+        lcs_bwd_rows_kernel[(batch,)](sim, table, grad_out, grad_sim, len_arg, *sim.stride(), n_rows, n_cols,
+                                      threshold, _inv_gamma_log2(gamma), **options)
+        return grad_sim
     ring = torch.empty(batch, 7, n_rows + 2, dtype=torch.float32, device=sim.device)
-    len_arg, has_lengths, block, num_warps = _common_args(lengths, sim.shape, sim.device)
-    lcs_bwd_kernel[(batch,)](
-        sim, table, grad_out.float().contiguous(), grad_sim, ring, len_arg, *sim.stride(), n_rows, n_cols,
-        threshold, _inv_gamma_log2(gamma), HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block,
-        num_warps=num_warps)
+    lcs_bwd_kernel[(batch,)](sim, table, grad_out, grad_sim, ring, len_arg, *sim.stride(), n_rows, n_cols,
+                             threshold, _inv_gamma_log2(gamma), **options)
     return grad_sim
 
 

@@ -22,6 +22,13 @@ TRITON_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 GAMMAS = [pytest.param(0.0, id="hard"), pytest.param(0.1, id="g0.1"), pytest.param(1.0, id="g1")]
 
 
+@pytest.fixture(params=["rows", "chunks"])
+def family(request, monkeypatch):
+    """Runs a Triton test on both kernel families (kernels.triton_dp.kernel_family)."""
+    monkeypatch.setattr(triton_dp, "IMPLEMENTATION", request.param)
+    return request.param
+
+
 def _grads(value, inputs, upstream):
     """d(sum(upstream * value)) / d(inputs); zeros where value does not depend on them at all."""
     if not value.requires_grad:
@@ -105,7 +112,7 @@ def test_torch_backend_lcs_matches_naive(batch, n_rows, n_cols, gamma, with_leng
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
 @pytest.mark.parametrize("gamma", [0.0, 0.1], ids=["hard", "g0.1"])
 @pytest.mark.parametrize("batch,n_rows,n_cols", TINY_SHAPES)
-def test_triton_fsd_matches_naive(batch, n_rows, n_cols, gamma, with_lengths):
+def test_triton_fsd_matches_naive(batch, n_rows, n_cols, gamma, with_lengths, family):
     match, gap, upstream, gen = _fsd_case(3, batch, n_rows, n_cols)
     lengths = _random_lengths(gen, batch, n_rows, n_cols) if with_lengths else None
     _fsd_check(match, gap, upstream, gamma, lengths, "triton", torch.float32, 1e-5, 1e-5)
@@ -114,7 +121,7 @@ def test_triton_fsd_matches_naive(batch, n_rows, n_cols, gamma, with_lengths):
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
 @pytest.mark.parametrize("gamma", [0.0, 0.1], ids=["hard", "g0.1"])
 @pytest.mark.parametrize("batch,n_rows,n_cols", TINY_SHAPES)
-def test_triton_lcs_matches_naive(batch, n_rows, n_cols, gamma, with_lengths):
+def test_triton_lcs_matches_naive(batch, n_rows, n_cols, gamma, with_lengths, family):
     sim, upstream, gen = _lcs_case(4, batch, n_rows, n_cols)
     lengths = _random_lengths(gen, batch, n_rows, n_cols) if with_lengths else None
     _lcs_check(sim, upstream, 0.92, gamma, lengths, "triton", torch.float32, 1e-5, 1e-5)
@@ -123,6 +130,7 @@ def test_triton_lcs_matches_naive(batch, n_rows, n_cols, gamma, with_lengths):
 @pytest.mark.parametrize("gamma", [0.0, 0.1], ids=["hard", "g0.1"])
 def test_triton_chunks_long_diagonals(monkeypatch, gamma):
     """Diagonals longer than the block are processed in several chunks (BLOCK forced to 2)."""
+    monkeypatch.setattr(triton_dp, "IMPLEMENTATION", "chunks")
     monkeypatch.setattr(triton_dp, "_MAX_BLOCK", 2)
     match, gap, upstream, gen = _fsd_case(5, 2, 7, 6)
     lengths = torch.tensor([[7, 6], [5, 6]])
@@ -131,7 +139,34 @@ def test_triton_chunks_long_diagonals(monkeypatch, gamma):
     _lcs_check(sim, upstream, 0.92, gamma, None, "triton", torch.float32, 1e-5, 1e-5)
 
 
-def test_triton_reads_strided_inputs_and_half_precision():
+def test_rows_family_leaves_taller_tables_to_the_chunks(monkeypatch):
+    """Above MAX_ROWS_BLOCK rows (one lane per row would not fit) the chunk kernels take over."""
+    monkeypatch.setattr(triton_dp, "IMPLEMENTATION", "rows")
+    monkeypatch.setattr(triton_dp, "MAX_ROWS_BLOCK", 4)
+    assert triton_dp.kernel_family(4) == "rows" and triton_dp.kernel_family(5) == "chunks"
+    launched = []
+    for name in ("fsd_fwd_kernel", "fsd_bwd_kernel", "fsd_fwd_rows_kernel", "fsd_bwd_rows_kernel"):
+        kernel = getattr(triton_dp, name)
+        monkeypatch.setattr(triton_dp, name, _Recording(kernel, name, launched))
+    match, gap, upstream, _ = _fsd_case(8, 2, 7, 3)
+    _fsd_check(match, gap, upstream, 0.1, None, "triton", torch.float32, 1e-5, 1e-5)
+    match, gap, upstream, _ = _fsd_case(9, 2, 3, 7)
+    _fsd_check(match, gap, upstream, 0.1, None, "triton", torch.float32, 1e-5, 1e-5)
+    assert launched == ["fsd_fwd_kernel", "fsd_bwd_kernel", "fsd_fwd_rows_kernel", "fsd_bwd_rows_kernel"]
+
+
+class _Recording:
+    """A kernel that notes its name when launched."""
+
+    def __init__(self, kernel, name, launched):
+        self.kernel, self.name, self.launched = kernel, name, launched
+
+    def __getitem__(self, grid):
+        self.launched.append(self.name)
+        return self.kernel[grid]
+
+
+def test_triton_reads_strided_inputs_and_half_precision(family):
     match, gap, upstream, _ = _fsd_case(7, 2, 6, 5)
     # Transposed storage: the kernels read any strides.
     match_t = match.transpose(1, 2).contiguous().transpose(1, 2)
@@ -142,7 +177,7 @@ def test_triton_reads_strided_inputs_and_half_precision():
                torch.float32, 1e-5, 1e-5)
 
 
-def test_triton_reads_diagonal_major_inputs_exactly():
+def test_triton_reads_diagonal_major_inputs_exactly(family):
     """The benchmark's diagonal-major layout (anti-diagonals contiguous, strides (N + 1, N) over a
     buffer with gaps) gives the row-major inputs' values and gradients bit for bit."""
     from bench.bench_kernels import diagonal_major
@@ -162,7 +197,7 @@ def test_triton_reads_diagonal_major_inputs_exactly():
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])
-def test_lcs_ties_take_the_upper_neighbour(backend):
+def test_lcs_ties_take_the_upper_neighbour(backend, family):
     """Integer-valued similarities make many equal table entries; the path (and gradient) must
     follow the upper neighbour on every tie, exactly as the naive loops do."""
     gen = torch.Generator().manual_seed(9)
@@ -173,7 +208,7 @@ def test_lcs_ties_take_the_upper_neighbour(backend):
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])
-def test_fsd_hard_max_ties_take_the_first_candidate(backend):
+def test_fsd_hard_max_ties_take_the_first_candidate(backend, family):
     match = torch.zeros(2, 4, 3, dtype=torch.float64)
     gap = torch.zeros(2, 4, 3, dtype=torch.float64)
     gap[1] = 1.0
@@ -182,7 +217,7 @@ def test_fsd_hard_max_ties_take_the_first_candidate(backend):
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])
-def test_large_magnitudes_with_small_gamma_stay_finite(backend):
+def test_large_magnitudes_with_small_gamma_stay_finite(backend, family):
     gen = torch.Generator().manual_seed(10)
     match = (torch.rand(2, 5, 6, generator=gen, dtype=torch.float64) * 2 - 1) * 50
     gap = (torch.rand(2, 5, 6, generator=gen, dtype=torch.float64) * 2 - 1) * 50
@@ -215,7 +250,7 @@ def test_gradcheck(backend, gamma):
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])
-def test_non_finite_input_stays_in_its_own_pair(backend):
+def test_non_finite_input_stays_in_its_own_pair(backend, family):
     match, gap, upstream, _ = _fsd_case(12, 3, 4, 5)
     sim, _, _ = _lcs_case(13, 3, 4, 5)
     device = _device(backend)
@@ -247,7 +282,7 @@ def test_auto_backend_on_cpu_is_the_wavefront():
 
 
 @pytest.mark.parametrize("backend", ["naive", "torch", "triton"])
-def test_empty_batch(backend):
+def test_empty_batch(backend, family):
     empty = torch.zeros(0, 3, 4, device=_device(backend))
     assert kernels.fsd(empty, empty, backend=backend).shape == (0,)
     assert kernels.lcs(empty, backend=backend).shape == (0,)

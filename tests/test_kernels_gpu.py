@@ -5,9 +5,17 @@ import pytest
 import torch
 
 import kernels
+from kernels import triton_dp
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
                                 reason="needs a CUDA GPU and compiled (not interpreted) Triton kernels")
+
+
+@pytest.fixture(params=["rows", "chunks"])
+def family(request, monkeypatch):
+    """Both kernel families (kernels.triton_dp.kernel_family), each compiled."""
+    monkeypatch.setattr(triton_dp, "IMPLEMENTATION", request.param)
+    return request.param
 
 
 def _case(seed, batch, n_rows, n_cols, device="cuda"):
@@ -35,7 +43,7 @@ def _lcs_and_grads(sim, upstream, backend, **kw):
 @pytest.mark.parametrize("shape", [(16, 5, 5), (16, 30, 30), (7, 33, 17), (3, 1500, 1100), (2, 3000, 40)],
                          ids=lambda s: "B{}-N{}-M{}".format(*s))
 @pytest.mark.parametrize("gamma", [0.0, 0.1], ids=["hard", "g0.1"])
-def test_compiled_kernels_match_float64_wavefront(shape, gamma):
+def test_compiled_kernels_match_float64_wavefront(shape, gamma, family):
     match, gap, sim, upstream = _case(0, *shape)
     lengths = torch.stack([torch.randint(1, shape[1] + 1, (shape[0],)),
                            torch.randint(1, shape[2] + 1, (shape[0],))], dim=1).cuda()
@@ -50,7 +58,7 @@ def test_compiled_kernels_match_float64_wavefront(shape, gamma):
             torch.testing.assert_close(g.double(), w, rtol=1e-3, atol=1e-3)
 
 
-def test_bfloat16_inputs():
+def test_bfloat16_inputs(family):
     match, gap, sim, upstream = _case(1, 8, 30, 30)
     match, gap, sim = match.bfloat16(), gap.bfloat16(), sim.bfloat16()
     got = _fsd_and_grads(match, gap, upstream, "triton", gamma=0.1)
@@ -64,19 +72,21 @@ def test_bfloat16_inputs():
         torch.testing.assert_close(g.float(), w, rtol=1e-2, atol=1e-2)
 
 
-def test_4096_square_tables_work():
-    match, gap, sim, upstream = _case(2, 1, 4096, 4096)
+@pytest.mark.parametrize("size", [2048, 4096])
+def test_square_tables_up_to_4096_work(size):
+    """2048 is the tallest table of the rows kernels (BLOCK 2048, 16 warps); 4096 runs on the chunks."""
+    match, gap, sim, upstream = _case(2, 1, size, size)
     fsd = _fsd_and_grads(match, gap, upstream, "triton", gamma=0.1)
     lcs = _lcs_and_grads(sim * 0.1 + 0.85, upstream, "triton")
     for t in fsd + lcs:
         assert torch.isfinite(t).all()
-    # Cheap independent check of the value: a 4096 x 4096 hard LCS of a constant table is its
-    # length times the constant when everything matches.
-    ones = torch.full((1, 4096, 4096), 0.95, device="cuda")
-    assert kernels.lcs(ones).item() == pytest.approx(4096 * 0.95, rel=1e-3)
+    # Cheap independent check of the value: a square hard LCS of a constant table is its length
+    # times the constant when everything matches.
+    ones = torch.full((1, size, size), 0.95, device="cuda")
+    assert kernels.lcs(ones).item() == pytest.approx(size * 0.95, rel=1e-3)
 
 
-def test_repeated_runs_are_bitwise_identical():
+def test_repeated_runs_are_bitwise_identical(family):
     """No races: the wavefront's barriers make every run give exactly the same bits."""
     match, gap, sim, upstream = _case(3, 64, 257, 300)
     first = _fsd_and_grads(match, gap, upstream, "triton", gamma=0.1) + _lcs_and_grads(sim, upstream, "triton")
