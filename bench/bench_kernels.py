@@ -3,10 +3,14 @@
 GPU cases time with triton.testing.do_bench (CUDA events) into extra_info["gpu_ms"]; the
 pytest-benchmark wall-clock statistics synchronise the device around each call. The torch backend's
 GPU times come after the Triton grid, as their own cases (extra_info["torch_ms"])."""
+import contextlib
+import time
+
 import pytest
 import torch
 
 import kernels
+from kernels import triton_dp
 from bench import release_loops
 from bench.common import cuda_graph, cuda_kernel_count, gpu_ms, on_gpu, peak_mib, synchronized, time_once
 
@@ -82,16 +86,18 @@ def release_terms(fsd_a, fsd_b, lcs_a, lcs_b, backend="auto", cosine_backend="au
             kernels.lcs(sim, threshold=0.92, backend=backend))
 
 
-@pytest.mark.parametrize("implementation", ["ours", "ours-triton-cosine", "ours-cuda-graph", "release-loops"])
+@pytest.mark.parametrize("implementation", ["ours", "ours-triton-cosine", "ours-cuda-graph",
+                                            "ours-triton-cosine-cuda-graph", "release-loops"])
 def test_release_workload(benchmark, implementation):
     """16 pairs, FSD 5 x 5 + LCS 30 x 30, similarities included, forward + backward. On a GPU also
     the same step with the Triton cosine producer (2 launches per similarity instead of about 20:
     whether "auto" should pick it), and replayed from a CUDA graph (one launch instead of one per
-    kernel: how much of the step is launch overhead), each checked against the eager gradients."""
-    if implementation in ("ours-triton-cosine", "ours-cuda-graph") and DEVICE != "cuda":
+    kernel: how much of the step is launch overhead), with either producer, each checked against the
+    eager gradients."""
+    if implementation != "release-loops" and implementation != "ours" and DEVICE != "cuda":
         pytest.skip("needs a CUDA GPU")
     inputs = release_inputs(DEVICE)
-    cosine_backend = "triton" if implementation == "ours-triton-cosine" else "auto"
+    cosine_backend = "triton" if "triton-cosine" in implementation else "auto"
     with torch.no_grad():
         ours = release_terms(*inputs, cosine_backend=cosine_backend)
         release = (release_loops.fsd_release(inputs[0], inputs[1]), release_loops.lcs_release(inputs[2], inputs[3]))
@@ -118,7 +124,7 @@ def test_release_workload(benchmark, implementation):
             benchmark.extra_info["gpu_ms"] = gpu_ms(ours_step)
             benchmark.extra_info["gpu_kernels"] = cuda_kernel_count(ours_step)
         benchmark.pedantic(synchronized(ours_step), rounds=30, warmup_rounds=3)
-    elif implementation == "ours-cuda-graph":
+    elif implementation.endswith("cuda-graph"):
         eager = ours_step()
         replay, captured = cuda_graph(ours_step)
         replay()
@@ -153,8 +159,38 @@ def test_triton_grid(benchmark, op, mode, batch, length):
     reference = CUDA_REFERENCE_MS.get((batch, length)) if mode == "fwd+bwd" else None
     benchmark.extra_info.update({"op": op, "mode": mode, "B": batch, "L": length, "gpu_ms": ms,
                                  "gcell_s": batch * length * length / ms / 1e6, "peak_mib": peak_mib(run),
-                                 "vs_cuda_ref": reference / ms if reference else None})
+                                 "vs_cuda_ref": reference / ms if reference else None,
+                                 "family": triton_dp.kernel_family(length), "host_ms": host_ms(run)})
+    if mode == "fwd+bwd":  # the other family at the same point, in the same run
+        other = "chunks" if triton_dp.IMPLEMENTATION == "rows" else "rows"
+        with implementation(other):
+            if triton_dp.kernel_family(length) == other:
+                other_ms = gpu_ms(runner(op, mode, batch, length, "triton", "cuda"))
+                benchmark.extra_info.update({f"{other}_ms": other_ms})
     benchmark.pedantic(synchronized(run), rounds=10, warmup_rounds=2)
+
+
+@contextlib.contextmanager
+def implementation(name):
+    """kernels.triton_dp.IMPLEMENTATION set to `name` inside the block."""
+    before, triton_dp.IMPLEMENTATION = triton_dp.IMPLEMENTATION, name
+    try:
+        yield
+    finally:
+        triton_dp.IMPLEMENTATION = before
+
+
+def host_ms(fn, calls=20):
+    """Host (Python) ms per fn() call: back-to-back calls without synchronising, while the GPU queue
+    absorbs them. Near gpu_ms, the step waits on the host, not on the kernels."""
+    fn()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    elapsed = time.perf_counter() - start
+    torch.cuda.synchronize()
+    return 1e3 * elapsed / calls
 
 
 @pytest.mark.parametrize("batch,length", GRID, ids=[f"B{b}-L{n}" for b, n in GRID])

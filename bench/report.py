@@ -81,8 +81,10 @@ def tables(path):
         else:
             grid = grid.assign(torch_ms=float("nan"))
         grid = grid.assign(vs_torch=grid["torch_ms"] / grid["gpu_ms"])
+        # The other kernel family at the fwd+bwd points, and the host's share (cases that have them).
+        others = [c for c in ("family", "host_ms", "rows_ms", "chunks_ms") if c in grid and grid[c].notna().any()]
         out["Triton kernels on the GPU (do_bench median)"] = grid[
-            key + ["gpu_ms", "gcell_s", "peak_mib", "torch_ms", "vs_torch", "vs_cuda_ref"]]
+            key + ["gpu_ms", "gcell_s", "peak_mib", "torch_ms", "vs_torch", "vs_cuda_ref"] + others]
     skew = frame[frame["name"].str.startswith("test_triton_diagonal_major_inputs")]
     if len(skew):
         out["Diagonal-major inputs, forward (do_bench median)"] = skew[

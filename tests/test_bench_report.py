@@ -20,9 +20,9 @@ def gpu_json(tmp_path):
         _case("test_release_workload", "ours-cuda-graph", 0.3, device="cuda", backend="triton", gpu_ms=0.05),
         _case("test_release_workload", "release-loops", 2600.0, device="cuda", backend="triton"),
         _case("test_triton_grid", "fsd-fwd+bwd-B16-L32", 0.3, op="fsd", mode="fwd+bwd", B=16, L=32, gpu_ms=0.05,
-              gcell_s=0.33, peak_mib=1.0, vs_cuda_ref=1.10 / 0.05),
+              gcell_s=0.33, peak_mib=1.0, vs_cuda_ref=1.10 / 0.05, family="rows", host_ms=0.04, chunks_ms=0.5),
         _case("test_triton_grid", "lcs-fwd-B16-L32", 0.2, op="lcs", mode="fwd", B=16, L=32, gpu_ms=0.04, gcell_s=0.4,
-              peak_mib=1.0, vs_cuda_ref=None),
+              peak_mib=1.0, vs_cuda_ref=None, family="rows", host_ms=0.01),
         _case("test_torch_backend_gpu", "fsd-fwd+bwd-B16-L32", 9.0, op="fsd", mode="fwd+bwd", B=16, L=32, torch_ms=8.0),
         _case("test_torch_backend_gpu", "lcs-fwd-B16-L32", 3000.0, op="lcs", mode="fwd", B=16, L=32, torch_ms=None),
         _case("test_triton_diagonal_major_inputs", "fsd-B64-L2048", 3.0, op="fsd", B=64, L=2048, row_major_ms=4.0,
@@ -48,6 +48,7 @@ def test_gpu_tables_join_the_torch_times_to_the_triton_grid(gpu_json):
     fsd = grid[grid["op"] == "fsd"].iloc[0]
     assert fsd["torch_ms"] == 8.0 and fsd["vs_torch"] == pytest.approx(8.0 / 0.05)
     assert fsd["vs_cuda_ref"] == pytest.approx(22.0)
+    assert (fsd["family"], fsd["host_ms"], fsd["chunks_ms"]) == ("rows", 0.04, 0.5)
     lcs = grid[grid["op"] == "lcs"].iloc[0]  # timed once (no do_bench): the case's wall time
     assert lcs["torch_ms"] == 3000.0 and lcs["vs_torch"] == pytest.approx(3000.0 / 0.04) and pd.isna(lcs["vs_cuda_ref"])
     release = next(frame for title, frame in tables.items() if title.startswith("Release workload"))
