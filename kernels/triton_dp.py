@@ -1,15 +1,20 @@
 """The "triton" backend: FSD and LCS forward and backward, one program per video pair.
 
-Each program sweeps its pair's n x m table one anti-diagonal d = i + j at a time (1-indexed cells),
-lanes across the diagonal (chunks of BLOCK rows when it is longer), with a block barrier between
-diagonals. The only per-cell state is the table itself, stored diagonal-major and compact (N*M
-float32 per pair), so every diagonal is one contiguous, coalesced store and its neighbours are
-contiguous loads that hit cache. Inputs are read and gradients written in their own layout (any
-strides): consecutive diagonals walk along each row, so those sectors are reused from L1/L2.
+Each program sweeps its pair's n x m table one anti-diagonal d = i + j at a time (1-indexed cells).
+The table is stored diagonal-major and compact (N*M float32 per pair): the forward writes it, the
+backward recomputes each cell's soft-max weights from it. Two families (kernel_family):
 
-Backward is the reverse wavefront. Each cell recomputes its soft-max weights from the saved table
-(its three neighbours and its gap), then pushes adjoint x weight to its three predecessors through
-small per-pair ring buffers (3 + 2 + 2 rows of N + 2 floats), so no per-cell weights are stored.
+- "rows" (tables of up to MAX_ROWS_BLOCK rows): lane k holds row k + 1 on every diagonal, so a
+  cell's left neighbour is the lane's own last value, and its upper and diagonal neighbours are the
+  row above's last two, moved one lane down per diagonal (tl.gather). Nothing is exchanged through
+  global memory within a launch; the next diagonal's inputs are loaded while this one is computed.
+  Backward is the reverse wavefront with the adjoints in registers the same way: a cell's left push
+  stays in its lane, its up and diagonal pushes move one lane up (one shift carries both).
+- "chunks" (any size): lanes across the diagonal, BLOCK rows at a time, with a block barrier between
+  diagonals; the neighbours are re-read from the table, and the backward pushes adjoint x weight to
+  the predecessors through small per-pair ring buffers (3 + 2 + 2 rows of N + 2 floats).
+
+Inputs are read and gradients written in their own layout (any strides for the inputs).
 """
 import torch
 
@@ -530,9 +535,10 @@ def _launch_config(n_rows, n_cols):
 
 
 def _rows_launch_config(n_rows):
-    """BLOCK and num_warps of the "rows" kernels: one lane per row, so BLOCK >= N."""
+    """BLOCK and num_warps of the "rows" kernels: one lane per row, so BLOCK >= N; one row per thread
+    up to 16 warps (the fastest of 1-16 warps at every point swept on an H100: bench/RESULTS.md)."""
     block = max(triton.next_power_of_2(n_rows), 16)
-    return block, max(1, min(block // 128, 16))
+    return block, max(1, min(block // 32, 16))
 
 
 def kernel_family(n_rows):
