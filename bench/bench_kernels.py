@@ -170,6 +170,30 @@ def test_triton_grid(benchmark, op, mode, batch, length):
     benchmark.pedantic(synchronized(run), rounds=10, warmup_rounds=2)
 
 
+SKEWED_GRID = [(2048, 128), (256, 512), (1024, 512), (64, 2048)]
+
+
+@pytest.mark.parametrize("batch,length", SKEWED_GRID, ids=[f"B{b}-L{n}" for b, n in SKEWED_GRID])
+@pytest.mark.parametrize("op", ["fsd", "lcs"])
+def test_triton_skewed_tables(benchmark, monkeypatch, op, batch, length):
+    """Tuning lead (a) inside the API: forward + backward with the tables copied diagonal-major and
+    the gradients written diagonal-major (kernels.triton_dp.SKEW_MIN_CELLS reached), against the
+    row-major default in the same case; the copies are included. Results must be identical."""
+    if DEVICE != "cuda":
+        pytest.skip("needs a CUDA GPU")
+    row_major = runner(op, "fwd+bwd", batch, length, "triton", "cuda")
+    want = row_major()
+    row_ms = gpu_ms(row_major)
+    monkeypatch.setattr(triton_dp, "SKEW_MIN_CELLS", 1)
+    skewed = runner(op, "fwd+bwd", batch, length, "triton", "cuda")
+    for got, expected in zip(skewed(), want):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    skewed_ms = gpu_ms(skewed)
+    benchmark.extra_info.update(op=op, mode="fwd+bwd", B=batch, L=length, row_major_ms=row_ms, skewed_ms=skewed_ms,
+                                speedup=row_ms / skewed_ms, peak_mib=peak_mib(skewed))
+    benchmark.pedantic(synchronized(skewed), rounds=5, warmup_rounds=1)
+
+
 @contextlib.contextmanager
 def implementation(name):
     """kernels.triton_dp.IMPLEMENTATION set to `name` inside the block."""

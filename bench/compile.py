@@ -55,13 +55,15 @@ def _signature(kernel, dtype):
                **strides("m"), **strides("g"), "N": "i32", "M": "i32", "gamma": "fp32", "inv_gamma_log2": "fp32"}
     elif kernel == "fsd_bwd_kernel":
         sig = {"gap_ptr": x, "table_ptr": "*fp32", "grad_out_ptr": "*fp32", "grad_match_ptr": x, "grad_gap_ptr": x,
-               "ring_ptr": "*fp32", "len_ptr": "*i64", **strides("g"), "N": "i32", "M": "i32", "inv_gamma_log2": "fp32"}
+               "ring_ptr": "*fp32", "len_ptr": "*i64", **strides("g"), **strides("d"), "N": "i32", "M": "i32",
+               "inv_gamma_log2": "fp32"}
     elif kernel == "lcs_fwd_kernel":
         sig = {"sim_ptr": x, "table_ptr": "*fp32", "out_ptr": "*fp32", "len_ptr": "*i64", **strides("s"), "N": "i32",
                "M": "i32", "threshold": "fp32", "gamma": "fp32", "inv_gamma_log2": "fp32"}
     else:
         sig = {"sim_ptr": x, "table_ptr": "*fp32", "grad_out_ptr": "*fp32", "grad_sim_ptr": x, "ring_ptr": "*fp32",
-               "len_ptr": "*i64", **strides("s"), "N": "i32", "M": "i32", "threshold": "fp32", "inv_gamma_log2": "fp32"}
+               "len_ptr": "*i64", **strides("s"), **strides("d"), "N": "i32", "M": "i32", "threshold": "fp32",
+               "inv_gamma_log2": "fp32"}
     if rows:
         sig.pop("ring_ptr", None)  # the rows kernels keep their adjoints in registers
     return {**sig, "HAS_LENGTHS": "constexpr", "HARD": "constexpr", "BLOCK": "constexpr"}

@@ -89,6 +89,10 @@ def tables(path):
     if len(skew):
         out["Diagonal-major inputs, forward (do_bench median)"] = skew[
             ["op", "B", "L", "row_major_ms", "diagonal_major_ms", "speedup"]]
+    skewed = frame[frame["name"].str.startswith("test_triton_skewed_tables")]
+    if len(skewed):
+        out["Diagonal-major tables inside the API, forward + backward (do_bench median)"] = skewed[
+            ["op", "B", "L", "row_major_ms", "skewed_ms", "speedup", "peak_mib"]]
     tune = frame[frame["name"].str.startswith("test_launch_config")]
     if len(tune):
         out["Launch configuration sweep, forward + backward (do_bench median)"] = tune[

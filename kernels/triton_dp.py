@@ -28,6 +28,11 @@ _MAX_BLOCK = 1024
 # "rows" or "chunks" (see kernel_family); the benchmarks switch it to compare the two.
 IMPLEMENTATION = "rows"
 MAX_ROWS_BLOCK = 2048  # BLOCK 4096 spills (ptxas stack frames at 16 and 32 warps)
+# Tables of at least this many cells per pair (and at most twice as tall as wide) are copied
+# diagonal-major before the kernels read them, and their gradients are written diagonal-major, so
+# that each diagonal is one contiguous run instead of one element per row; None: never. Off until
+# measured on a GPU (bench/bench_kernels.py::test_triton_skewed_tables).
+SKEW_MIN_CELLS = None
 _LOG2E = 1.4426950408889634
 
 if triton is not None:
@@ -154,11 +159,12 @@ if triton is not None:
         gap_ptr,  # [B, N, M]
         table_ptr,  # [B, N*M] float32, from the forward
         grad_out_ptr,  # [B] float32
-        grad_match_ptr,  # [B, N, M] contiguous, zero-filled outside each pair's (n, m)
-        grad_gap_ptr,  # [B, N, M] contiguous, zero-filled outside each pair's (n, m)
+        grad_match_ptr,  # [B, N, M] zero-filled outside each pair's (n, m)
+        grad_gap_ptr,  # [B, N, M] the same layout as grad_match
         ring_ptr,  # [B, 7, N + 2] float32 scratch
         len_ptr,  # [B, 2] int64
         stride_gb, stride_gn, stride_gm,
+        stride_db, stride_dn, stride_dm,  # of both gradients
         N, M,
         inv_gamma_log2,
         HAS_LENGTHS: tl.constexpr,
@@ -169,8 +175,8 @@ if triton is not None:
         n, m = _pair_lengths(len_ptr, i_b, N, M, HAS_LENGTHS)
         p_table = table_ptr + i_b * N * M
         p_gap = gap_ptr + i_b * stride_gb
-        p_grad_match = grad_match_ptr + i_b * N * M
-        p_grad_gap = grad_gap_ptr + i_b * N * M
+        p_grad_match = grad_match_ptr + i_b * stride_db
+        p_grad_gap = grad_gap_ptr + i_b * stride_db
         stride_slot = N + 2
         p_ring = ring_ptr + i_b * 7 * stride_slot
         b_grad_out = tl.load(grad_out_ptr + i_b)
@@ -188,7 +194,7 @@ if triton is not None:
                 b_diag, b_up, b_left = _neighbours(p_table, i, j, mask, off_1, lo_1, off_2, lo_2)
                 w_diag, w_up, w_left = _fsd_weights(b_diag, b_up + b_gap, b_left + b_gap, inv_gamma_log2, HARD)
                 b_adj = _adjoint(p_ring, i, j, mask, n, m, d, stride_slot, b_grad_out)
-                p_cell = (i - 1) * M + (j - 1)
+                p_cell = (i - 1).to(tl.int64) * stride_dn + (j - 1) * stride_dm
                 tl.store(p_grad_match + p_cell, b_adj.to(grad_match_ptr.dtype.element_ty), mask=mask)
                 tl.store(p_grad_gap + p_cell, (b_adj * (w_up + w_left)).to(grad_gap_ptr.dtype.element_ty),
                          mask=mask)
@@ -247,10 +253,11 @@ if triton is not None:
         sim_ptr,  # [B, N, M]
         table_ptr,  # [B, N*M] float32, from the forward
         grad_out_ptr,  # [B] float32
-        grad_sim_ptr,  # [B, N, M] contiguous, zero-filled outside each pair's (n, m)
+        grad_sim_ptr,  # [B, N, M] zero-filled outside each pair's (n, m)
         ring_ptr,  # [B, 7, N + 2] float32 scratch
         len_ptr,  # [B, 2] int64
         stride_sb, stride_sn, stride_sm,
+        stride_db, stride_dn, stride_dm,  # of grad_sim
         N, M,
         threshold,
         inv_gamma_log2,
@@ -262,7 +269,7 @@ if triton is not None:
         n, m = _pair_lengths(len_ptr, i_b, N, M, HAS_LENGTHS)
         p_table = table_ptr + i_b * N * M
         p_sim = sim_ptr + i_b * stride_sb
-        p_grad_sim = grad_sim_ptr + i_b * N * M
+        p_grad_sim = grad_sim_ptr + i_b * stride_db
         stride_slot = N + 2
         p_ring = ring_ptr + i_b * 7 * stride_slot
         b_grad_out = tl.load(grad_out_ptr + i_b)
@@ -286,7 +293,8 @@ if triton is not None:
                 b_adj = _adjoint(p_ring, i, j, mask, n, m, d, stride_slot, b_grad_out)
                 b_through = tl.where(matched, b_adj, 0.0)
                 b_skipped = b_adj - b_through
-                tl.store(p_grad_sim + (i - 1) * M + (j - 1), b_through.to(grad_sim_ptr.dtype.element_ty), mask=mask)
+                tl.store(p_grad_sim + (i - 1).to(tl.int64) * stride_dn + (j - 1) * stride_dm,
+                         b_through.to(grad_sim_ptr.dtype.element_ty), mask=mask)
                 _push(p_ring, i, mask, d, stride_slot, b_through, b_skipped * w_up, b_skipped * (1.0 - w_up))
             tl.debug_barrier()
             off_0 = off_1
@@ -381,10 +389,11 @@ if triton is not None:
         gap_ptr,  # [B, N, M]
         table_ptr,  # [B, N*M] float32, from the forward
         grad_out_ptr,  # [B] float32
-        grad_match_ptr,  # [B, N, M] contiguous, zero-filled outside each pair's (n, m)
-        grad_gap_ptr,  # [B, N, M] contiguous, zero-filled outside each pair's (n, m)
+        grad_match_ptr,  # [B, N, M] zero-filled outside each pair's (n, m)
+        grad_gap_ptr,  # [B, N, M] the same layout as grad_match
         len_ptr,  # [B, 2] int64
         stride_gb, stride_gn, stride_gm,
+        stride_db, stride_dn, stride_dm,  # of both gradients
         N, M,
         inv_gamma_log2,
         HAS_LENGTHS: tl.constexpr,
@@ -397,8 +406,8 @@ if triton is not None:
         lanes = tl.arange(0, BLOCK)
         i = lanes + 1
         p_gap = gap_ptr + i_b * stride_gb + (lanes * stride_gn).to(tl.int64)
-        p_grad_match = grad_match_ptr + i_b * N * M + (lanes * M).to(tl.int64)
-        p_grad_gap = grad_gap_ptr + i_b * N * M + (lanes * M).to(tl.int64)
+        p_grad_match = grad_match_ptr + i_b * stride_db + lanes.to(tl.int64) * stride_dn
+        p_grad_gap = grad_gap_ptr + i_b * stride_db + lanes.to(tl.int64) * stride_dn
         b_grad_out = tl.load(grad_out_ptr + i_b)
         # Adjoint flowing into each lane's cell of the current diagonal from the two after it, and
         # the diagonal pushes of the last diagonal, still to be moved up one row.
@@ -419,8 +428,9 @@ if triton is not None:
             b_g = b_gap.to(tl.float32)
             w_diag, w_up, w_left = _fsd_weights(b_diag, b_up + b_g, b_left + b_g, inv_gamma_log2, HARD)
             b_adj = tl.where(active, b_incoming + tl.where((i == n) & (j == m), b_grad_out, 0.0), 0.0)
-            tl.store(p_grad_match + (j - 1), b_adj.to(grad_match_ptr.dtype.element_ty), mask=active)
-            tl.store(p_grad_gap + (j - 1), (b_adj * (w_up + w_left)).to(grad_gap_ptr.dtype.element_ty), mask=active)
+            tl.store(p_grad_match + (j - 1) * stride_dm, b_adj.to(grad_match_ptr.dtype.element_ty), mask=active)
+            tl.store(p_grad_gap + (j - 1) * stride_dm, (b_adj * (w_up + w_left)).to(grad_gap_ptr.dtype.element_ty),
+                     mask=active)
             # C[i, j-1] gets the left push in this lane; C[i-1, j] the up push and C[i-1, j-1]
             # (two diagonals on) the diagonal push, both from the row below: one shift carries both.
             b_incoming = b_adj * w_left + _from_row_below(b_adj * w_up + b_pending_diag, lanes, BLOCK)
@@ -482,9 +492,10 @@ if triton is not None:
         sim_ptr,  # [B, N, M]
         table_ptr,  # [B, N*M] float32, from the forward
         grad_out_ptr,  # [B] float32
-        grad_sim_ptr,  # [B, N, M] contiguous, zero-filled outside each pair's (n, m)
+        grad_sim_ptr,  # [B, N, M] zero-filled outside each pair's (n, m)
         len_ptr,  # [B, 2] int64
         stride_sb, stride_sn, stride_sm,
+        stride_db, stride_dn, stride_dm,  # of grad_sim
         N, M,
         threshold,
         inv_gamma_log2,
@@ -498,7 +509,7 @@ if triton is not None:
         lanes = tl.arange(0, BLOCK)
         i = lanes + 1
         p_sim = sim_ptr + i_b * stride_sb + (lanes * stride_sn).to(tl.int64)
-        p_grad_sim = grad_sim_ptr + i_b * N * M + (lanes * M).to(tl.int64)
+        p_grad_sim = grad_sim_ptr + i_b * stride_db + lanes.to(tl.int64) * stride_dn
         b_grad_out = tl.load(grad_out_ptr + i_b)
         b_incoming = tl.zeros([BLOCK], tl.float32)
         b_pending_diag = tl.zeros([BLOCK], tl.float32)
@@ -521,7 +532,7 @@ if triton is not None:
             b_adj = tl.where(active, b_incoming + tl.where((i == n) & (j == m), b_grad_out, 0.0), 0.0)
             b_through = tl.where(matched, b_adj, 0.0)
             b_skipped = b_adj - b_through
-            tl.store(p_grad_sim + (j - 1), b_through.to(grad_sim_ptr.dtype.element_ty), mask=active)
+            tl.store(p_grad_sim + (j - 1) * stride_dm, b_through.to(grad_sim_ptr.dtype.element_ty), mask=active)
             b_incoming = b_skipped * (1.0 - w_up) + _from_row_below(b_skipped * w_up + b_pending_diag, lanes, BLOCK)
             b_pending_diag = b_through
             b_sim, b_up, b_left = b_sim_next, b_up_next, b_left_next
@@ -546,6 +557,34 @@ def kernel_family(n_rows):
     registers, passed one lane down per diagonal) up to MAX_ROWS_BLOCK rows when IMPLEMENTATION is
     "rows", else "chunks" (the previous diagonals are re-read from the table in global memory)."""
     return "rows" if IMPLEMENTATION == "rows" and n_rows <= MAX_ROWS_BLOCK else "chunks"
+
+
+def skews(shape):
+    """Whether a [B, N, M] table is read and differentiated diagonal-major (SKEW_MIN_CELLS)."""
+    _, n_rows, n_cols = shape
+    return SKEW_MIN_CELLS is not None and n_rows * n_cols >= SKEW_MIN_CELLS and n_rows <= 2 * n_cols
+
+
+def diagonal_major_empty(shape, dtype, device, zero=False):
+    """A [B, N, M] tensor (uninitialised, or zeros) whose anti-diagonals are contiguous: cell (i, j)
+    of a pair at (i + j) * N + i of a (N + M - 1) * N buffer, strides (N + 1, N)."""
+    batch, n_rows, n_cols = shape
+    span = (n_rows + n_cols - 1) * n_rows
+    buffer = (torch.zeros if zero else torch.empty)(batch, span, dtype=dtype, device=device)
+    return buffer.as_strided(shape, (span, n_rows + 1, n_rows))
+
+
+def to_diagonal_major(x):
+    """A diagonal-major copy of x [B, N, M] (see diagonal_major_empty)."""
+    return diagonal_major_empty(x.shape, x.dtype, x.device).copy_(x)
+
+
+def _gradient_like(shape, dtype, device, lengths, skew):
+    """An output gradient: diagonal-major when `skew`; zeros where the kernel leaves cells out (outside
+    each pair's (n, m) when there are lengths)."""
+    if skew:
+        return diagonal_major_empty(shape, dtype, device, zero=lengths is not None)
+    return (torch.empty if lengths is None else torch.zeros)(shape, dtype=dtype, device=device)
 
 
 def _inv_gamma_log2(gamma):
@@ -578,13 +617,12 @@ def fsd_fwd(match, gap, gamma, lengths):
     return out, table
 
 
-def fsd_bwd(grad_out, gap, table, gamma, lengths, match_dtype):
-    """Gradients [B, N, M] of sum(grad_out * value) w.r.t. match and gap."""
+def fsd_bwd(grad_out, gap, table, gamma, lengths, match_dtype, skew=False):
+    """Gradients [B, N, M] of sum(grad_out * value) w.r.t. match and gap (diagonal-major when skew)."""
     batch, n_rows, n_cols = gap.shape
     # The kernel writes every cell inside each pair's (n, m); only cells outside need zeros.
-    fill = torch.empty if lengths is None else torch.zeros
-    grad_match = fill(gap.shape, dtype=match_dtype, device=gap.device)
-    grad_gap = fill(gap.shape, dtype=gap.dtype, device=gap.device)
+    grad_match = _gradient_like(gap.shape, match_dtype, gap.device, lengths, skew)
+    grad_gap = _gradient_like(gap.shape, gap.dtype, gap.device, lengths, skew)
     if batch == 0:
         return grad_match, grad_gap
     family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, gap.shape, gap.device)
@@ -592,11 +630,11 @@ def fsd_bwd(grad_out, gap, table, gamma, lengths, match_dtype):
     options = dict(HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block, num_warps=num_warps)
     if family == "rows":
         fsd_bwd_rows_kernel[(batch,)](gap, table, grad_out, grad_match, grad_gap, len_arg, *gap.stride(),
-                                      n_rows, n_cols, _inv_gamma_log2(gamma), **options)
+                                      *grad_match.stride(), n_rows, n_cols, _inv_gamma_log2(gamma), **options)
         return grad_match, grad_gap
     ring = torch.empty(batch, 7, n_rows + 2, dtype=torch.float32, device=gap.device)
     fsd_bwd_kernel[(batch,)](gap, table, grad_out, grad_match, grad_gap, ring, len_arg, *gap.stride(),
-                             n_rows, n_cols, _inv_gamma_log2(gamma), **options)
+                             *grad_match.stride(), n_rows, n_cols, _inv_gamma_log2(gamma), **options)
     return grad_match, grad_gap
 
 
@@ -615,23 +653,22 @@ def lcs_fwd(sim, threshold, gamma, lengths):
     return out, table
 
 
-def lcs_bwd(grad_out, sim, table, threshold, gamma, lengths):
-    """Gradient [B, N, M] of sum(grad_out * value) w.r.t. sim."""
+def lcs_bwd(grad_out, sim, table, threshold, gamma, lengths, skew=False):
+    """Gradient [B, N, M] of sum(grad_out * value) w.r.t. sim (diagonal-major when skew)."""
     batch, n_rows, n_cols = sim.shape
-    fill = torch.empty if lengths is None else torch.zeros  # see fsd_bwd
-    grad_sim = fill(sim.shape, dtype=sim.dtype, device=sim.device)
+    grad_sim = _gradient_like(sim.shape, sim.dtype, sim.device, lengths, skew)  # see fsd_bwd
     if batch == 0:
         return grad_sim
     family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, sim.shape, sim.device)
     grad_out = grad_out.float().contiguous()
     options = dict(HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block, num_warps=num_warps)
     if family == "rows":
-        lcs_bwd_rows_kernel[(batch,)](sim, table, grad_out, grad_sim, len_arg, *sim.stride(), n_rows, n_cols,
-                                      threshold, _inv_gamma_log2(gamma), **options)
+        lcs_bwd_rows_kernel[(batch,)](sim, table, grad_out, grad_sim, len_arg, *sim.stride(), *grad_sim.stride(),
+                                      n_rows, n_cols, threshold, _inv_gamma_log2(gamma), **options)
         return grad_sim
     ring = torch.empty(batch, 7, n_rows + 2, dtype=torch.float32, device=sim.device)
-    lcs_bwd_kernel[(batch,)](sim, table, grad_out, grad_sim, ring, len_arg, *sim.stride(), n_rows, n_cols,
-                             threshold, _inv_gamma_log2(gamma), **options)
+    lcs_bwd_kernel[(batch,)](sim, table, grad_out, grad_sim, ring, len_arg, *sim.stride(), *grad_sim.stride(),
+                             n_rows, n_cols, threshold, _inv_gamma_log2(gamma), **options)
     return grad_sim
 
 
@@ -644,6 +681,9 @@ class FSDTriton(torch.autograd.Function):
     @staticmethod
     def forward(ctx, match, gap, gamma, lengths):
         _require_triton()
+        ctx.skew = skews(match.shape)
+        if ctx.skew:
+            match, gap = to_diagonal_major(match), to_diagonal_major(gap)
         out, table = fsd_fwd(match, gap, gamma, lengths)
         ctx.save_for_backward(gap, table, lengths)
         ctx.gamma, ctx.match_dtype = gamma, match.dtype
@@ -652,7 +692,7 @@ class FSDTriton(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         gap, table, lengths = ctx.saved_tensors
-        grad_match, grad_gap = fsd_bwd(grad_out, gap, table, ctx.gamma, lengths, ctx.match_dtype)
+        grad_match, grad_gap = fsd_bwd(grad_out, gap, table, ctx.gamma, lengths, ctx.match_dtype, ctx.skew)
         return grad_match, grad_gap, None, None
 
 
@@ -660,6 +700,9 @@ class LCSTriton(torch.autograd.Function):
     @staticmethod
     def forward(ctx, sim, threshold, gamma, lengths):
         _require_triton()
+        ctx.skew = skews(sim.shape)
+        if ctx.skew:
+            sim = to_diagonal_major(sim)
         out, table = lcs_fwd(sim, threshold, gamma, lengths)
         ctx.save_for_backward(sim, table, lengths)
         ctx.threshold, ctx.gamma = threshold, gamma
@@ -668,5 +711,5 @@ class LCSTriton(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         sim, table, lengths = ctx.saved_tensors
-        return lcs_bwd(grad_out, sim, table, ctx.threshold, ctx.gamma, lengths), None, None, None
+        return lcs_bwd(grad_out, sim, table, ctx.threshold, ctx.gamma, lengths, ctx.skew), None, None, None
 

@@ -27,6 +27,8 @@ def gpu_json(tmp_path):
         _case("test_torch_backend_gpu", "lcs-fwd-B16-L32", 3000.0, op="lcs", mode="fwd", B=16, L=32, torch_ms=None),
         _case("test_triton_diagonal_major_inputs", "fsd-B64-L2048", 3.0, op="fsd", B=64, L=2048, row_major_ms=4.0,
               diagonal_major_ms=2.0, speedup=2.0),
+        _case("test_triton_skewed_tables", "fsd-B256-L512", 3.0, op="fsd", mode="fwd+bwd", B=256, L=512,
+              row_major_ms=5.0, skewed_ms=2.5, speedup=2.0, peak_mib=900.0),
         _case("test_launch_config", "fsd-B256-L512", 1.0, op="fsd", B=256, L=512, default_block=512, default_warps=8,
               default_ms=1.2, best_block=256, best_warps=4, best_ms=1.0, best_speedup=1.2,
               configs=[{"block": 256, "num_warps": 4, "ms": 1.0, "vs_default": 1.2}]),
@@ -57,6 +59,8 @@ def test_gpu_tables_join_the_torch_times_to_the_triton_grid(gpu_json):
     assert list(release["speed-up"]) == pytest.approx([2600.0 / 0.2, 2600.0 / 0.05])
     skew = next(frame for title, frame in tables.items() if title.startswith("Diagonal-major")).iloc[0]
     assert (skew["row_major_ms"], skew["diagonal_major_ms"], skew["speedup"]) == (4.0, 2.0, 2.0)
+    skewed = next(frame for title, frame in tables.items() if title.startswith("Diagonal-major tables")).iloc[0]
+    assert (skewed["row_major_ms"], skewed["skewed_ms"], skewed["speedup"]) == (5.0, 2.5, 2.0)
     tune = next(frame for title, frame in tables.items() if title.startswith("Launch configuration")).iloc[0]
     assert (tune["best_block"], tune["best_warps"], tune["best_speedup"]) == (256, 4, 1.2)
     step = next(frame for title, frame in tables.items() if title.startswith("Training step"))
@@ -67,8 +71,9 @@ def test_report_prints_every_table_and_appends_csv_rows(gpu_json, tmp_path, caps
     report.print_report(gpu_json, csv_dir=tmp_path / "csv")
     printed = capsys.readouterr().out
     assert "NVIDIA H100" in printed and "Triton kernels on the GPU" in printed and "Training step" in printed
+    assert "Diagonal-major tables inside the API" in printed
     rows = pd.read_csv(tmp_path / "csv" / "benchmarks.csv")
-    assert len(rows) == 11 and set(rows["device"]) == {"NVIDIA H100"}
+    assert len(rows) == 12 and set(rows["device"]) == {"NVIDIA H100"}
 
 
 def test_grid_without_torch_cases_still_reports(gpu_json):

@@ -139,6 +139,38 @@ def test_triton_chunks_long_diagonals(monkeypatch, gamma):
     _lcs_check(sim, upstream, 0.92, gamma, None, "triton", torch.float32, 1e-5, 1e-5)
 
 
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_triton_skewed_tables_match_naive(family, monkeypatch, with_lengths):
+    """Past SKEW_MIN_CELLS the inputs are copied diagonal-major and the gradients are written in that
+    layout: values and gradients still equal the specification's."""
+    monkeypatch.setattr(triton_dp, "SKEW_MIN_CELLS", 1)
+    for seed, (batch, n_rows, n_cols) in enumerate([(2, 7, 4), (3, 5, 9), (2, 1, 6)]):
+        match, gap, upstream, gen = _fsd_case(20 + seed, batch, n_rows, n_cols)
+        lengths = _random_lengths(gen, batch, n_rows, n_cols) if with_lengths else None
+        _fsd_check(match, gap, upstream, 0.1, lengths, "triton", torch.float32, 1e-5, 1e-5)
+        sim, upstream, gen = _lcs_case(30 + seed, batch, n_rows, n_cols)
+        lengths = _random_lengths(gen, batch, n_rows, n_cols) if with_lengths else None
+        _lcs_check(sim, upstream, 0.92, 0.0, lengths, "triton", torch.float32, 1e-5, 1e-5)
+
+
+def test_skewed_tables_are_the_wide_enough_ones_past_the_threshold(monkeypatch):
+    """Diagonal-major copies are made from SKEW_MIN_CELLS cells per pair on, for tables at most twice
+    as tall as wide (taller ones would pad each diagonal to N rows: up to N times the memory); the
+    backward then writes its gradient in that layout (strides (N + 1, N))."""
+    assert not triton_dp.skews((2, 64, 64))  # off by default
+    monkeypatch.setattr(triton_dp, "SKEW_MIN_CELLS", 28)
+    assert triton_dp.skews((2, 7, 4)) and triton_dp.skews((2, 4, 7))
+    assert not triton_dp.skews((2, 9, 4)) and not triton_dp.skews((2, 3, 9))
+    sim = torch.rand(2, 7, 4, device=TRITON_DEVICE)
+    skewed = triton_dp.to_diagonal_major(sim)
+    assert skewed.stride() == (70, 8, 7) and torch.equal(skewed, sim)
+    _, table = triton_dp.lcs_fwd(skewed, 0.5, 0.0, None)
+    upstream = torch.randn(2, device=TRITON_DEVICE)
+    grad = triton_dp.lcs_bwd(upstream, skewed, table, 0.5, 0.0, None, skew=True)
+    assert grad.stride() == (70, 8, 7)
+    assert torch.equal(grad, triton_dp.lcs_bwd(upstream, sim, table, 0.5, 0.0, None))
+
+
 def test_rows_family_leaves_taller_tables_to_the_chunks(monkeypatch):
     """Above MAX_ROWS_BLOCK rows (one lane per row would not fit) the chunk kernels take over."""
     monkeypatch.setattr(triton_dp, "IMPLEMENTATION", "rows")
