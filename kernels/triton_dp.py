@@ -539,16 +539,32 @@ if triton is not None:
             off_1 = off_2
 
 
+def next_power_of_2(n):
+    """The smallest power of two >= n (n >= 1), in plain Python: triton.next_power_of_2 is a
+    constexpr function whose call costs microseconds on every launch."""
+    return 1 << (n - 1).bit_length()
+
+
+_NO_LENGTHS = {}
+
+
+def _no_lengths(device):
+    """The placeholder lengths argument of launches without lengths (never read), one per device."""
+    if device not in _NO_LENGTHS:
+        _NO_LENGTHS[device] = torch.zeros(1, 2, dtype=torch.long, device=device)
+    return _NO_LENGTHS[device]
+
+
 def _launch_config(n_rows, n_cols):
     """BLOCK and num_warps of the "chunks" kernels: lanes over the diagonal, BLOCK rows at a time."""
-    block = min(triton.next_power_of_2(min(n_rows, n_cols)), _MAX_BLOCK)
+    block = min(next_power_of_2(min(n_rows, n_cols)), _MAX_BLOCK)
     return block, max(1, min(block // 64, 8))
 
 
 def _rows_launch_config(n_rows):
     """BLOCK and num_warps of the "rows" kernels: one lane per row, so BLOCK >= N; one row per thread
     up to 16 warps (the fastest of 1-16 warps at every point swept on an H100: bench/RESULTS.md)."""
-    block = max(triton.next_power_of_2(n_rows), 16)
+    block = max(next_power_of_2(n_rows), 16)
     return block, max(1, min(block // 32, 16))
 
 
@@ -597,7 +613,7 @@ def _launch_args(lengths, shape, device):
     family = kernel_family(n_rows)
     block, num_warps = _rows_launch_config(n_rows) if family == "rows" else _launch_config(n_rows, n_cols)
     if lengths is None:
-        return family, torch.empty(1, 2, dtype=torch.long, device=device), False, block, num_warps
+        return family, _no_lengths(device), False, block, num_warps
     return family, lengths.contiguous(), True, block, num_warps
 
 

@@ -153,6 +153,11 @@ def test_triton_skewed_tables_match_naive(family, monkeypatch, with_lengths):
         _lcs_check(sim, upstream, 0.92, 0.0, lengths, "triton", torch.float32, 1e-5, 1e-5)
 
 
+def test_launch_sizes_round_up_to_powers_of_two_as_triton_does():
+    triton = pytest.importorskip("triton")
+    assert [triton_dp.next_power_of_2(n) for n in range(1, 5000)] == [triton.next_power_of_2(n) for n in range(1, 5000)]
+
+
 def test_skewed_tables_are_the_wide_enough_ones_past_the_threshold(monkeypatch):
     """Diagonal-major copies are made from SKEW_MIN_CELLS cells per pair on, for tables at most twice
     as tall as wide (taller ones would pad each diagonal to N rows: up to N times the memory); the
