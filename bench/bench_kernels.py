@@ -12,7 +12,7 @@ import torch
 import kernels
 from kernels import triton_dp
 from bench import release_loops
-from bench.common import cuda_graph, cuda_kernel_count, gpu_ms, on_gpu, peak_mib, synchronized, time_once
+from bench.common import RESULTS_DIR, cuda_graph, cuda_kernel_count, gpu_ms, on_gpu, peak_mib, synchronized, time_once
 
 GRID = [(16, 32), (256, 32), (4096, 32), (16, 128), (256, 128), (2048, 128), (16, 512), (256, 512),
         (1024, 512), (64, 2048)]
@@ -168,6 +168,38 @@ def test_triton_grid(benchmark, op, mode, batch, length):
                 other_ms = gpu_ms(runner(op, mode, batch, length, "triton", "cuda"))
                 benchmark.extra_info.update({f"{other}_ms": other_ms})
     benchmark.pedantic(synchronized(run), rounds=10, warmup_rounds=2)
+
+
+@pytest.mark.parametrize("op", ["fsd", "lcs"])
+def test_host_profile(benchmark, op):
+    """Where the host's time per forward + backward call goes at a small, host-bound point (B = 16,
+    L = 32): cProfile of 200 calls, the functions with the most own time into extra_info and the full
+    listing into bench/results/host-profile-<op>.txt. The backward's Python runs on autograd's CUDA
+    device thread, which cProfile does not follow: it shows as the own time of run_backward."""
+    if DEVICE != "cuda":
+        pytest.skip("needs a CUDA GPU")
+    import cProfile
+    import io
+    import pstats
+    run = runner(op, "fwd+bwd", 16, 32, "triton", "cuda")
+    run()
+    torch.cuda.synchronize()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(200):
+        run()
+    profiler.disable()
+    torch.cuda.synchronize()
+    listing = io.StringIO()
+    stats = pstats.Stats(profiler, stream=listing).sort_stats("tottime")
+    stats.print_stats(25)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    (RESULTS_DIR / f"host-profile-{op}.txt").write_text(listing.getvalue())
+    top = sorted(stats.stats.items(), key=lambda item: -item[1][2])[:8]  # (file, line, name): (cc, nc, tt, ct, ...)
+    benchmark.extra_info.update(op=op, B=16, L=32, host_ms=host_ms(run), top_own_us_per_call={
+        f"{name} ({file.rsplit('/', 1)[-1]}:{line})": round(1e6 * own / 200, 1)
+        for (file, line, name), (_, _, own, _, _) in top})
+    benchmark.pedantic(synchronized(run), rounds=5, warmup_rounds=1)
 
 
 SKEWED_GRID = [(2048, 128), (256, 512), (1024, 512), (64, 2048)]

@@ -43,7 +43,7 @@ run_stage() {
     rc=$?
     printf '%s\t%s\t%s\n' "$name" "$rc" "$(( $(date +%s) - start ))" | tee -a "$OUT/stages.tsv"
     if [ "$OUT" != bench/results ]; then
-        cp bench/results/*.json bench/results/*.jsonl bench/results/*.csv "$OUT"/ 2>/dev/null
+        cp bench/results/*.json bench/results/*.jsonl bench/results/*.csv bench/results/*.txt "$OUT"/ 2>/dev/null
     fi
     return $rc
 }

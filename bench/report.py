@@ -93,6 +93,11 @@ def tables(path):
     if len(skewed):
         out["Diagonal-major tables inside the API, forward + backward (do_bench median)"] = skewed[
             ["op", "B", "L", "row_major_ms", "skewed_ms", "speedup", "peak_mib"]]
+    host = frame[frame["name"].str.startswith("test_host_profile")]
+    if len(host):
+        out["Host time per forward + backward call at B = 16, L = 32 (cProfile, own time)"] = pd.DataFrame(
+            [{"op": row["op"], "host_ms": row["host_ms"], "function": function, "us per call": us}
+             for _, row in host.iterrows() for function, us in row["top_own_us_per_call"].items()])
     tune = frame[frame["name"].str.startswith("test_launch_config")]
     if len(tune):
         out["Launch configuration sweep, forward + backward (do_bench median)"] = tune[
