@@ -4,7 +4,7 @@
 # the machine's own python3 (the GPU machines have torch, Triton, pytest and pytest-benchmark but no
 # package index), or $PYTHON.
 #
-# Usage from the repo root: bash bench/gpu_check.sh [STAGE ...], stages tests kernels step eval recipe
+# Usage from the repo root: bash bench/gpu_check.sh [STAGE ...], stages tests step kernels eval recipe
 # (default: these five, in that order), recipe-inline (the recipe with its epoch ends in line) and
 # tune (launch configuration sweep) only when named. Each stage has its own time limit
 # (LIMIT_<STAGE> seconds; the defaults of the five sum to 500 s, under one device call), so a slow
@@ -24,7 +24,7 @@ mkdir -p "$OUT" bench/results
 exec > >(tee -a "$OUT/gpu_check.log") 2>&1
 
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(tests kernels step eval recipe)
+[ ${#stages[@]} -eq 0 ] && stages=(tests step kernels eval recipe)
 declare -A limit=([tests]="${LIMIT_TESTS:-200}" [kernels]="${LIMIT_KERNELS:-140}" [step]="${LIMIT_STEP:-45}"
                   [eval]="${LIMIT_EVAL:-55}" [recipe]="${LIMIT_RECIPE:-60}" [recipe-inline]="${LIMIT_RECIPE_INLINE:-40}"
                   [tune]="${LIMIT_TUNE:-240}")
