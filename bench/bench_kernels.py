@@ -202,6 +202,37 @@ def test_host_profile(benchmark, op):
     benchmark.pedantic(synchronized(run), rounds=5, warmup_rounds=1)
 
 
+PREFETCH_GRID = [(2048, 128), (256, 512), (1024, 512), (64, 2048)]
+PREFETCH_DEPTHS = [1, 2, 4]
+
+
+@pytest.mark.parametrize("batch,length", PREFETCH_GRID, ids=[f"B{b}-L{n}" for b, n in PREFETCH_GRID])
+@pytest.mark.parametrize("op", ["fsd", "lcs"])
+def test_rows_prefetch_depth(benchmark, monkeypatch, op, batch, length):
+    """The rows kernels with their inputs loaded 1, 2 or 4 diagonals ahead (ROWS_PREFETCH; 2 at most
+    past 1024 rows), forward + backward, in the same case; results must be identical."""
+    if DEVICE != "cuda":
+        pytest.skip("needs a CUDA GPU")
+    monkeypatch.setattr(triton_dp, "IMPLEMENTATION", "rows")
+    times, want = {}, None
+    for depth in PREFETCH_DEPTHS:
+        monkeypatch.setattr(triton_dp, "ROWS_PREFETCH", depth)
+        run = runner(op, "fwd+bwd", batch, length, "triton", "cuda")
+        got = run()
+        if want is None:
+            want = got
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, rtol=0, atol=0)
+        times[depth] = gpu_ms(run)
+    best = min(times, key=times.get)
+    benchmark.extra_info.update(op=op, mode="fwd+bwd", B=batch, L=length, **{f"prefetch_{d}_ms": t for d, t in
+                                                                               times.items()},
+                                best_prefetch=best, best_speedup=times[1] / times[best])
+    monkeypatch.setattr(triton_dp, "ROWS_PREFETCH", best)
+    benchmark.pedantic(synchronized(runner(op, "fwd+bwd", batch, length, "triton", "cuda")), rounds=5,
+                       warmup_rounds=1)
+
+
 SKEWED_GRID = [(2048, 128), (256, 512), (1024, 512), (64, 2048)]
 
 

@@ -64,24 +64,40 @@ def _signature(kernel, dtype):
         sig = {"sim_ptr": x, "table_ptr": "*fp32", "grad_out_ptr": "*fp32", "grad_sim_ptr": x, "ring_ptr": "*fp32",
                "len_ptr": "*i64", **strides("s"), **strides("d"), "N": "i32", "M": "i32", "threshold": "fp32",
                "inv_gamma_log2": "fp32"}
+    sig = {**sig, "HAS_LENGTHS": "constexpr", "HARD": "constexpr", "BLOCK": "constexpr"}
     if rows:
         sig.pop("ring_ptr", None)  # the rows kernels keep their adjoints in registers
-    return {**sig, "HAS_LENGTHS": "constexpr", "HARD": "constexpr", "BLOCK": "constexpr"}
+        sig["PREFETCH"] = "constexpr"
+    return sig
+
+
+def rows_configs():
+    """(BLOCK, num_warps, PREFETCH) of the rows kernels to compile: the smallest and the largest block
+    at the default prefetch depth, and the deepest the API launches at 1024 and at the largest block,
+    where extra registers are likeliest to spill."""
+    from kernels.triton_dp import MAX_ROWS_BLOCK, ROWS_PREFETCH, _rows_launch_config, rows_prefetch
+    configs = []
+    for rows, depth in ((1, ROWS_PREFETCH), (MAX_ROWS_BLOCK, ROWS_PREFETCH), (1024, 4), (MAX_ROWS_BLOCK, 4)):
+        block, warps = _rows_launch_config(rows)
+        config = (block, warps, rows_prefetch(block, depth))
+        if config not in configs:
+            configs.append(config)
+    return configs
 
 
 def variants():
     """Every (kernel, cc, dtype, hard, has_lengths, block, num_warps) the API can launch, at the
     smallest and the largest block."""
     from kernels.cosine import MAX_ROWS, launch_config
-    from kernels.triton_dp import _MAX_BLOCK, MAX_ROWS_BLOCK, _launch_config, _rows_launch_config
-    blocks = [_launch_config(1, 1), _launch_config(_MAX_BLOCK, _MAX_BLOCK)]
-    rows_blocks = [_rows_launch_config(1), _rows_launch_config(MAX_ROWS_BLOCK)]
-    dp = [(kernel, cc, dtype, hard, lengths, block, warps)
+    from kernels.triton_dp import _MAX_BLOCK, _launch_config
+    blocks = [_launch_config(1, 1) + (None,), _launch_config(_MAX_BLOCK, _MAX_BLOCK) + (None,)]
+    rows_blocks = rows_configs()
+    dp = [(kernel, cc, dtype, hard, lengths, block, warps, prefetch)
           for family, family_blocks in ((KERNELS, blocks), (ROWS_KERNELS, rows_blocks))
-          for kernel, cc, dtype, hard, lengths, (block, warps) in itertools.product(
+          for kernel, cc, dtype, hard, lengths, (block, warps, prefetch) in itertools.product(
               family, TARGETS, DTYPES, (True, False), (True, False), family_blocks)]
     tiles = [launch_config(1, 1), launch_config(MAX_ROWS, MAX_ROWS)]
-    cosine = [(kernel, cc, dtype, None, None, (block_n, block_m), warps)
+    cosine = [(kernel, cc, dtype, None, None, (block_n, block_m), warps, None)
               for kernel, cc, dtype, (block_n, block_m, warps) in itertools.product(COSINE_KERNELS, TARGETS, DTYPES,
                                                                                      tiles)]
     return dp + cosine
@@ -100,14 +116,16 @@ def compile_one(variant):
     from triton.compiler import ASTSource
 
     from kernels import cosine, triton_dp
-    kernel, cc, dtype, hard, lengths, block, warps = variant
+    kernel, cc, dtype, hard, lengths, block, warps, prefetch = variant
     if kernel in COSINE_KERNELS:
         constexprs = {"BLOCK_N": block[0], "BLOCK_M": block[1], "BLOCK_D": cosine.BLOCK_D}
         block = f"{block[0]}x{block[1]}"
         source = ASTSource(getattr(cosine, kernel), _signature(kernel, dtype), constexprs=constexprs)
     else:
-        source = ASTSource(getattr(triton_dp, kernel), _signature(kernel, dtype),
-                           constexprs={"HAS_LENGTHS": lengths, "HARD": hard, "BLOCK": block})
+        constexprs = {"HAS_LENGTHS": lengths, "HARD": hard, "BLOCK": block}
+        if prefetch is not None:
+            constexprs["PREFETCH"] = prefetch
+        source = ASTSource(getattr(triton_dp, kernel), _signature(kernel, dtype), constexprs=constexprs)
     compiled = triton.compile(source, target=GPUTarget("cuda", cc, 32), options={"num_warps": warps})
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "kernel.cubin"
@@ -117,7 +135,7 @@ def compile_one(variant):
     function = usage[usage.index(f"Function {kernel}"):]
     fields = {key: int(value) for key, value in re.findall(r"(REG|STACK|SHARED|LOCAL):(\d+)", function)}
     return {"kernel": kernel.removesuffix("_kernel"), "cc": cc, "gpu": TARGETS[cc], "dtype": dtype, "hard": hard,
-            "lengths": lengths, "block": block, "num_warps": warps, "registers": fields["REG"],
+            "lengths": lengths, "block": block, "num_warps": warps, "prefetch": prefetch, "registers": fields["REG"],
             "stack": fields["STACK"], "shared": fields["SHARED"], "local": fields["LOCAL"],
             "loop_barriers": loop_barriers(compiled.asm["ptx"])}
 

@@ -93,6 +93,11 @@ def tables(path):
     if len(skewed):
         out["Diagonal-major tables inside the API, forward + backward (do_bench median)"] = skewed[
             ["op", "B", "L", "row_major_ms", "skewed_ms", "speedup", "peak_mib"]]
+    prefetch = frame[frame["name"].str.startswith("test_rows_prefetch_depth")]
+    if len(prefetch):
+        columns = [c for c in prefetch.columns if c.startswith("prefetch_") and c.endswith("_ms")]
+        out["Rows kernels' prefetch depth, forward + backward (do_bench median)"] = prefetch[
+            ["op", "B", "L"] + sorted(columns, key=lambda c: int(c.split("_")[1])) + ["best_prefetch", "best_speedup"]]
     host = frame[frame["name"].str.startswith("test_host_profile")]
     if len(host):
         out["Host time per forward + backward call at B = 16, L = 32 (cProfile, own time)"] = pd.DataFrame(

@@ -33,6 +33,8 @@ MAX_ROWS_BLOCK = 2048  # BLOCK 4096 spills (ptxas stack frames at 16 and 32 warp
 # that each diagonal is one contiguous run instead of one element per row; None: never. Off until
 # measured on a GPU (bench/bench_kernels.py::test_triton_skewed_tables).
 SKEW_MIN_CELLS = None
+# How many diagonals ahead the rows kernels load their inputs (1-4); 1 until a GPU run measures more.
+ROWS_PREFETCH = 1
 _LOG2E = 1.4426950408889634
 
 if triton is not None:
@@ -317,12 +319,52 @@ if triton is not None:
         return j, (i <= n) & (j >= 1) & (j <= m)
 
     @triton.jit
-    def _table_neighbours(p_table, i, j, active, d, n, m, off_d):
-        """C[i-1, j-1], C[i-1, j], C[i, j-1] of diagonal d's cells from the saved table (0 on the
-        border), and the offset of diagonal d - 1."""
-        _, _, lo_1, off_1, lo_2, off_2 = _reverse_step(d, n, m, off_d)
-        b_diag, b_up, b_left = _neighbours(p_table, i, j, active, off_1, lo_1, off_2, lo_2)
-        return b_diag, b_up, b_left, off_1
+    def _triangle(x):
+        x = tl.maximum(x, 0).to(tl.int64)
+        return x * (x + 1) // 2
+
+    @triton.jit
+    def _diagonal_offset(d, n, m):
+        """Where diagonal d starts in an n x m diagonal-major table: its cells with i + j < d
+        (inclusion-exclusion over the triangle i + j <= d - 1)."""
+        k = d - 2
+        return _triangle(k) - _triangle(k - n) - _triangle(k - m) + _triangle(k - n - m)
+
+    @triton.jit
+    def _fsd_inputs(p_match, p_gap, i, d, n, m, stride_mm, stride_gm):
+        """match and gap of diagonal d's cells (0 outside the table)."""
+        j, active = _cells(i, d, n, m)
+        return (tl.load(p_match + (j - 1) * stride_mm, mask=active, other=0.0),
+                tl.load(p_gap + (j - 1) * stride_gm, mask=active, other=0.0))
+
+    @triton.jit
+    def _fsd_bwd_inputs(p_gap, p_table, i, d, n, m, stride_gm):
+        """gap and the saved C[i-1, j-1], C[i-1, j], C[i, j-1] of diagonal d's cells."""
+        j, active = _cells(i, d, n, m)
+        b_gap = tl.load(p_gap + (j - 1) * stride_gm, mask=active, other=0.0)
+        b_diag, b_up, b_left = _neighbours(p_table, i, j, active, _diagonal_offset(d - 1, n, m),
+                                           tl.maximum(d - 1 - m, 1), _diagonal_offset(d - 2, n, m),
+                                           tl.maximum(d - 2 - m, 1))
+        return b_gap, b_diag, b_up, b_left
+
+    @triton.jit
+    def _lcs_inputs(p_sim, i, d, n, m, stride_sm):
+        j, active = _cells(i, d, n, m)
+        return tl.load(p_sim + (j - 1) * stride_sm, mask=active, other=0.0)
+
+    @triton.jit
+    def _lcs_bwd_inputs(p_sim, p_table, i, d, n, m, stride_sm):
+        """sim and the saved C[i-1, j], C[i, j-1] of diagonal d's cells."""
+        j, active = _cells(i, d, n, m)
+        b_sim = tl.load(p_sim + (j - 1) * stride_sm, mask=active, other=0.0)
+        off_1, lo_1 = _diagonal_offset(d - 1, n, m), tl.maximum(d - 1 - m, 1)
+        b_up = tl.load(p_table + off_1 + (i - 1 - lo_1), mask=active & (i > 1), other=0.0)
+        b_left = tl.load(p_table + off_1 + (i - lo_1), mask=active & (j > 1), other=0.0)
+        return b_sim, b_up, b_left
+
+    # The rows kernels load each diagonal's inputs PREFETCH diagonals ahead (1 to 4) and keep them
+    # in registers x_0 (this diagonal) ... x_{PREFETCH-1}, so that the loads' latency hides behind
+    # that many diagonals of work.
 
     @triton.jit
     def fsd_fwd_rows_kernel(
@@ -339,31 +381,30 @@ if triton is not None:
         HAS_LENGTHS: tl.constexpr,
         HARD: tl.constexpr,
         BLOCK: tl.constexpr,  # >= N: lane k holds row k + 1 on every diagonal
+        PREFETCH: tl.constexpr,
     ):
         i_b = tl.program_id(0).to(tl.int64)
         n, m = _pair_lengths(len_ptr, i_b, N, M, HAS_LENGTHS)
         p_table = table_ptr + i_b * N * M
-        p_match = match_ptr + i_b * stride_mb + (tl.arange(0, BLOCK) * stride_mn).to(tl.int64)
-        p_gap = gap_ptr + i_b * stride_gb + (tl.arange(0, BLOCK) * stride_gn).to(tl.int64)
         lanes = tl.arange(0, BLOCK)
         i = lanes + 1
+        p_match = match_ptr + i_b * stride_mb + lanes.to(tl.int64) * stride_mn
+        p_gap = gap_ptr + i_b * stride_gb + lanes.to(tl.int64) * stride_gn
         # The previous diagonal in registers: left = C[i, j-1] (this lane's last cell), up = C[i-1, j]
         # and diag = C[i-1, j-1] (the row above's last two, shifted down one lane).
         b_left = tl.zeros([BLOCK], tl.float32)
         b_up = tl.zeros([BLOCK], tl.float32)
         b_diag = tl.zeros([BLOCK], tl.float32)
         b_cur = tl.zeros([BLOCK], tl.float32)
-        j, active = _cells(i, 2, n, m)
-        b_match = tl.load(p_match + (j - 1) * stride_mm, mask=active, other=0.0)
-        b_gap = tl.load(p_gap + (j - 1) * stride_gm, mask=active, other=0.0)
+        b_match_0, b_gap_0 = _fsd_inputs(p_match, p_gap, i, 2, n, m, stride_mm, stride_gm)
+        b_match_1, b_gap_1 = _fsd_inputs(p_match, p_gap, i, 3, n, m, stride_mm, stride_gm)
+        b_match_2, b_gap_2 = _fsd_inputs(p_match, p_gap, i, 4, n, m, stride_mm, stride_gm)
+        b_match_3, b_gap_3 = _fsd_inputs(p_match, p_gap, i, 5, n, m, stride_mm, stride_gm)
         off_0 = 0
         for d in range(2, n + m + 1):
+            b_match_far, b_gap_far = _fsd_inputs(p_match, p_gap, i, d + PREFETCH, n, m, stride_mm, stride_gm)
             j, active = _cells(i, d, n, m)
-            # Next diagonal's inputs first: their latency hides behind this diagonal's work.
-            j_next, active_next = _cells(i, d + 1, n, m)
-            b_match_next = tl.load(p_match + (j_next - 1) * stride_mm, mask=active_next, other=0.0)
-            b_gap_next = tl.load(p_gap + (j_next - 1) * stride_gm, mask=active_next, other=0.0)
-            b_g = b_gap.to(tl.float32)
+            b_g = b_gap_0.to(tl.float32)
             b_u = b_up + b_g
             b_l = b_left + b_g
             b_max = tl.maximum(tl.maximum(b_diag, b_u), b_l)
@@ -374,14 +415,23 @@ if triton is not None:
                          + tl.exp2((b_l - b_max) * inv_gamma_log2))
                 b_best = b_max + gamma * tl.log(b_sum)
             # Outside the table 0: C[i, 0] is the left border of the next diagonal.
-            b_cur = tl.where(active, b_match.to(tl.float32) + b_best, 0.0)
+            b_cur = tl.where(active, b_match_0.to(tl.float32) + b_best, 0.0)
             lo, hi = _row_bounds(d, n, m)
             tl.store(p_table + off_0 + (i - lo), b_cur, mask=active)
             off_0 += hi - lo + 1
             b_diag = b_up
             b_up = _from_row_above(b_cur, lanes)
             b_left = b_cur
-            b_match, b_gap = b_match_next, b_gap_next
+            if PREFETCH == 1:
+                b_match_0, b_gap_0 = b_match_far, b_gap_far
+            elif PREFETCH == 2:
+                b_match_0, b_gap_0, b_match_1, b_gap_1 = b_match_1, b_gap_1, b_match_far, b_gap_far
+            elif PREFETCH == 3:
+                b_match_0, b_gap_0, b_match_1, b_gap_1 = b_match_1, b_gap_1, b_match_2, b_gap_2
+                b_match_2, b_gap_2 = b_match_far, b_gap_far
+            else:
+                b_match_0, b_gap_0, b_match_1, b_gap_1 = b_match_1, b_gap_1, b_match_2, b_gap_2
+                b_match_2, b_gap_2, b_match_3, b_gap_3 = b_match_3, b_gap_3, b_match_far, b_gap_far
         tl.store(out_ptr + i_b, tl.sum(tl.where(i == n, b_cur, 0.0), 0))
 
     @triton.jit
@@ -399,13 +449,14 @@ if triton is not None:
         HAS_LENGTHS: tl.constexpr,
         HARD: tl.constexpr,
         BLOCK: tl.constexpr,  # >= N
+        PREFETCH: tl.constexpr,
     ):
         i_b = tl.program_id(0).to(tl.int64)
         n, m = _pair_lengths(len_ptr, i_b, N, M, HAS_LENGTHS)
         p_table = table_ptr + i_b * N * M
         lanes = tl.arange(0, BLOCK)
         i = lanes + 1
-        p_gap = gap_ptr + i_b * stride_gb + (lanes * stride_gn).to(tl.int64)
+        p_gap = gap_ptr + i_b * stride_gb + lanes.to(tl.int64) * stride_gn
         p_grad_match = grad_match_ptr + i_b * stride_db + lanes.to(tl.int64) * stride_dn
         p_grad_gap = grad_gap_ptr + i_b * stride_db + lanes.to(tl.int64) * stride_dn
         b_grad_out = tl.load(grad_out_ptr + i_b)
@@ -413,20 +464,18 @@ if triton is not None:
         # the diagonal pushes of the last diagonal, still to be moved up one row.
         b_incoming = tl.zeros([BLOCK], tl.float32)
         b_pending_diag = tl.zeros([BLOCK], tl.float32)
-        d = n + m
-        off_0 = n * m - 1  # the answer cell is alone on the last diagonal
-        j, active = _cells(i, d, n, m)
-        b_gap = tl.load(p_gap + (j - 1) * stride_gm, mask=active, other=0.0)
-        b_diag, b_up, b_left, off_1 = _table_neighbours(p_table, i, j, active, d, n, m, off_0)
+        last = n + m  # the answer cell is alone on the last diagonal
+        b_gap_0, b_diag_0, b_up_0, b_left_0 = _fsd_bwd_inputs(p_gap, p_table, i, last, n, m, stride_gm)
+        b_gap_1, b_diag_1, b_up_1, b_left_1 = _fsd_bwd_inputs(p_gap, p_table, i, last - 1, n, m, stride_gm)
+        b_gap_2, b_diag_2, b_up_2, b_left_2 = _fsd_bwd_inputs(p_gap, p_table, i, last - 2, n, m, stride_gm)
+        b_gap_3, b_diag_3, b_up_3, b_left_3 = _fsd_bwd_inputs(p_gap, p_table, i, last - 3, n, m, stride_gm)
         for k in range(0, n + m - 1):
-            d = n + m - k
+            d = last - k
+            b_gap_far, b_diag_far, b_up_far, b_left_far = _fsd_bwd_inputs(
+                p_gap, p_table, i, d - PREFETCH, n, m, stride_gm)
             j, active = _cells(i, d, n, m)
-            j_next, active_next = _cells(i, d - 1, n, m)
-            b_gap_next = tl.load(p_gap + (j_next - 1) * stride_gm, mask=active_next, other=0.0)
-            b_diag_next, b_up_next, b_left_next, off_2 = _table_neighbours(
-                p_table, i, j_next, active_next, d - 1, n, m, off_1)
-            b_g = b_gap.to(tl.float32)
-            w_diag, w_up, w_left = _fsd_weights(b_diag, b_up + b_g, b_left + b_g, inv_gamma_log2, HARD)
+            b_g = b_gap_0.to(tl.float32)
+            w_diag, w_up, w_left = _fsd_weights(b_diag_0, b_up_0 + b_g, b_left_0 + b_g, inv_gamma_log2, HARD)
             b_adj = tl.where(active, b_incoming + tl.where((i == n) & (j == m), b_grad_out, 0.0), 0.0)
             tl.store(p_grad_match + (j - 1) * stride_dm, b_adj.to(grad_match_ptr.dtype.element_ty), mask=active)
             tl.store(p_grad_gap + (j - 1) * stride_dm, (b_adj * (w_up + w_left)).to(grad_gap_ptr.dtype.element_ty),
@@ -435,8 +484,20 @@ if triton is not None:
             # (two diagonals on) the diagonal push, both from the row below: one shift carries both.
             b_incoming = b_adj * w_left + _from_row_below(b_adj * w_up + b_pending_diag, lanes, BLOCK)
             b_pending_diag = b_adj * w_diag
-            b_gap, b_diag, b_up, b_left = b_gap_next, b_diag_next, b_up_next, b_left_next
-            off_1 = off_2
+            if PREFETCH == 1:
+                b_gap_0, b_diag_0, b_up_0, b_left_0 = b_gap_far, b_diag_far, b_up_far, b_left_far
+            elif PREFETCH == 2:
+                b_gap_0, b_diag_0, b_up_0, b_left_0 = b_gap_1, b_diag_1, b_up_1, b_left_1
+                b_gap_1, b_diag_1, b_up_1, b_left_1 = b_gap_far, b_diag_far, b_up_far, b_left_far
+            elif PREFETCH == 3:
+                b_gap_0, b_diag_0, b_up_0, b_left_0 = b_gap_1, b_diag_1, b_up_1, b_left_1
+                b_gap_1, b_diag_1, b_up_1, b_left_1 = b_gap_2, b_diag_2, b_up_2, b_left_2
+                b_gap_2, b_diag_2, b_up_2, b_left_2 = b_gap_far, b_diag_far, b_up_far, b_left_far
+            else:
+                b_gap_0, b_diag_0, b_up_0, b_left_0 = b_gap_1, b_diag_1, b_up_1, b_left_1
+                b_gap_1, b_diag_1, b_up_1, b_left_1 = b_gap_2, b_diag_2, b_up_2, b_left_2
+                b_gap_2, b_diag_2, b_up_2, b_left_2 = b_gap_3, b_diag_3, b_up_3, b_left_3
+                b_gap_3, b_diag_3, b_up_3, b_left_3 = b_gap_far, b_diag_far, b_up_far, b_left_far
 
     @triton.jit
     def lcs_fwd_rows_kernel(
@@ -452,25 +513,27 @@ if triton is not None:
         HAS_LENGTHS: tl.constexpr,
         HARD: tl.constexpr,
         BLOCK: tl.constexpr,  # >= N
+        PREFETCH: tl.constexpr,
     ):
         i_b = tl.program_id(0).to(tl.int64)
         n, m = _pair_lengths(len_ptr, i_b, N, M, HAS_LENGTHS)
         p_table = table_ptr + i_b * N * M
         lanes = tl.arange(0, BLOCK)
         i = lanes + 1
-        p_sim = sim_ptr + i_b * stride_sb + (lanes * stride_sn).to(tl.int64)
+        p_sim = sim_ptr + i_b * stride_sb + lanes.to(tl.int64) * stride_sn
         b_left = tl.zeros([BLOCK], tl.float32)
         b_up = tl.zeros([BLOCK], tl.float32)
         b_diag = tl.zeros([BLOCK], tl.float32)
         b_cur = tl.zeros([BLOCK], tl.float32)
-        j, active = _cells(i, 2, n, m)
-        b_sim = tl.load(p_sim + (j - 1) * stride_sm, mask=active, other=0.0)
+        b_sim_0 = _lcs_inputs(p_sim, i, 2, n, m, stride_sm)
+        b_sim_1 = _lcs_inputs(p_sim, i, 3, n, m, stride_sm)
+        b_sim_2 = _lcs_inputs(p_sim, i, 4, n, m, stride_sm)
+        b_sim_3 = _lcs_inputs(p_sim, i, 5, n, m, stride_sm)
         off_0 = 0
         for d in range(2, n + m + 1):
+            b_sim_far = _lcs_inputs(p_sim, i, d + PREFETCH, n, m, stride_sm)
             j, active = _cells(i, d, n, m)
-            j_next, active_next = _cells(i, d + 1, n, m)
-            b_sim_next = tl.load(p_sim + (j_next - 1) * stride_sm, mask=active_next, other=0.0)
-            b_s = b_sim.to(tl.float32)
+            b_s = b_sim_0.to(tl.float32)
             b_max = tl.maximum(b_up, b_left)
             if HARD:
                 b_skip = b_max
@@ -484,7 +547,14 @@ if triton is not None:
             b_diag = b_up
             b_up = _from_row_above(b_cur, lanes)
             b_left = b_cur
-            b_sim = b_sim_next
+            if PREFETCH == 1:
+                b_sim_0 = b_sim_far
+            elif PREFETCH == 2:
+                b_sim_0, b_sim_1 = b_sim_1, b_sim_far
+            elif PREFETCH == 3:
+                b_sim_0, b_sim_1, b_sim_2 = b_sim_1, b_sim_2, b_sim_far
+            else:
+                b_sim_0, b_sim_1, b_sim_2, b_sim_3 = b_sim_1, b_sim_2, b_sim_3, b_sim_far
         tl.store(out_ptr + i_b, tl.sum(tl.where(i == n, b_cur, 0.0), 0))
 
     @triton.jit
@@ -502,42 +572,52 @@ if triton is not None:
         HAS_LENGTHS: tl.constexpr,
         HARD: tl.constexpr,
         BLOCK: tl.constexpr,  # >= N
+        PREFETCH: tl.constexpr,
     ):
         i_b = tl.program_id(0).to(tl.int64)
         n, m = _pair_lengths(len_ptr, i_b, N, M, HAS_LENGTHS)
         p_table = table_ptr + i_b * N * M
         lanes = tl.arange(0, BLOCK)
         i = lanes + 1
-        p_sim = sim_ptr + i_b * stride_sb + (lanes * stride_sn).to(tl.int64)
+        p_sim = sim_ptr + i_b * stride_sb + lanes.to(tl.int64) * stride_sn
         p_grad_sim = grad_sim_ptr + i_b * stride_db + lanes.to(tl.int64) * stride_dn
         b_grad_out = tl.load(grad_out_ptr + i_b)
         b_incoming = tl.zeros([BLOCK], tl.float32)
         b_pending_diag = tl.zeros([BLOCK], tl.float32)
-        d = n + m
-        off_0 = n * m - 1
-        j, active = _cells(i, d, n, m)
-        b_sim = tl.load(p_sim + (j - 1) * stride_sm, mask=active, other=0.0)
-        _, b_up, b_left, off_1 = _table_neighbours(p_table, i, j, active, d, n, m, off_0)
+        last = n + m
+        b_sim_0, b_up_0, b_left_0 = _lcs_bwd_inputs(p_sim, p_table, i, last, n, m, stride_sm)
+        b_sim_1, b_up_1, b_left_1 = _lcs_bwd_inputs(p_sim, p_table, i, last - 1, n, m, stride_sm)
+        b_sim_2, b_up_2, b_left_2 = _lcs_bwd_inputs(p_sim, p_table, i, last - 2, n, m, stride_sm)
+        b_sim_3, b_up_3, b_left_3 = _lcs_bwd_inputs(p_sim, p_table, i, last - 3, n, m, stride_sm)
         for k in range(0, n + m - 1):
-            d = n + m - k
+            d = last - k
+            b_sim_far, b_up_far, b_left_far = _lcs_bwd_inputs(p_sim, p_table, i, d - PREFETCH, n, m, stride_sm)
             j, active = _cells(i, d, n, m)
-            j_next, active_next = _cells(i, d - 1, n, m)
-            b_sim_next = tl.load(p_sim + (j_next - 1) * stride_sm, mask=active_next, other=0.0)
-            _, b_up_next, b_left_next, off_2 = _table_neighbours(p_table, i, j_next, active_next, d - 1, n, m, off_1)
-            matched = b_sim.to(tl.float32) > threshold
+            matched = b_sim_0.to(tl.float32) > threshold
             if HARD:
-                w_up = (b_up >= b_left).to(tl.float32)  # ties go to the upper neighbour
+                w_up = (b_up_0 >= b_left_0).to(tl.float32)  # ties go to the upper neighbour
             else:
-                w_up = 1.0 / (1.0 + tl.exp2((b_left - b_up) * inv_gamma_log2))
+                w_up = 1.0 / (1.0 + tl.exp2((b_left_0 - b_up_0) * inv_gamma_log2))
             b_adj = tl.where(active, b_incoming + tl.where((i == n) & (j == m), b_grad_out, 0.0), 0.0)
             b_through = tl.where(matched, b_adj, 0.0)
             b_skipped = b_adj - b_through
             tl.store(p_grad_sim + (j - 1) * stride_dm, b_through.to(grad_sim_ptr.dtype.element_ty), mask=active)
             b_incoming = b_skipped * (1.0 - w_up) + _from_row_below(b_skipped * w_up + b_pending_diag, lanes, BLOCK)
             b_pending_diag = b_through
-            b_sim, b_up, b_left = b_sim_next, b_up_next, b_left_next
-            off_1 = off_2
-
+            if PREFETCH == 1:
+                b_sim_0, b_up_0, b_left_0 = b_sim_far, b_up_far, b_left_far
+            elif PREFETCH == 2:
+                b_sim_0, b_up_0, b_left_0 = b_sim_1, b_up_1, b_left_1
+                b_sim_1, b_up_1, b_left_1 = b_sim_far, b_up_far, b_left_far
+            elif PREFETCH == 3:
+                b_sim_0, b_up_0, b_left_0 = b_sim_1, b_up_1, b_left_1
+                b_sim_1, b_up_1, b_left_1 = b_sim_2, b_up_2, b_left_2
+                b_sim_2, b_up_2, b_left_2 = b_sim_far, b_up_far, b_left_far
+            else:
+                b_sim_0, b_up_0, b_left_0 = b_sim_1, b_up_1, b_left_1
+                b_sim_1, b_up_1, b_left_1 = b_sim_2, b_up_2, b_left_2
+                b_sim_2, b_up_2, b_left_2 = b_sim_3, b_up_3, b_left_3
+                b_sim_3, b_up_3, b_left_3 = b_sim_far, b_up_far, b_left_far
 
 def next_power_of_2(n):
     """The smallest power of two >= n (n >= 1), in plain Python: triton.next_power_of_2 is a
@@ -566,6 +646,16 @@ def _rows_launch_config(n_rows):
     up to 16 warps (the fastest of 1-16 warps at every point swept on an H100: bench/RESULTS.md)."""
     block = max(next_power_of_2(n_rows), 16)
     return block, max(1, min(block // 32, 16))
+
+
+def rows_prefetch(block, requested):
+    """The prefetch depth the rows kernels use at `block` rows: at most 2 past 1024 rows, where each
+    thread holds several rows and deeper buffers spill (ptxas caps 16 warps at 128 registers)."""
+    return requested if block <= 1024 else min(requested, 2)
+
+
+def _rows_options(block):
+    return {"PREFETCH": rows_prefetch(block, ROWS_PREFETCH)}
 
 
 def kernel_family(n_rows):
@@ -625,11 +715,11 @@ def fsd_fwd(match, gap, gamma, lengths):
     if batch == 0:
         return out, table
     family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, match.shape, match.device)
-    kernel = fsd_fwd_rows_kernel if family == "rows" else fsd_fwd_kernel
+    kernel, extra = (fsd_fwd_rows_kernel, _rows_options(block)) if family == "rows" else (fsd_fwd_kernel, {})
     kernel[(batch,)](
         match, gap, table, out, len_arg, *match.stride(), *gap.stride(), n_rows, n_cols,
         gamma, _inv_gamma_log2(gamma), HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block,
-        num_warps=num_warps)
+        num_warps=num_warps, **extra)
     return out, table
 
 
@@ -646,7 +736,8 @@ def fsd_bwd(grad_out, gap, table, gamma, lengths, match_dtype, skew=False):
     options = dict(HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block, num_warps=num_warps)
     if family == "rows":
         fsd_bwd_rows_kernel[(batch,)](gap, table, grad_out, grad_match, grad_gap, len_arg, *gap.stride(),
-                                      *grad_match.stride(), n_rows, n_cols, _inv_gamma_log2(gamma), **options)
+                                      *grad_match.stride(), n_rows, n_cols, _inv_gamma_log2(gamma), **options,
+                                      **_rows_options(block))
         return grad_match, grad_gap
     ring = torch.empty(batch, 7, n_rows + 2, dtype=torch.float32, device=gap.device)
     fsd_bwd_kernel[(batch,)](gap, table, grad_out, grad_match, grad_gap, ring, len_arg, *gap.stride(),
@@ -662,10 +753,10 @@ def lcs_fwd(sim, threshold, gamma, lengths):
     if batch == 0:
         return out, table
     family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, sim.shape, sim.device)
-    kernel = lcs_fwd_rows_kernel if family == "rows" else lcs_fwd_kernel
+    kernel, extra = (lcs_fwd_rows_kernel, _rows_options(block)) if family == "rows" else (lcs_fwd_kernel, {})
     kernel[(batch,)](
         sim, table, out, len_arg, *sim.stride(), n_rows, n_cols, threshold, gamma, _inv_gamma_log2(gamma),
-        HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block, num_warps=num_warps)
+        HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block, num_warps=num_warps, **extra)
     return out, table
 
 
@@ -680,7 +771,8 @@ def lcs_bwd(grad_out, sim, table, threshold, gamma, lengths, skew=False):
     options = dict(HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block, num_warps=num_warps)
     if family == "rows":
         lcs_bwd_rows_kernel[(batch,)](sim, table, grad_out, grad_sim, len_arg, *sim.stride(), *grad_sim.stride(),
-                                      n_rows, n_cols, threshold, _inv_gamma_log2(gamma), **options)
+                                      n_rows, n_cols, threshold, _inv_gamma_log2(gamma), **options,
+                                      **_rows_options(block))
         return grad_sim
     ring = torch.empty(batch, 7, n_rows + 2, dtype=torch.float32, device=sim.device)
     lcs_bwd_kernel[(batch,)](sim, table, grad_out, grad_sim, ring, len_arg, *sim.stride(), *grad_sim.stride(),

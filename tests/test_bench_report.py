@@ -29,6 +29,8 @@ def gpu_json(tmp_path):
               diagonal_major_ms=2.0, speedup=2.0),
         _case("test_triton_skewed_tables", "fsd-B256-L512", 3.0, op="fsd", mode="fwd+bwd", B=256, L=512,
               row_major_ms=5.0, skewed_ms=2.5, speedup=2.0, peak_mib=900.0),
+        _case("test_rows_prefetch_depth", "fsd-B256-L512", 3.0, op="fsd", mode="fwd+bwd", B=256, L=512,
+              prefetch_1_ms=5.0, prefetch_2_ms=4.0, prefetch_4_ms=2.0, best_prefetch=4, best_speedup=2.5),
         _case("test_host_profile", "fsd", 0.6, op="fsd", B=16, L=32, host_ms=0.5,
               top_own_us_per_call={"run_backward (~:0)": 210.0, "fsd_fwd (triton_dp.py:600)": 12.5}),
         _case("test_launch_config", "fsd-B256-L512", 1.0, op="fsd", B=256, L=512, default_block=512, default_warps=8,
@@ -63,6 +65,8 @@ def test_gpu_tables_join_the_torch_times_to_the_triton_grid(gpu_json):
     assert (skew["row_major_ms"], skew["diagonal_major_ms"], skew["speedup"]) == (4.0, 2.0, 2.0)
     skewed = next(frame for title, frame in tables.items() if title.startswith("Diagonal-major tables")).iloc[0]
     assert (skewed["row_major_ms"], skewed["skewed_ms"], skewed["speedup"]) == (5.0, 2.5, 2.0)
+    depth = next(frame for title, frame in tables.items() if title.startswith("Rows kernels' prefetch")).iloc[0]
+    assert (depth["prefetch_1_ms"], depth["prefetch_4_ms"], depth["best_prefetch"]) == (5.0, 2.0, 4)
     host = next(frame for title, frame in tables.items() if title.startswith("Host time"))
     assert list(host["function"]) == ["run_backward (~:0)", "fsd_fwd (triton_dp.py:600)"]
     assert list(host["us per call"]) == [210.0, 12.5] and set(host["host_ms"]) == {0.5}
@@ -78,7 +82,7 @@ def test_report_prints_every_table_and_appends_csv_rows(gpu_json, tmp_path, caps
     assert "NVIDIA H100" in printed and "Triton kernels on the GPU" in printed and "Training step" in printed
     assert "Diagonal-major tables inside the API" in printed
     rows = pd.read_csv(tmp_path / "csv" / "benchmarks.csv")
-    assert len(rows) == 13 and set(rows["device"]) == {"NVIDIA H100"}
+    assert len(rows) == 14 and set(rows["device"]) == {"NVIDIA H100"}
 
 
 def test_grid_without_torch_cases_still_reports(gpu_json):

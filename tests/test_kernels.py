@@ -153,6 +153,27 @@ def test_triton_skewed_tables_match_naive(family, monkeypatch, with_lengths):
         _lcs_check(sim, upstream, 0.92, 0.0, lengths, "triton", torch.float32, 1e-5, 1e-5)
 
 
+@pytest.mark.parametrize("depth", [2, 3, 4])
+def test_rows_kernels_prefetching_further_ahead_match_naive(monkeypatch, depth):
+    """Inputs loaded 2-4 diagonals ahead (ROWS_PREFETCH) are consumed on the right diagonal, also at
+    the ends of short tables (fewer diagonals than the depth) and with per-pair lengths."""
+    monkeypatch.setattr(triton_dp, "IMPLEMENTATION", "rows")
+    monkeypatch.setattr(triton_dp, "ROWS_PREFETCH", depth)
+    for seed, (batch, n_rows, n_cols) in enumerate([(2, 7, 4), (3, 1, 2), (2, 2, 9)]):
+        match, gap, upstream, gen = _fsd_case(40 + seed, batch, n_rows, n_cols)
+        lengths = _random_lengths(gen, batch, n_rows, n_cols)
+        _fsd_check(match, gap, upstream, 0.1, lengths, "triton", torch.float32, 1e-5, 1e-5)
+        _fsd_check(match, gap, upstream, 0.0, None, "triton", torch.float32, 1e-5, 1e-5)
+        sim, upstream, gen = _lcs_case(50 + seed, batch, n_rows, n_cols)
+        _lcs_check(sim, upstream, 0.92, 0.1, _random_lengths(gen, batch, n_rows, n_cols), "triton", torch.float32,
+                   1e-5, 1e-5)
+
+
+def test_rows_prefetch_depth_is_capped_where_threads_hold_several_rows():
+    assert [triton_dp.rows_prefetch(block, 4) for block in (16, 512, 1024, 2048)] == [4, 4, 4, 2]
+    assert [triton_dp.rows_prefetch(block, 1) for block in (16, 2048)] == [1, 1]
+
+
 def test_launch_sizes_round_up_to_powers_of_two_as_triton_does():
     triton = pytest.importorskip("triton")
     assert [triton_dp.next_power_of_2(n) for n in range(1, 5000)] == [triton.next_power_of_2(n) for n in range(1, 5000)]

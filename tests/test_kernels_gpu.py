@@ -58,6 +58,28 @@ def test_compiled_kernels_match_float64_wavefront(shape, gamma, family):
             torch.testing.assert_close(g.double(), w, rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.parametrize("depth,skew", [(2, False), (4, False), (1, True), (4, True)],
+                         ids=["prefetch2", "prefetch4", "skewed", "prefetch4-skewed"])
+def test_compiled_rows_options_match_float64_wavefront(monkeypatch, depth, skew):
+    """The options measured by the benchmarks before becoming defaults: inputs loaded further ahead
+    (ROWS_PREFETCH; 2 at most past 1024 rows) and diagonal-major tables (SKEW_MIN_CELLS)."""
+    monkeypatch.setattr(triton_dp, "IMPLEMENTATION", "rows")
+    monkeypatch.setattr(triton_dp, "ROWS_PREFETCH", depth)
+    monkeypatch.setattr(triton_dp, "SKEW_MIN_CELLS", 1 if skew else None)
+    for shape in [(7, 33, 17), (4, 257, 300), (2, 1500, 1100)]:
+        match, gap, sim, upstream = _case(5, *shape)
+        lengths = torch.stack([torch.randint(1, shape[1] + 1, (shape[0],)),
+                               torch.randint(1, shape[2] + 1, (shape[0],))], dim=1).cuda()
+        got = _fsd_and_grads(match, gap, upstream, "triton", gamma=0.1, lengths=lengths)
+        want = _fsd_and_grads(match.double(), gap.double(), upstream.double(), "torch", gamma=0.1, lengths=lengths)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g.double(), w, rtol=1e-3, atol=1e-3)
+        got = _lcs_and_grads(sim, upstream, "triton", gamma=0.0)
+        want = _lcs_and_grads(sim.double(), upstream.double(), "torch", gamma=0.0)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g.double(), w, rtol=1e-3, atol=1e-3)
+
+
 def test_bfloat16_inputs(family):
     match, gap, sim, upstream = _case(1, 8, 30, 30)
     match, gap, sim = match.bfloat16(), gap.bfloat16(), sim.bfloat16()
