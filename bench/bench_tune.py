@@ -1,8 +1,9 @@
 """Tuning lead (c) of the kernels issue: BLOCK and num_warps per diagonal length, forward +
 backward, each configuration against the default one in the same case: the chunk kernels' BLOCK and
 num_warps (kernels.triton_dp._launch_config), the rows kernels' num_warps (their BLOCK is the row
-count rounded up to a power of two; _rows_launch_config). GPU only; not part of `python -m bench all` (every configuration compiles its own kernels):
-`python -m bench tune`, or `bash bench/gpu_check.sh tune`."""
+count rounded up to a power of two; _rows_launch_config). GPU only; not part of `python -m bench
+all` (every configuration compiles its own kernels): `python -m bench tune`, or
+`bash bench/gpu_check.sh tune`."""
 import pytest
 
 from bench.bench_kernels import DEVICE, runner

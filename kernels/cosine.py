@@ -11,6 +11,8 @@ handles N, M <= MAX_ROWS (32; the candidate counts of the method are 5 and 30).
 """
 import torch
 
+from kernels.triton_dp import next_power_of_2
+
 try:
     import triton
     import triton.language as tl
@@ -175,7 +177,7 @@ BLOCK_D = 32
 def launch_config(n_rows, n_cols):
     """(BLOCK_N, BLOCK_M, num_warps): powers of two >= 16 (tl.dot's smallest tile) covering N and
     M, and the warps that keep a 32-row tile's backward near 100 registers."""
-    block_n, block_m = max(16, 1 << (n_rows - 1).bit_length()), max(16, 1 << (n_cols - 1).bit_length())
+    block_n, block_m = max(16, next_power_of_2(n_rows)), max(16, next_power_of_2(n_cols))
     return block_n, block_m, 8 if max(block_n, block_m) > 16 else 4
 
 

@@ -7,14 +7,16 @@ backward recomputes each cell's soft-max weights from it. Two families (kernel_f
 - "rows" (tables of up to MAX_ROWS_BLOCK rows): lane k holds row k + 1 on every diagonal, so a
   cell's left neighbour is the lane's own last value, and its upper and diagonal neighbours are the
   row above's last two, moved one lane down per diagonal (tl.gather). Nothing is exchanged through
-  global memory within a launch; the next diagonal's inputs are loaded while this one is computed.
+  global memory within a launch; the inputs of ROWS_PREFETCH diagonals ahead are loaded while this
+  one is computed.
   Backward is the reverse wavefront with the adjoints in registers the same way: a cell's left push
   stays in its lane, its up and diagonal pushes move one lane up (one shift carries both).
 - "chunks" (any size): lanes across the diagonal, BLOCK rows at a time, with a block barrier between
   diagonals; the neighbours are re-read from the table, and the backward pushes adjoint x weight to
   the predecessors through small per-pair ring buffers (3 + 2 + 2 rows of N + 2 floats).
 
-Inputs are read and gradients written in their own layout (any strides for the inputs).
+Inputs are read and gradients written with any strides: row-major by default, diagonal-major (each
+diagonal one contiguous run) for the tables SKEW_MIN_CELLS selects.
 """
 import torch
 
@@ -618,6 +620,7 @@ if triton is not None:
                 b_sim_1, b_up_1, b_left_1 = b_sim_2, b_up_2, b_left_2
                 b_sim_2, b_up_2, b_left_2 = b_sim_3, b_up_3, b_left_3
                 b_sim_3, b_up_3, b_left_3 = b_sim_far, b_up_far, b_left_far
+
 
 def next_power_of_2(n):
     """The smallest power of two >= n (n >= 1), in plain Python: triton.next_power_of_2 is a
