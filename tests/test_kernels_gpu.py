@@ -40,7 +40,9 @@ def _lcs_and_grads(sim, upstream, backend, **kw):
     return [out.detach()] + list(grads)
 
 
-@pytest.mark.parametrize("shape", [(16, 5, 5), (16, 30, 30), (7, 33, 17), (3, 1500, 1100), (2, 3000, 40)],
+# Rows kernels at BLOCK 16, 32 (1 warp), 64 (2), 128 (4), 1024 and 2048 (16); 3000 rows on the chunks.
+@pytest.mark.parametrize("shape", [(16, 5, 5), (16, 30, 30), (7, 33, 17), (4, 100, 120), (2, 700, 650),
+                                   (3, 1500, 1100), (2, 3000, 40)],
                          ids=lambda s: "B{}-N{}-M{}".format(*s))
 @pytest.mark.parametrize("gamma", [0.0, 0.1], ids=["hard", "g0.1"])
 def test_compiled_kernels_match_float64_wavefront(shape, gamma, family):
