@@ -3,7 +3,6 @@
 GPU cases time with triton.testing.do_bench (CUDA events) into extra_info["gpu_ms"]; the
 pytest-benchmark wall-clock statistics synchronise the device around each call. The torch backend's
 GPU times come after the Triton grid, as their own cases (extra_info["torch_ms"])."""
-import contextlib
 import time
 
 import pytest
@@ -35,21 +34,11 @@ def _inputs(op, batch, length, device, requires_grad):
     return [t.requires_grad_(requires_grad) for t in tensors]
 
 
-def diagonal_major(x):
-    """A copy of x [B, N, M] as a strided view whose anti-diagonals are contiguous: cell (i, j) at
-    (i + j) * N + i of a per-pair buffer of (N + M - 1) * N, strides (N + 1, N). The kernels read any
-    strides, so this is the input layout of tuning lead (a), measured without changing them."""
-    batch, n_rows, n_cols = x.shape
-    span = (n_rows + n_cols - 1) * n_rows
-    out = x.new_empty(batch, span).as_strided(x.shape, (span, n_rows + 1, n_rows))
-    return out.copy_(x)
-
-
 def runner(op, mode, batch, length, backend, device, layout="row-major"):
     """A call of one kernel: forward ("fwd") or forward + backward ("fwd+bwd")."""
     inputs = _inputs(op, batch, length, device, False)
     if layout == "diagonal-major":
-        inputs = [diagonal_major(x) for x in inputs]
+        inputs = [triton_dp.to_diagonal_major(x) for x in inputs]
     inputs = [x.requires_grad_(mode == "fwd+bwd") for x in inputs]
     call = (lambda: kernels.fsd(*inputs, gamma=0.1, backend=backend)) if op == "fsd" else \
         (lambda: kernels.lcs(*inputs, threshold=0.92, backend=backend))
@@ -149,7 +138,7 @@ def test_torch_backend_cpu(benchmark, op, batch, length):
 @pytest.mark.parametrize("batch,length", GRID, ids=[f"B{b}-L{n}" for b, n in GRID])
 @pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
 @pytest.mark.parametrize("op", ["fsd", "lcs"])
-def test_triton_grid(benchmark, op, mode, batch, length):
+def test_triton_grid(benchmark, monkeypatch, op, mode, batch, length):
     """The Triton kernels on the GPU: do_bench median ms, Gcell/s, peak memory and speed-up over the
     block-per-pair CUDA reference."""
     if DEVICE != "cuda":
@@ -163,7 +152,8 @@ def test_triton_grid(benchmark, op, mode, batch, length):
                                  "family": triton_dp.kernel_family(length), "host_ms": host_ms(run)})
     if mode == "fwd+bwd":  # the other family at the same point, in the same run
         other = "chunks" if triton_dp.IMPLEMENTATION == "rows" else "rows"
-        with implementation(other):
+        with monkeypatch.context() as patch:
+            patch.setattr(triton_dp, "IMPLEMENTATION", other)
             if triton_dp.kernel_family(length) == other:
                 other_ms = gpu_ms(runner(op, mode, batch, length, "triton", "cuda"))
                 benchmark.extra_info.update({f"{other}_ms": other_ms})
@@ -255,16 +245,6 @@ def test_triton_skewed_tables(benchmark, monkeypatch, op, batch, length):
     benchmark.extra_info.update(op=op, mode="fwd+bwd", B=batch, L=length, row_major_ms=row_ms, skewed_ms=skewed_ms,
                                 speedup=row_ms / skewed_ms, peak_mib=peak_mib(skewed))
     benchmark.pedantic(synchronized(skewed), rounds=5, warmup_rounds=1)
-
-
-@contextlib.contextmanager
-def implementation(name):
-    """kernels.triton_dp.IMPLEMENTATION set to `name` inside the block."""
-    before, triton_dp.IMPLEMENTATION = triton_dp.IMPLEMENTATION, name
-    try:
-        yield
-    finally:
-        triton_dp.IMPLEMENTATION = before
 
 
 def host_ms(fn, calls=20):

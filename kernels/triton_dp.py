@@ -90,6 +90,32 @@ if triton is not None:
         return e_diag * inv_sum, e_up * inv_sum, e_left * inv_sum
 
     @triton.jit
+    def _fsd_max(b_diag, b_up, b_left, gamma, inv_gamma_log2, HARD: tl.constexpr):
+        """max_gamma of FSD's three candidates (the hard max when HARD)."""
+        b_max = tl.maximum(tl.maximum(b_diag, b_up), b_left)
+        if HARD:
+            return b_max
+        b_sum = (tl.exp2((b_diag - b_max) * inv_gamma_log2) + tl.exp2((b_up - b_max) * inv_gamma_log2)
+                 + tl.exp2((b_left - b_max) * inv_gamma_log2))
+        return b_max + gamma * tl.log(b_sum)
+
+    @triton.jit
+    def _lcs_skip(b_up, b_left, gamma, inv_gamma_log2, HARD: tl.constexpr):
+        """max_gamma(C[i-1, j], C[i, j-1]): an unmatched LCS cell's value."""
+        b_max = tl.maximum(b_up, b_left)
+        if HARD:
+            return b_max
+        b_min = tl.minimum(b_up, b_left)
+        return b_max + gamma * tl.log(1.0 + tl.exp2((b_min - b_max) * inv_gamma_log2))
+
+    @triton.jit
+    def _lcs_up_weight(b_up, b_left, inv_gamma_log2, HARD: tl.constexpr):
+        """Share of an unmatched LCS cell's adjoint that goes to C[i-1, j] (the rest to C[i, j-1])."""
+        if HARD:
+            return (b_up >= b_left).to(tl.float32)  # ties go to the upper neighbour
+        return 1.0 / (1.0 + tl.exp2((b_left - b_up) * inv_gamma_log2))
+
+    @triton.jit
     def _adjoint(p_ring, i, j, mask, n, m, d, stride_slot, b_grad_out):
         """Adjoint of the cells on diagonal d: what their three successors pushed, plus the upstream
         gradient at the answer cell (n, m)."""
@@ -141,15 +167,7 @@ if triton is not None:
                 b_gap = tl.load(p_gap + (i - 1) * stride_gn + (j - 1) * stride_gm, mask=mask, other=0.0)
                 b_gap = b_gap.to(tl.float32)
                 b_diag, b_up, b_left = _neighbours(p_table, i, j, mask, off_1, lo_1, off_2, lo_2)
-                b_up += b_gap
-                b_left += b_gap
-                b_max = tl.maximum(tl.maximum(b_diag, b_up), b_left)
-                if HARD:
-                    b_best = b_max
-                else:
-                    b_sum = (tl.exp2((b_diag - b_max) * inv_gamma_log2) + tl.exp2((b_up - b_max) * inv_gamma_log2)
-                             + tl.exp2((b_left - b_max) * inv_gamma_log2))
-                    b_best = b_max + gamma * tl.log(b_sum)
+                b_best = _fsd_max(b_diag, b_up + b_gap, b_left + b_gap, gamma, inv_gamma_log2, HARD)
                 tl.store(p_table + off_0 + (i - lo), b_match.to(tl.float32) + b_best, mask=mask)
             # Every lane's diagonal must be visible before any lane reads it as a neighbour.
             tl.debug_barrier()
@@ -238,12 +256,7 @@ if triton is not None:
                 b_sim = tl.load(p_sim + (i - 1) * stride_sn + (j - 1) * stride_sm, mask=mask, other=0.0)
                 b_sim = b_sim.to(tl.float32)
                 b_diag, b_up, b_left = _neighbours(p_table, i, j, mask, off_1, lo_1, off_2, lo_2)
-                b_max = tl.maximum(b_up, b_left)
-                if HARD:
-                    b_skip = b_max
-                else:
-                    b_min = tl.minimum(b_up, b_left)
-                    b_skip = b_max + gamma * tl.log(1.0 + tl.exp2((b_min - b_max) * inv_gamma_log2))
+                b_skip = _lcs_skip(b_up, b_left, gamma, inv_gamma_log2, HARD)
                 b_value = tl.where(b_sim > threshold, b_diag + b_sim, b_skip)
                 tl.store(p_table + off_0 + (i - lo), b_value, mask=mask)
             tl.debug_barrier()
@@ -290,10 +303,7 @@ if triton is not None:
                 matched = b_sim.to(tl.float32) > threshold
                 b_up = tl.load(p_table + off_1 + (i - 1 - lo_1), mask=mask & (i > 1), other=0.0)
                 b_left = tl.load(p_table + off_1 + (i - lo_1), mask=mask & (j > 1), other=0.0)
-                if HARD:
-                    w_up = (b_up >= b_left).to(tl.float32)  # ties go to the upper neighbour
-                else:
-                    w_up = 1.0 / (1.0 + tl.exp2((b_left - b_up) * inv_gamma_log2))
+                w_up = _lcs_up_weight(b_up, b_left, inv_gamma_log2, HARD)
                 b_adj = _adjoint(p_ring, i, j, mask, n, m, d, stride_slot, b_grad_out)
                 b_through = tl.where(matched, b_adj, 0.0)
                 b_skipped = b_adj - b_through
@@ -407,15 +417,7 @@ if triton is not None:
             b_match_far, b_gap_far = _fsd_inputs(p_match, p_gap, i, d + PREFETCH, n, m, stride_mm, stride_gm)
             j, active = _cells(i, d, n, m)
             b_g = b_gap_0.to(tl.float32)
-            b_u = b_up + b_g
-            b_l = b_left + b_g
-            b_max = tl.maximum(tl.maximum(b_diag, b_u), b_l)
-            if HARD:
-                b_best = b_max
-            else:
-                b_sum = (tl.exp2((b_diag - b_max) * inv_gamma_log2) + tl.exp2((b_u - b_max) * inv_gamma_log2)
-                         + tl.exp2((b_l - b_max) * inv_gamma_log2))
-                b_best = b_max + gamma * tl.log(b_sum)
+            b_best = _fsd_max(b_diag, b_up + b_g, b_left + b_g, gamma, inv_gamma_log2, HARD)
             # Outside the table 0: C[i, 0] is the left border of the next diagonal.
             b_cur = tl.where(active, b_match_0.to(tl.float32) + b_best, 0.0)
             lo, hi = _row_bounds(d, n, m)
@@ -536,12 +538,7 @@ if triton is not None:
             b_sim_far = _lcs_inputs(p_sim, i, d + PREFETCH, n, m, stride_sm)
             j, active = _cells(i, d, n, m)
             b_s = b_sim_0.to(tl.float32)
-            b_max = tl.maximum(b_up, b_left)
-            if HARD:
-                b_skip = b_max
-            else:
-                b_min = tl.minimum(b_up, b_left)
-                b_skip = b_max + gamma * tl.log(1.0 + tl.exp2((b_min - b_max) * inv_gamma_log2))
+            b_skip = _lcs_skip(b_up, b_left, gamma, inv_gamma_log2, HARD)
             b_cur = tl.where(active, tl.where(b_s > threshold, b_diag + b_s, b_skip), 0.0)
             lo, hi = _row_bounds(d, n, m)
             tl.store(p_table + off_0 + (i - lo), b_cur, mask=active)
@@ -596,10 +593,7 @@ if triton is not None:
             b_sim_far, b_up_far, b_left_far = _lcs_bwd_inputs(p_sim, p_table, i, d - PREFETCH, n, m, stride_sm)
             j, active = _cells(i, d, n, m)
             matched = b_sim_0.to(tl.float32) > threshold
-            if HARD:
-                w_up = (b_up_0 >= b_left_0).to(tl.float32)  # ties go to the upper neighbour
-            else:
-                w_up = 1.0 / (1.0 + tl.exp2((b_left_0 - b_up_0) * inv_gamma_log2))
+            w_up = _lcs_up_weight(b_up_0, b_left_0, inv_gamma_log2, HARD)
             b_adj = tl.where(active, b_incoming + tl.where((i == n) & (j == m), b_grad_out, 0.0), 0.0)
             b_through = tl.where(matched, b_adj, 0.0)
             b_skipped = b_adj - b_through

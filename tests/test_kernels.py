@@ -236,9 +236,9 @@ def test_triton_reads_strided_inputs_and_half_precision(family):
 
 
 def test_triton_reads_diagonal_major_inputs_exactly(family):
-    """The benchmark's diagonal-major layout (anti-diagonals contiguous, strides (N + 1, N) over a
-    buffer with gaps) gives the row-major inputs' values and gradients bit for bit."""
-    from bench.bench_kernels import diagonal_major
+    """to_diagonal_major's layout (anti-diagonals contiguous, strides (N + 1, N) over a buffer with
+    gaps) gives the row-major inputs' values and gradients bit for bit."""
+    diagonal_major = triton_dp.to_diagonal_major
     match, gap, upstream, _ = _fsd_case(11, 3, 7, 5)
     sim, _, _ = _lcs_case(12, 3, 6, 9)
     for op, tensors in (("fsd", (match, gap)), ("lcs", (sim,))):
