@@ -1,4 +1,4 @@
-"""python -m bench [kernels|eval|step|recipe|tune|compile|all]: run benchmarks and print tables;
+"""python -m bench [kernels|eval|step|recipe|tune|compile|ops|all]: run benchmarks and print tables;
 python -m bench report [--targets] [PATH]: the tables (--targets: only the GPU targets) of a saved JSON
 or of bench/results/cases.jsonl.
 
@@ -7,7 +7,8 @@ as JSON under .benchmarks/ (compare two commits with `pytest bench/bench_eval.py
 --benchmark-compare`) and as bench/results/latest-<what>.json, from which the Markdown tables are
 printed and CSV rows appended to bench/results/benchmarks.csv. `recipe --scale F` runs the whole
 recipe outside pytest (see bench/recipe.py, `recipe --help`); `compile [--json]` compiles every
-Triton kernel for five GPU generations (see bench/compile.py).
+Triton kernel for five GPU generations (see bench/compile.py); `ops` counts the operations of each
+training step's phases (see bench/ops.py).
 """
 import sys
 from pathlib import Path
@@ -40,8 +41,9 @@ def main(argv=None):
         print(__doc__.strip())
         return 0
     what = argv.pop(0) if argv and not argv[0].startswith("-") else "all"
-    if what not in (*FILES, "all", "report", "compile"):
-        return _usage_error(f"unknown benchmark {what!r}; choose kernels, eval, step, recipe, tune, compile, all or report")
+    if what not in (*FILES, "all", "report", "compile", "ops"):
+        return _usage_error(f"unknown benchmark {what!r}; choose kernels, eval, step, recipe, tune, compile, ops, all "
+                            f"or report")
     # recipe with arguments parses them itself; the others take only these.
     allowed = {"report": 1, "compile": 0}.get(what, 0)
     flags = {"compile": "--json", "report": "--targets"}.get(what)
@@ -62,6 +64,9 @@ def main(argv=None):
     if what == "compile":
         from bench import compile as compile_bench
         return compile_bench.main(argv)
+    if what == "ops":
+        from bench import ops
+        return ops.main(argv)
     if what == "recipe" and argv:
         from bench import recipe
         return recipe.main(argv)

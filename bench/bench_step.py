@@ -20,7 +20,9 @@ DEVICE = "cuda" if on_gpu() else "cpu"
 DIM = int(os.environ.get("FTCL_BENCH_DIM", 2048 if DEVICE == "cuda" else 256))
 
 
-def _steps(device, feature_dim, pairs=16, snippets=750, num_classes=20):
+def step_cases(device, feature_dim, pairs=16, snippets=750, num_classes=20):
+    """The benchmarked steps' pieces: (model, optimizer, {step name: (features, loss of the model's
+    output)}) at the release's sizes (16 pairs of 750-snippet videos, half of them positive)."""
     config = preset("thumos14", feature_dim=feature_dim, num_classes=num_classes)
     torch.manual_seed(0)
     model = ACMNet.from_config(config).to(device).train()
@@ -30,28 +32,29 @@ def _steps(device, feature_dim, pairs=16, snippets=750, num_classes=20):
     classes = torch.randint(0, num_classes, (2 * pairs,), generator=gen, device=device)
     classes[pairs:pairs + pairs // 2] = classes[:pairs // 2]  # half of the pairs positive
     labels = torch.nn.functional.one_hot(classes, num_classes).float()
-
-    def step(loss):
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    def acm_step():
-        step(losses.acm_loss(model(x), labels, config)[0])
-
-    def ftcl_step():
-        out = model(x)
-        a, b = out.select(slice(0, pairs)), out.select(slice(pairs, None))
-        step(losses.ftcl_loss(a, b, labels[:pairs], labels[pairs:], config)[0])
-
     batch_pairs, positive = in_batch_pairs(labels[:16].cpu().numpy(), np.random.default_rng(0))
     batch_pairs, positive = torch.from_numpy(batch_pairs).to(device), torch.from_numpy(positive).to(device)
+    cases = {
+        "acm-32-videos": (x, lambda out: losses.acm_loss(out, labels, config)[0]),
+        "ftcl-16-pairs": (x, lambda out: losses.ftcl_loss(out, labels, config)[0]),
+        "release-baseline-16-videos": (x[:16], lambda out: losses.in_batch_loss(
+            out, labels[:16], batch_pairs, positive, config, log_eps=losses.RELEASE_BASELINE_LOG_EPS)[0]),
+    }
+    return model, optimizer, cases
 
-    def baseline_step():
-        step(losses.in_batch_loss(model(x[:16]), labels[:16], batch_pairs, positive, config,
-                                  log_eps=losses.RELEASE_BASELINE_LOG_EPS)[0])
 
-    return {"acm-32-videos": acm_step, "ftcl-16-pairs": ftcl_step, "release-baseline-16-videos": baseline_step}
+def _steps(device, feature_dim, **kw):
+    """{step name: one training step (forward, loss, backward, optimizer step)}."""
+    model, optimizer, cases = step_cases(device, feature_dim, **kw)
+
+    def step_of(features, loss_of):
+        def step():
+            loss = loss_of(model(features))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return step
+    return {name: step_of(*case) for name, case in cases.items()}
 
 
 @pytest.mark.parametrize("step", ["acm-32-videos", "ftcl-16-pairs", "release-baseline-16-videos",

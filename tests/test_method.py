@@ -226,7 +226,7 @@ def test_ftcl_loss_combines_acm_and_contrasts():
     labels_a = torch.tensor([[1.0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0]])
     labels_b = torch.tensor([[1.0, 0, 0, 0, 0], [0, 0, 1.0, 0, 0]])
     config = Config(lcs_threshold=0.5)
-    total, terms = losses.ftcl_loss(a, b, labels_a, labels_b, config)
+    total, terms = losses.ftcl_loss(out, torch.cat([labels_a, labels_b]), config)
     acm = (losses.acm_loss(a, labels_a, config)[0] + losses.acm_loss(b, labels_b, config)[0]) / 2
     fsd, lcs = losses.pair_terms(a, b, torch.tensor([True, False]), config)
     want = acm + 0.1 * (lcs[1] - lcs[0]) + 0.8 * (fsd[1] - fsd[0])

@@ -110,15 +110,12 @@ def _in_batch_step(log_eps, rescale_lcs):
 
 def _release_pair_step(trainer, batch):
     cfg, split, device = trainer.config, trainer.train_split, trainer.device
-    videos = np.concatenate([batch[:, 0], batch[:, 1]])
+    videos = np.concatenate([batch[:, 0], batch[:, 1]])  # the pairs' first videos, then their second
     out = trainer.model(trainer.sampled(videos))
-    a, b = out.select(slice(0, len(batch))), out.select(slice(len(batch), None))
-    labels_a = torch.from_numpy(split.labels[batch[:, 0]]).to(device)
-    labels_b = torch.from_numpy(split.labels[batch[:, 1]]).to(device)
-    loss, terms = losses.ftcl_loss(a, b, labels_a, labels_b, cfg)
-    correct = (_all_correct(a.scores_inst, labels_a, cfg.cls_threshold)
-               & _all_correct(b.scores_inst, labels_b, cfg.cls_threshold))
-    return loss, terms, correct
+    labels = torch.from_numpy(split.labels[videos]).to(device)
+    loss, terms = losses.ftcl_loss(out, labels, cfg)
+    correct_a, correct_b = _all_correct(out.scores_inst, labels, cfg.cls_threshold).view(2, len(batch)).unbind(0)
+    return loss, terms, correct_a & correct_b
 
 
 def objective_of(kind, config):
