@@ -122,6 +122,54 @@ def test_nan_losses_are_skipped_then_stop_the_run(tiny_data, tmp_path, monkeypat
     assert not (tmp_path / "all" / "last.pt").exists() and not (tmp_path / "all" / "best.pt").exists()
 
 
+def test_a_non_finite_step_changes_no_weight_moment_or_gradient(tiny_data, tmp_path, monkeypatch):
+    """A step's backward is queued before its finite check is read: a non-finite step's gradients are
+    dropped and the optimizer does not step, so the next step starts from the same weights and Adam
+    state, with no gradients left over."""
+    trainer = Trainer("baseline", _config(tiny_data), tmp_path / "run", torch.device("cpu"), progress=False)
+    real, seen = losses.acm_loss, []
+
+    def second_is_nan(out, labels, config, *args, **kwargs):
+        params = list(trainer.model.parameters())
+        seen.append(([p.detach().clone() for p in params], [p.grad is None for p in params]))
+        loss, terms = real(out, labels, config, *args, **kwargs)
+        return (loss * float("nan") if len(seen) == 2 else loss), terms
+
+    monkeypatch.setattr(losses, "acm_loss", second_is_nan)
+    stepped_after = []
+    real_step = trainer.optimizer.step
+    trainer.optimizer.step = lambda: (stepped_after.append(len(seen)), real_step())[1]
+    steps = len(trainer.objective.batches(trainer))
+    trainer.train_epoch()
+    assert trainer.nan_steps == 1 and stepped_after == [n for n in range(1, steps + 1) if n != 2]
+    (weights_1, _), (weights_2, _), (weights_3, no_grads_3) = seen[:3]
+    assert not all(torch.equal(a, b) for a, b in zip(weights_1, weights_2))
+    assert all(torch.equal(a, b) for a, b in zip(weights_2, weights_3)) and all(no_grads_3)
+    assert {int(state["step"]) for state in trainer.optimizer.state.values()} == {steps - 1}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("kind,options", [("baseline", {}), ("baseline", {"objective": "acm"}), ("ftcl", {}),
+                                          ("ftcl", {"pairs": "in-batch"})],
+                         ids=["release-baseline", "acm-baseline", "ftcl", "ftcl-in-batch"])
+def test_training_steps_never_wait_for_the_gpu(tiny_data, tmp_path, kind, options):
+    """torch's sync debug mode warns at every call that waits for the device (read-backs, blocking copies
+    to it): an epoch's steps make none (their finite checks wait on an event, after the backward is
+    queued); its end reads the sums and the weights' finiteness (two)."""
+    import warnings
+    trainer = Trainer(kind, _config(tiny_data, **options), tmp_path / "run", torch.device("cuda"), progress=False)
+    trainer.train_epoch()  # the first epoch allocates the caches and compiles the kernels
+    torch.cuda.set_sync_debug_mode("warn")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer.train_epoch()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    waits = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message)]
+    assert len(waits) <= 2, waits
+
+
 def test_release_checkpoint_without_projection_initialises_ftcl(tiny_data, tmp_path, capsys):
     config = _config(tiny_data, num_classes=4, feature_dim=16)
     state = {k: v for k, v in ACMNet.from_config(config).state_dict().items() if not k.startswith("feature_trans")}

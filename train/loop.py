@@ -45,15 +45,41 @@ class TrainFeatures:
         return int(split.lengths.sum()) * split.feature_dim * 4 <= limit
 
 
+def to_device(array, device):
+    """A numpy array as a tensor on device. To a GPU through pinned memory without waiting: a plain
+    .to("cuda") from pageable memory synchronises the stream, so each step's first copy would wait
+    for the previous step's backward to finish and the device would idle while the host queues."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if torch.device(device).type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def finite_when_read(loss):
+    """Starts reading whether loss is finite back to the host; returns a function that answers. On a GPU
+    the answer waits only for the work queued before this call, so queue the backward before asking."""
+    finite = torch.isfinite(loss)
+    if not finite.is_cuda:
+        return lambda: bool(finite)
+    on_host = finite.to("cpu", non_blocking=True)  # into pinned memory
+    copied = torch.cuda.Event()
+    copied.record()
+
+    def read():
+        copied.synchronize()
+        return bool(on_host)
+    return read
+
+
 def _sampled_batch(split, videos, count, rng, cache=None, device="cpu"):
     """[B, count, D] float32 tensor (on device) of the videos' randomly sampled snippets; the same
     draws from rng whether the features come from the files or from a TrainFeatures cache."""
     indices = [random_sample(split.lengths[v], count, rng) for v in videos]
     if cache is not None:
-        rows = torch.from_numpy(np.concatenate([cache.offsets[v] + idx for v, idx in zip(videos, indices)]))
-        return cache.table[rows.to(cache.table.device)].view(len(videos), count, -1)
-    return torch.from_numpy(np.stack([np.asarray(split.features(v)[idx], dtype=np.float32)
-                                      for v, idx in zip(videos, indices)])).to(device)
+        rows = np.concatenate([cache.offsets[v] + idx for v, idx in zip(videos, indices)])
+        return cache.table[to_device(rows, cache.table.device)].view(len(videos), count, -1)
+    return to_device(np.stack([np.asarray(split.features(v)[idx], dtype=np.float32)
+                               for v, idx in zip(videos, indices)]), device)
 
 
 def _all_correct(scores, labels, threshold):
@@ -85,7 +111,7 @@ def _release_pair_batches(trainer):
 
 
 def _video_forward(trainer, videos):
-    labels = torch.from_numpy(trainer.train_split.labels[videos]).to(trainer.device)
+    labels = to_device(trainer.train_split.labels[videos], trainer.device)
     out = trainer.model(trainer.sampled(videos))
     return out, labels
 
@@ -101,8 +127,8 @@ def _in_batch_step(log_eps, rescale_lcs):
     def step(trainer, videos):
         out, labels = _video_forward(trainer, videos)
         pairs, positive = in_batch_pairs(trainer.train_split.labels[videos], trainer.rng)
-        loss, terms = losses.in_batch_loss(out, labels, torch.from_numpy(pairs).to(trainer.device),
-                                           torch.from_numpy(positive).to(trainer.device), trainer.config,
+        loss, terms = losses.in_batch_loss(out, labels, to_device(pairs, trainer.device),
+                                           to_device(positive, trainer.device), trainer.config,
                                            log_eps=log_eps, rescale_lcs=rescale_lcs)
         return loss, terms, _all_correct(out.scores_inst, labels, trainer.config.cls_threshold)
     return step
@@ -112,7 +138,7 @@ def _release_pair_step(trainer, batch):
     cfg, split, device = trainer.config, trainer.train_split, trainer.device
     videos = np.concatenate([batch[:, 0], batch[:, 1]])  # the pairs' first videos, then their second
     out = trainer.model(trainer.sampled(videos))
-    labels = torch.from_numpy(split.labels[videos]).to(device)
+    labels = to_device(split.labels[videos], device)
     loss, terms = losses.ftcl_loss(out, labels, cfg)
     correct_a, correct_b = _all_correct(out.scores_inst, labels, cfg.cls_threshold).view(2, len(batch)).unbind(0)
     return loss, terms, correct_a & correct_b
@@ -255,8 +281,10 @@ class Trainer:
         """One pass over the batches; returns the epoch's mean loss terms and train accuracy.
 
         A step reads one value back from the device (whether its loss is finite, which decides
-        whether to step, as the release does); the loss terms and accuracy are summed on the device
-        and read once per epoch (and about once a second for the progress bar)."""
+        whether to step, as the release does), after its backward is queued, so the device keeps
+        working while the host waits; the loss terms and accuracy are summed on the device and read
+        once per epoch (and about once a second for the progress bar). A non-finite step's gradients
+        are dropped."""
         self.model.train()
         sums = None  # [1 + len(LOSS_TERMS)] float64 on the device: correct videos, then the terms
         steps = total = 0
@@ -267,7 +295,10 @@ class Trainer:
         for step, batch in enumerate(bar):
             loss, terms, ok = self.objective.step(self, batch)
             self.optimizer.zero_grad(set_to_none=True)
-            if not torch.isfinite(loss):
+            is_finite = finite_when_read(loss)
+            loss.backward()
+            if not is_finite():
+                self.optimizer.zero_grad(set_to_none=True)
                 # As the release: a NaN step is skipped; a run of them (across epochs) means divergence.
                 self.nan_steps += 1
                 self.nan_streak += 1
@@ -277,7 +308,6 @@ class Trainer:
                                           f"{self.run_dir / 'last.pt'}")
                 continue
             self.nan_streak = 0
-            loss.backward()
             self.optimizer.step()
             steps += 1
             total += len(ok)
