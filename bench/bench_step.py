@@ -14,6 +14,7 @@ from ftcl import losses
 from ftcl.config import preset
 from ftcl.data import in_batch_pairs
 from ftcl.model import ACMNet
+from train.loop import make_optimizer
 
 DEVICE = "cuda" if on_gpu() else "cpu"
 # The release's 2048-d on a GPU; 256-d (the synthetic set's) on a CPU unless FTCL_BENCH_DIM says otherwise.
@@ -26,7 +27,7 @@ def step_cases(device, feature_dim, pairs=16, snippets=750, num_classes=20):
     config = preset("thumos14", feature_dim=feature_dim, num_classes=num_classes)
     torch.manual_seed(0)
     model = ACMNet.from_config(config).to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(model, config)
     gen = torch.Generator(device=device).manual_seed(0)
     x = torch.relu(torch.randn(2 * pairs, snippets, feature_dim, generator=gen, device=device))
     classes = torch.randint(0, num_classes, (2 * pairs,), generator=gen, device=device)

@@ -4,8 +4,8 @@ At the release's sizes a step's time on a GPU is mostly the host launching kerne
 count is what the loss code controls. Counted with a TorchDispatchMode: every dispatched torch
 operation that is not a view (about one GPU kernel each), plus the Triton launches. The DP terms run
 on the Triton kernels as on a GPU (through the interpreter without one; the count is the same) and
-Adam takes its multi-tensor path, as it does on CUDA. Sizes do not change the count: they are small
-here."""
+Adam is fused, as the trainer's on a GPU (train.loop.make_optimizer). Sizes do not change the count:
+they are small here."""
 import os
 import sys
 
@@ -85,7 +85,7 @@ def table(device=None, feature_dim=64, pairs=16, snippets=60):
     from bench.bench_step import step_cases
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, _, cases = step_cases(device, feature_dim, pairs=pairs, snippets=snippets)
-    optimizer = torch.optim.Adam(model.parameters(), foreach=True)  # CUDA's default path, on any device
+    optimizer = torch.optim.Adam(model.parameters(), fused=True)  # the trainer's on a GPU, on any device
     real_pick = kernels.api._pick_backend
     kernels.api._pick_backend = lambda backend, tensors: "triton"
     try:
