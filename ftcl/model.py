@@ -44,11 +44,13 @@ class ModelOutput:
 
 
 def _topk_mean(values, k, kmax, valid):
-    """Mean over time of the k largest values per (video, channel). values: [B, T, K]; k: [B] int;
-    kmax: int, k.max(); valid: [B, T] bool or None. Returns [B, K]."""
-    if valid is not None:
-        values = values.masked_fill(~valid.unsqueeze(2), float("-inf"))
-    top = values.topk(kmax, dim=1).values  # [B, kmax, K]
+    """Mean over time of the k largest values per (video, channel). values: [B, T, K]; k: [B] int, or
+    None when every video takes kmax (an unpadded batch); kmax: int, k.max(); valid: [B, T] bool or
+    None. Returns [B, K]."""
+    top = values.topk(kmax, dim=1).values if valid is None else \
+        values.masked_fill(~valid.unsqueeze(2), float("-inf")).topk(kmax, dim=1).values  # [B, kmax, K]
+    if k is None:
+        return top.sum(1) / kmax
     keep = (torch.arange(kmax, device=values.device)[None, :] < k[:, None]).unsqueeze(2)
     return top.masked_fill(~keep, 0.0).sum(1) / k[:, None].to(values.dtype)
 
@@ -99,7 +101,6 @@ class ACMNet(nn.Module):
         # unpadded batch or for lengths given on the CPU, so those make no device read-back.
         if lengths is None:
             kmaxes = [max(1, time // d) for d in self.topk_divisors]
-            lengths = torch.full((batch,), time, device=features.device, dtype=torch.long)
         else:
             kmaxes = [max(1, int(lengths.max()) // d) for d in self.topk_divisors]
             lengths = lengths.to(features.device)
@@ -120,7 +121,8 @@ class ACMNet(nn.Module):
         else:
             cas = self.snippet_cls(embedded)  # both dropouts are the identity: no mask to multiply by
 
-        ks = [torch.clamp(lengths // d, min=1) for d in self.topk_divisors]
+        # Per-video top-k sizes: only a padded batch has different ones (an unpadded one takes kmax).
+        ks = [None] * 3 if lengths is None else [torch.clamp(lengths // d, min=1) for d in self.topk_divisors]
         if localization_only:
             inst_cas = cas * attention[:, :, :1]
             return ModelOutput(
@@ -143,6 +145,9 @@ class ACMNet(nn.Module):
         gathered = _gather_time(embedded, torch.cat(indices, dim=1)).split([i.shape[1] for i in indices], dim=1)
         feats = []
         for b, kmax in enumerate(kmaxes):
+            if ks[b] is None:
+                feats.append(gathered[b].sum(1) / kmax)
+                continue
             keep = (torch.arange(kmax, device=features.device)[None, :] < ks[b][:, None]).unsqueeze(2)
             feats.append((gathered[b] * keep).sum(1) / ks[b][:, None].to(gathered[b].dtype))
         fsd_action, fsd_background = self.feature_trans(gathered[4]).split(self.fsd_len, dim=1)
