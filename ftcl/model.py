@@ -122,7 +122,7 @@ class ACMNet(nn.Module):
             cas = self.snippet_cls(embedded)  # both dropouts are the identity: no mask to multiply by
 
         # Per-video top-k sizes: only a padded batch has different ones (an unpadded one takes kmax).
-        ks = [None] * 3 if lengths is None else [torch.clamp(lengths // d, min=1) for d in self.topk_divisors]
+        ks = [None] * len(kmaxes) if lengths is None else [torch.clamp(lengths // d, min=1) for d in self.topk_divisors]
         if localization_only:
             inst_cas = cas * attention[:, :, :1]
             return ModelOutput(
