@@ -80,6 +80,16 @@ def make_optimizer(model, config):
                             fused=on_gpu or None)
 
 
+def load_optimizer_state(optimizer, state_dict):
+    """Load an optimizer state written on any device, keeping this device's form of Adam (a run
+    trained on a GPU and resumed on the CPU steps as on the CPU, and the reverse): torch's
+    load_state_dict would restore the writer's "fused" and "foreach" settings with the moments."""
+    forms = [(group["fused"], group["foreach"]) for group in optimizer.param_groups]
+    optimizer.load_state_dict(state_dict)
+    for group, (fused, foreach) in zip(optimizer.param_groups, forms):
+        group["fused"], group["foreach"] = fused, foreach
+
+
 def _sampled_batch(split, videos, count, rng, cache=None, device="cpu"):
     """[B, count, D] float32 tensor (on device) of the videos' randomly sampled snippets; the same
     draws from rng whether the features come from the files or from a TrainFeatures cache."""
@@ -261,7 +271,7 @@ class Trainer:
         if ckpt.get("format") != FORMAT or ckpt.get("kind") != self.kind:
             raise CheckpointError(f"{path}: not a {self.kind} checkpoint of this tool; cannot resume")
         load_weights(self.model, ckpt["model_state_dict"], path)
-        self.optimizer.load_state_dict(ckpt["optimizer_state_dict"])
+        load_optimizer_state(self.optimizer, ckpt["optimizer_state_dict"])
         self.epoch, self.best, self.nan_steps = ckpt["epoch"], ckpt["best"], ckpt["nan_steps"]
         self.nan_streak = ckpt.get("nan_streak", 0)
         self.best_eval = ckpt.get("best_eval")
