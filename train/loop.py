@@ -82,12 +82,13 @@ def make_optimizer(model, config):
 
 def load_optimizer_state(optimizer, state_dict):
     """Load an optimizer state written on any device, keeping this device's form of Adam (a run
-    trained on a GPU and resumed on the CPU steps as on the CPU, and the reverse): torch's
-    load_state_dict would restore the writer's "fused" and "foreach" settings with the moments."""
-    forms = [(group["fused"], group["foreach"]) for group in optimizer.param_groups]
-    optimizer.load_state_dict(state_dict)
-    for group, (fused, foreach) in zip(optimizer.param_groups, forms):
-        group["fused"], group["foreach"] = fused, foreach
+    trained on a GPU and resumed on the CPU steps as on the CPU, and the reverse). torch's
+    load_state_dict restores the writer's "fused" and "foreach" settings with the moments, and places
+    the step counters by them (on the parameters' device for the fused form), so they are set to this
+    optimizer's before loading."""
+    groups = [{**saved, "fused": current["fused"], "foreach": current["foreach"]}
+              for saved, current in zip(state_dict["param_groups"], optimizer.param_groups)]
+    optimizer.load_state_dict({**state_dict, "param_groups": groups})
 
 
 def _sampled_batch(split, videos, count, rng, cache=None, device="cpu"):
