@@ -148,20 +148,24 @@ def test_a_non_finite_step_changes_no_weight_moment_or_gradient(tiny_data, tmp_p
     assert {int(state["step"]) for state in trainer.optimizer.state.values()} == {steps - 1}
 
 
-def test_resume_keeps_this_devices_form_of_adam(tiny_data, tmp_path):
-    """A checkpoint written with the GPU's fused Adam resumes on the CPU with the CPU's form (torch's
-    load_state_dict alone would carry "fused" over), with the moments and step counts it saved."""
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA GPU"))])
+def test_resume_keeps_this_devices_form_of_adam(tiny_data, tmp_path, device):
+    """A checkpoint resumes with the resuming device's form of Adam (torch's load_state_dict alone
+    would carry the writer's "fused" over) and the moments and step counts it saved: on the CPU one
+    written with the GPU's fused Adam, on a GPU one written on the CPU."""
     _train("baseline", tiny_data, tmp_path / "run", epochs=1)
     written = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
-    for group in written["optimizer_state_dict"]["param_groups"]:
-        group["fused"] = True  # as a GPU run writes it
-    torch.save(written, tmp_path / "run" / "last.pt")
-    resumed = Trainer("baseline", _config(tiny_data, epochs=2), tmp_path / "run", torch.device("cpu"), progress=False)
+    if device == "cpu":
+        for group in written["optimizer_state_dict"]["param_groups"]:
+            group["fused"] = True  # as a GPU run writes it
+        torch.save(written, tmp_path / "run" / "last.pt")
+    resumed = Trainer("baseline", _config(tiny_data, epochs=2), tmp_path / "run", torch.device(device), progress=False)
     resumed.resume()
-    assert all(group["fused"] is None for group in resumed.optimizer.param_groups)
+    assert all(group["fused"] is (True if device == "cuda" else None) for group in resumed.optimizer.param_groups)
     saved = written["optimizer_state_dict"]["state"]
     for index, state in enumerate(resumed.optimizer.state_dict()["state"].values()):
-        assert torch.equal(state["exp_avg"], saved[index]["exp_avg"]) and state["step"] == saved[index]["step"]
+        assert torch.equal(state["exp_avg"].cpu(), saved[index]["exp_avg"]) and float(state["step"]) == saved[index]["step"]
     resumed.run()
     assert resumed.epoch == 2
 
