@@ -72,9 +72,9 @@ def finite_when_read(loss):
 
 
 def make_optimizer(model, config):
-    """The release's Adam (betas 0.9, 0.999). On a GPU its fused form: one kernel updates every
-    parameter, where the multi-tensor form launches about 25 per step (the same update; the last bits
-    of the arithmetic may differ). On the CPU torch's default form, as in every earlier run."""
+    """The release's Adam (betas 0.9, 0.999). On a GPU its fused form: two operations per step update
+    every parameter, where the multi-tensor form takes about 25 (the same update; the last bits of the
+    arithmetic may differ). On the CPU torch's default form, as in every earlier run."""
     on_gpu = next(model.parameters()).is_cuda
     return torch.optim.Adam(model.parameters(), lr=config.lr, betas=(0.9, 0.999), weight_decay=config.weight_decay,
                             fused=on_gpu or None)
