@@ -3,6 +3,7 @@
 GPU cases time with triton.testing.do_bench (CUDA events) into extra_info["gpu_ms"]; the
 pytest-benchmark wall-clock statistics synchronise the device around each call. The torch backend's
 GPU times come after the Triton grid, as their own cases (extra_info["torch_ms"])."""
+import os
 import time
 
 import pytest
@@ -140,7 +141,9 @@ def test_torch_backend_cpu(benchmark, op, batch, length):
 @pytest.mark.parametrize("op", ["fsd", "lcs"])
 def test_triton_grid(benchmark, monkeypatch, op, mode, batch, length):
     """The Triton kernels on the GPU: do_bench median ms, Gcell/s, peak memory and speed-up over the
-    block-per-pair CUDA reference."""
+    block-per-pair CUDA reference; with FTCL_BENCH_FAMILIES=1 also the other kernel family at each
+    forward + backward point (measured on an H100: rows beat chunks, bench/RESULTS.md; off by default,
+    so the stage's time goes to the open tuning questions)."""
     if DEVICE != "cuda":
         pytest.skip("needs a CUDA GPU")
     run = runner(op, mode, batch, length, "triton", "cuda")
@@ -150,7 +153,7 @@ def test_triton_grid(benchmark, monkeypatch, op, mode, batch, length):
                                  "gcell_s": batch * length * length / ms / 1e6, "peak_mib": peak_mib(run),
                                  "vs_cuda_ref": reference / ms if reference else None,
                                  "family": triton_dp.kernel_family(length), "host_ms": host_ms(run)})
-    if mode == "fwd+bwd":  # the other family at the same point, in the same run
+    if os.environ.get("FTCL_BENCH_FAMILIES") == "1" and mode == "fwd+bwd":  # the other family, same point
         other = "chunks" if triton_dp.IMPLEMENTATION == "rows" else "rows"
         with monkeypatch.context() as patch:
             patch.setattr(triton_dp, "IMPLEMENTATION", other)

@@ -51,13 +51,14 @@ run_stage() {
 status=0
 for stage in "${stages[@]}"; do
     case $stage in
+        # test_kernels_gpu.py first (the compiled kernels against the float64 reference), then the
+        # training loop on CUDA (no waits for the device, Adam's form on resume, the epoch end's state),
         # test_kernels.py last: compiling its many small variants is what a short limit cuts.
         tests) run_stage tests "$PY" -m pytest -q -p no:cacheprovider --durations=8 tests/test_kernels_gpu.py \
-                   tests/test_method.py tests/test_cosine.py \
-                   "tests/test_train.py::test_an_epoch_end_saves_the_state_its_epoch_left" \
                    "tests/test_train.py::test_training_steps_never_wait_for_the_gpu" \
-                   "tests/test_train.py::test_resume_keeps_this_devices_form_of_adam" tests/test_kernels.py \
-                   || status=1 ;;
+                   "tests/test_train.py::test_resume_keeps_this_devices_form_of_adam" \
+                   "tests/test_train.py::test_an_epoch_end_saves_the_state_its_epoch_left" \
+                   tests/test_method.py tests/test_cosine.py tests/test_kernels.py || status=1 ;;
         kernels|step|eval|tune) run_stage "$stage" "$PY" -m bench "$stage" || status=1 ;;
         recipe) run_stage recipe "$PY" -m bench recipe --scale "${RECIPE_SCALE:-0.05}" || status=1 ;;
         recipe-inline) run_stage recipe-inline "$PY" -m bench recipe --scale "${RECIPE_SCALE:-0.05}" --sequential \
