@@ -141,7 +141,9 @@ def test_torch_backend_cpu(benchmark, op, batch, length):
 @pytest.mark.parametrize("op", ["fsd", "lcs"])
 def test_triton_grid(benchmark, monkeypatch, op, mode, batch, length):
     """The Triton kernels on the GPU: do_bench median ms, Gcell/s, peak memory and speed-up over the
-    block-per-pair CUDA reference; with FTCL_BENCH_FAMILIES=1 also the other kernel family at each
+    block-per-pair CUDA reference; forward + backward also replayed from a CUDA graph (graph_ms: what
+    the kernels take once the host's Python call is out of the way, as in a captured training step);
+    with FTCL_BENCH_FAMILIES=1 also the other kernel family at each
     forward + backward point (measured on an H100: rows beat chunks, bench/RESULTS.md; off by default,
     so the stage's time goes to the open tuning questions)."""
     if DEVICE != "cuda":
@@ -153,6 +155,10 @@ def test_triton_grid(benchmark, monkeypatch, op, mode, batch, length):
                                  "gcell_s": batch * length * length / ms / 1e6, "peak_mib": peak_mib(run),
                                  "vs_cuda_ref": reference / ms if reference else None,
                                  "family": triton_dp.kernel_family(length), "host_ms": host_ms(run)})
+    if mode == "fwd+bwd":  # the same call replayed from a CUDA graph: the kernels' time without the host's
+        replay, _ = cuda_graph(run)
+        graph_ms = gpu_ms(replay)
+        benchmark.extra_info.update(graph_ms=graph_ms, vs_cuda_ref_graph=reference / graph_ms if reference else None)
     if os.environ.get("FTCL_BENCH_FAMILIES") == "1" and mode == "fwd+bwd":  # the other family, same point
         other = "chunks" if triton_dp.IMPLEMENTATION == "rows" else "rows"
         with monkeypatch.context() as patch:
