@@ -63,7 +63,7 @@ def finite_when_read(loss):
         return lambda: bool(finite)
     on_host = finite.to("cpu", non_blocking=True)  # into pinned memory
     copied = torch.cuda.Event()
-    copied.record()
+    copied.record(torch.cuda.current_stream(finite.device))  # the loss's device, whichever is current
 
     def read():
         copied.synchronize()
