@@ -14,7 +14,7 @@ from ftcl import losses
 from ftcl.config import preset
 from ftcl.data import in_batch_pairs
 from ftcl.model import ACMNet
-from train.loop import make_optimizer
+from train.loop import finite_when_read, make_optimizer, to_device
 
 DEVICE = "cuda" if on_gpu() else "cpu"
 # The release's 2048-d on a GPU; 256-d (the synthetic set's) on a CPU unless FTCL_BENCH_DIM says otherwise.
@@ -72,3 +72,61 @@ def test_training_step(benchmark, step, monkeypatch):
     if DEVICE == "cuda":
         benchmark.extra_info["gpu_ms"] = gpu_ms(run)
     benchmark.pedantic(synchronized(run), rounds=10 if DEVICE == "cuda" else 5, warmup_rounds=1)
+
+
+def _host_fed_step(kind, loop, device, feature_dim, pairs=16, snippets=750, num_classes=20, videos=200):
+    """One training step that takes its batch from the host as the trainer does: the sampled rows'
+    indices (into features kept on the device) and the labels, plus the in-batch pairs for the release
+    baseline, then the finite check. loop "waits": plain copies to the device and the check read
+    before the backward (the trainer before commit aac4aca); "no-waits": the trainer's to_device and
+    finite_when_read."""
+    config = preset("thumos14", feature_dim=feature_dim, num_classes=num_classes)
+    torch.manual_seed(0)
+    model = ACMNet.from_config(config).to(device).train()
+    optimizer = make_optimizer(model, config)
+    rng = np.random.default_rng(0)
+    table = torch.relu(torch.randn(videos * snippets, feature_dim, device=device))  # the training features
+    labels_table = np.eye(num_classes, dtype=np.float32)[rng.integers(0, num_classes, videos)]
+    count = 2 * pairs if kind == "ftcl" else pairs
+
+    def copy(array):
+        return to_device(array, device) if loop == "no-waits" else torch.from_numpy(array).to(device)
+
+    def step():
+        picked = rng.choice(videos, count, replace=False)
+        rows = (picked[:, None] * snippets + np.sort(rng.integers(0, snippets, (count, snippets)), axis=1)).ravel()
+        out = model(table[copy(rows)].view(count, snippets, feature_dim))
+        labels = copy(labels_table[picked])
+        if kind == "ftcl":
+            loss = losses.ftcl_loss(out, labels, config)[0]
+        else:
+            batch_pairs, positive = in_batch_pairs(labels_table[picked], rng)
+            loss = losses.in_batch_loss(out, labels, copy(batch_pairs), copy(positive), config,
+                                        log_eps=losses.RELEASE_BASELINE_LOG_EPS)[0]
+        optimizer.zero_grad(set_to_none=True)
+        if loop == "waits":
+            if not torch.isfinite(loss):
+                return
+            loss.backward()
+        else:
+            is_finite = finite_when_read(loss)
+            loss.backward()
+            if not is_finite():
+                optimizer.zero_grad(set_to_none=True)
+                return
+        optimizer.step()
+    return step
+
+
+@pytest.mark.parametrize("loop", ["waits", "no-waits"])
+@pytest.mark.parametrize("kind", ["ftcl", "release-baseline"])
+def test_host_fed_step(benchmark, kind, loop):
+    """The trainer's way of feeding a step (GPU only): the same step with its batch copied from the
+    host and its finite check, with copies that wait for the device and the check read before the
+    backward, or neither (what the trainer does now). do_bench keeps calling without synchronising,
+    so a step's waits show as the device idling between its kernels."""
+    if DEVICE != "cuda":
+        pytest.skip("needs a CUDA GPU")
+    run = _host_fed_step(kind, loop, DEVICE, DIM)
+    benchmark.extra_info.update(step=kind, loop=loop, device=DEVICE, feature_dim=DIM, gpu_ms=gpu_ms(run))
+    benchmark.pedantic(synchronized(run), rounds=5, warmup_rounds=1)

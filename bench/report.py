@@ -118,6 +118,13 @@ def tables(path):
         acm = float(ms[steps["param"] == "acm-32-videos"].iloc[0])
         out[f"Training step (750 snippets x {int(steps['feature_dim'].iloc[0])}-d, {steps['device'].iloc[0]})"] = \
             pd.DataFrame({"step": steps["step"], "ms": ms, "ratio to ACM-Net": ms / acm})
+    fed = frame[frame["name"].str.startswith("test_host_fed_step")]
+    if len(fed) and "gpu_ms" in fed:
+        by_loop = fed.pivot_table(index="step", columns="loop", values="gpu_ms").reset_index()
+        if {"waits", "no-waits"} <= set(by_loop.columns):
+            by_loop = by_loop.assign(speedup=by_loop["waits"] / by_loop["no-waits"])
+        out["Steps fed from the host, with and without waiting for the device (do_bench median ms)"] = \
+            by_loop.rename_axis(columns=None)
     recipe = frame[frame["name"].str.startswith("test_recipe")]
     if len(recipe):
         row = recipe.iloc[0]

@@ -40,6 +40,8 @@ def gpu_json(tmp_path):
               gpu_ms=10.0),
         _case("test_training_step", "ftcl-16-pairs", 12.0, step="ftcl-16-pairs", device="cuda", feature_dim=2048,
               gpu_ms=11.0),
+        _case("test_host_fed_step", "ftcl-waits", 16.0, step="ftcl", loop="waits", device="cuda", gpu_ms=15.0),
+        _case("test_host_fed_step", "ftcl-no-waits", 12.0, step="ftcl", loop="no-waits", device="cuda", gpu_ms=12.0),
     ]
     path = tmp_path / "latest-kernels.json"
     path.write_text(json.dumps({"machine_info": {"ftcl_device": "NVIDIA H100", "ftcl_torch": "2.11",
@@ -74,6 +76,8 @@ def test_gpu_tables_join_the_torch_times_to_the_triton_grid(gpu_json):
     assert (tune["best_block"], tune["best_warps"], tune["best_speedup"]) == (256, 4, 1.2)
     step = next(frame for title, frame in tables.items() if title.startswith("Training step"))
     assert list(step["ratio to ACM-Net"]) == pytest.approx([1.0, 1.1])
+    fed = next(frame for title, frame in tables.items() if title.startswith("Steps fed from the host")).iloc[0]
+    assert (fed["step"], fed["waits"], fed["no-waits"], fed["speedup"]) == ("ftcl", 15.0, 12.0, 1.25)
 
 
 def test_report_prints_every_table_and_appends_csv_rows(gpu_json, tmp_path, capsys):
@@ -82,7 +86,7 @@ def test_report_prints_every_table_and_appends_csv_rows(gpu_json, tmp_path, caps
     assert "NVIDIA H100" in printed and "Triton kernels on the GPU" in printed and "Training step" in printed
     assert "Diagonal-major tables inside the API" in printed
     rows = pd.read_csv(tmp_path / "csv" / "benchmarks.csv")
-    assert len(rows) == 14 and set(rows["device"]) == {"NVIDIA H100"}
+    assert len(rows) == 16 and set(rows["device"]) == {"NVIDIA H100"}
 
 
 def test_grid_without_torch_cases_still_reports(gpu_json):
