@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import kernels
-from bench.common import gpu_ms, on_gpu, synchronized
+from bench.common import cuda_kernel_count, gpu_ms, on_gpu, synchronized
 from ftcl import losses
 from ftcl.config import preset
 from ftcl.data import in_batch_pairs
@@ -71,6 +71,7 @@ def test_training_step(benchmark, step, monkeypatch):
     benchmark.extra_info.update(step=step, device=DEVICE, feature_dim=DIM, snippets=750)
     if DEVICE == "cuda":
         benchmark.extra_info["gpu_ms"] = gpu_ms(run)
+        benchmark.extra_info["gpu_kernels"] = cuda_kernel_count(run)  # what `python -m bench ops` counts, on the GPU
     benchmark.pedantic(synchronized(run), rounds=10 if DEVICE == "cuda" else 5, warmup_rounds=1)
 
 

@@ -116,8 +116,10 @@ def tables(path):
     if len(steps):
         ms = steps["gpu_ms"] if "gpu_ms" in steps and steps["gpu_ms"].notna().all() else steps["median_ms"]
         acm = float(ms[steps["param"] == "acm-32-videos"].iloc[0])
-        out[f"Training step (750 snippets x {int(steps['feature_dim'].iloc[0])}-d, {steps['device'].iloc[0]})"] = \
-            pd.DataFrame({"step": steps["step"], "ms": ms, "ratio to ACM-Net": ms / acm})
+        table = pd.DataFrame({"step": steps["step"], "ms": ms, "ratio to ACM-Net": ms / acm})
+        if "gpu_kernels" in steps and steps["gpu_kernels"].notna().any():
+            table = table.assign(**{"GPU kernels": steps["gpu_kernels"]})
+        out[f"Training step (750 snippets x {int(steps['feature_dim'].iloc[0])}-d, {steps['device'].iloc[0]})"] = table
     fed = frame[frame["name"].str.startswith("test_host_fed_step")]
     if len(fed) and "gpu_ms" in fed:
         by_loop = fed.pivot_table(index="step", columns="loop", values="gpu_ms").reset_index()

@@ -37,9 +37,9 @@ def gpu_json(tmp_path):
               default_ms=1.2, best_block=256, best_warps=4, best_ms=1.0, best_speedup=1.2,
               configs=[{"block": 256, "num_warps": 4, "ms": 1.0, "vs_default": 1.2}]),
         _case("test_training_step", "acm-32-videos", 11.0, step="acm-32-videos", device="cuda", feature_dim=2048,
-              gpu_ms=10.0),
+              gpu_ms=10.0, gpu_kernels=210),
         _case("test_training_step", "ftcl-16-pairs", 12.0, step="ftcl-16-pairs", device="cuda", feature_dim=2048,
-              gpu_ms=11.0),
+              gpu_ms=11.0, gpu_kernels=330),
         _case("test_host_fed_step", "ftcl-waits", 16.0, step="ftcl", loop="waits", device="cuda", gpu_ms=15.0),
         _case("test_host_fed_step", "ftcl-no-waits", 12.0, step="ftcl", loop="no-waits", device="cuda", gpu_ms=12.0),
     ]
@@ -75,7 +75,7 @@ def test_gpu_tables_join_the_torch_times_to_the_triton_grid(gpu_json):
     tune = next(frame for title, frame in tables.items() if title.startswith("Launch configuration")).iloc[0]
     assert (tune["best_block"], tune["best_warps"], tune["best_speedup"]) == (256, 4, 1.2)
     step = next(frame for title, frame in tables.items() if title.startswith("Training step"))
-    assert list(step["ratio to ACM-Net"]) == pytest.approx([1.0, 1.1])
+    assert list(step["ratio to ACM-Net"]) == pytest.approx([1.0, 1.1]) and list(step["GPU kernels"]) == [210, 330]
     fed = next(frame for title, frame in tables.items() if title.startswith("Steps fed from the host")).iloc[0]
     assert (fed["step"], fed["waits"], fed["no-waits"], fed["speedup"]) == ("ftcl", 15.0, 12.0, 1.25)
 
