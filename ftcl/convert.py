@@ -171,7 +171,7 @@ def main(argv=None):
     try:
         summary = convert_wtalc(args.src, args.dst, args.name)
     except (ConvertError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(cli.error_line(err), file=sys.stderr)
         return 2
     preset = "thumos14" if args.name == "Thumos14reduced" else "activitynet12"
     print(f"wrote {args.dst}: {summary['train']} train and {summary['test']} test videos, {summary['classes']} classes, "

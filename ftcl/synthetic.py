@@ -215,7 +215,7 @@ def main(argv=None):
     try:
         out = generate(args.out, shape=args.preset, seed=args.seed, feature_dim=args.feature_dim, **sizes)
     except (SyntheticError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(cli.error_line(err), file=sys.stderr)
         return 2
     spec = json.loads((out / MARKER).read_text())
     print(f"wrote {out}: {args.preset}-shaped, {spec['num_classes']} classes, {spec['train_videos']} train and "

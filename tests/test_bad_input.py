@@ -459,3 +459,23 @@ def test_a_run_directory_given_as_a_checkpoint_names_its_checkpoints(data, basel
     err = capsys.readouterr().err.splitlines()[-1]
     assert err.startswith("error: ") and "a directory, not a checkpoint file" in err
 
+
+
+@pytest.mark.parametrize("module,failing,argv", [
+    ("train.__main__", "train_one", ["baseline", "--data-dir", "{data}", "--run-dir", "{out}"]),
+    ("ftcl.synthetic", "generate", ["--out", "{out}"]),
+    ("ftcl.convert", "convert_wtalc", ["wtalc", "{data}", "{out}"]),
+], ids=["train", "synthetic", "convert"])
+def test_a_failed_file_operation_is_one_line_naming_the_file(module, failing, argv, tmp_path, monkeypatch, capsys):
+    """Every CLI that reports OSErrors prints them as `error: FILE: reason` (not errno's tuple)."""
+    import errno
+    import importlib
+    target = tmp_path / "out"
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    cli_module = importlib.import_module(module)
+    monkeypatch.setattr(cli_module, failing, full)
+    assert cli_module.main([a.format(data=tmp_path, out=target) for a in argv]) == 2
+    _one_line_error(capsys, f"error: {target}: No space left on device")

@@ -177,7 +177,7 @@ def main(argv=None):
             return 0
         trainer = train_one(args.kind, args, args.run_dir, device)
     except (DataError, CheckpointError, RunDirError, LoggerError, EvaluationInputError, ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(cli.error_line(err), file=sys.stderr)
         return 2
     except TrainingStopped as err:
         print(f"stopped: {err}", file=sys.stderr)
