@@ -21,13 +21,18 @@ DEVICE = "cuda" if on_gpu() else "cpu"
 DIM = int(os.environ.get("FTCL_BENCH_DIM", 2048 if DEVICE == "cuda" else 256))
 
 
-def step_cases(device, feature_dim, pairs=16, snippets=750, num_classes=20):
-    """The benchmarked steps' pieces: (model, optimizer, {step name: (features, loss of the model's
-    output)}) at the release's sizes (16 pairs of 750-snippet videos, half of them positive)."""
+def _trained_model(device, feature_dim, num_classes):
+    """(config, model in train mode, the trainer's optimizer) of a seeded ACM-Net."""
     config = preset("thumos14", feature_dim=feature_dim, num_classes=num_classes)
     torch.manual_seed(0)
     model = ACMNet.from_config(config).to(device).train()
-    optimizer = make_optimizer(model, config)
+    return config, model, make_optimizer(model, config)
+
+
+def step_cases(device, feature_dim, pairs=16, snippets=750, num_classes=20):
+    """The benchmarked steps' pieces: (model, optimizer, {step name: (features, loss of the model's
+    output)}) at the release's sizes (16 pairs of 750-snippet videos, half of them positive)."""
+    config, model, optimizer = _trained_model(device, feature_dim, num_classes)
     gen = torch.Generator(device=device).manual_seed(0)
     x = torch.relu(torch.randn(2 * pairs, snippets, feature_dim, generator=gen, device=device))
     classes = torch.randint(0, num_classes, (2 * pairs,), generator=gen, device=device)
@@ -81,10 +86,7 @@ def _host_fed_step(kind, loop, device, feature_dim, pairs=16, snippets=750, num_
     baseline, then the finite check. loop "waits": plain copies to the device and the check read
     before the backward (the trainer before commit aac4aca); "no-waits": the trainer's to_device and
     finite_when_read."""
-    config = preset("thumos14", feature_dim=feature_dim, num_classes=num_classes)
-    torch.manual_seed(0)
-    model = ACMNet.from_config(config).to(device).train()
-    optimizer = make_optimizer(model, config)
+    config, model, optimizer = _trained_model(device, feature_dim, num_classes)
     rng = np.random.default_rng(0)
     table = torch.relu(torch.randn(videos * snippets, feature_dim, device=device))  # the training features
     labels_table = np.eye(num_classes, dtype=np.float32)[rng.integers(0, num_classes, videos)]

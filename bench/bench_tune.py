@@ -6,10 +6,9 @@ all` (every configuration compiles its own kernels): `python -m bench tune`, or
 `bash bench/gpu_check.sh tune`."""
 import pytest
 
-from bench.bench_kernels import DEVICE, runner
+from bench.bench_kernels import DEVICE, TUNING_GRID, runner
 from bench.common import gpu_ms, synchronized
 
-TUNE_GRID = [(2048, 128), (256, 512), (1024, 512), (64, 2048)]
 WARPS = [2, 4, 8]
 ROWS_WARPS = [1, 2, 4, 8, 16]
 
@@ -24,7 +23,7 @@ def _configs(length):
     return "_launch_config", [(block, warps) for block in blocks for warps in WARPS]
 
 
-@pytest.mark.parametrize("batch,length", TUNE_GRID, ids=[f"B{b}-L{n}" for b, n in TUNE_GRID])
+@pytest.mark.parametrize("batch,length", TUNING_GRID, ids=[f"B{b}-L{n}" for b, n in TUNING_GRID])
 @pytest.mark.parametrize("op", ["fsd", "lcs"])
 def test_launch_config(benchmark, monkeypatch, op, batch, length):
     if DEVICE != "cuda":
