@@ -56,11 +56,6 @@ def contrast_weights(positive, dtype=torch.float32):
     return (1 - positive) / (positive.numel() - n_positive).clamp_min(1) - positive / n_positive.clamp_min(1)
 
 
-def contrast(values, positive):
-    """Mean over negative pairs minus mean over positive pairs (an empty side counts 0). values: [P]."""
-    return values @ contrast_weights(positive, values.dtype)
-
-
 class PairSide(NamedTuple):
     """What the contrastive terms read of one side of the pairs: lcs_candidates [P, L, D], fsd_action and
     fsd_background [P, F, E] (either may be None where a side does not need it)."""
