@@ -12,7 +12,7 @@ import numpy as np
 
 from evaluation import cli
 from evaluation.detection import evaluate_detection
-from evaluation.io import EvaluationInputError, load_ground_truth, load_predictions
+from evaluation.io import EvaluationInputError, load_ground_truth, predictions_from_results, read_results
 from evaluation.report import detection_table
 
 
@@ -46,6 +46,18 @@ def parse_tiou(text):
     return values
 
 
+def outside_note(results, ground_truth, source, subset):
+    """A line on the predictions of videos outside the subset (they count as false positives, as in
+    the ActivityNet evaluation, which is easy to miss with a results file of a whole data set), or None."""
+    subset_videos = set(ground_truth.videos)
+    outside = [vid for vid, entries in results.items() if vid not in subset_videos and entries]
+    if not outside:
+        return None
+    count = sum(len(results[vid]) for vid in outside)
+    return (f"note: {source}: {count} prediction{'s' * (count != 1)} on {len(outside)} video{'s' * (len(outside) != 1)} "
+            f"outside subset '{subset}' (e.g. {outside[0]}) count as false positives")
+
+
 def main(argv=None):
     parser = cli.parser("python -m evaluation", __doc__)
     parser.add_argument("ground_truth", help="ActivityNet-style ground truth (e.g. gt.json)")
@@ -58,10 +70,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         gt = load_ground_truth(args.ground_truth, args.subset)
-        pred = load_predictions(args.predictions, gt)
+        results = read_results(args.predictions)
+        pred = predictions_from_results(results, gt, source=args.predictions)
     except EvaluationInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    note = outside_note(results, gt, args.predictions, args.subset)
+    if note:
+        print(note, file=sys.stderr)
     result = evaluate_detection(gt.segments, pred, gt.classes, args.tiou)
     if args.json:
         print(json.dumps(result.to_dict()))
@@ -73,4 +89,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)

@@ -1,5 +1,7 @@
 """The project's command-line parsers: a usage mistake is one line on stderr and exit status 2."""
 import argparse
+import os
+import sys
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -47,3 +49,16 @@ def error_line(err):
     if isinstance(err, OSError) and err.filename and err.strerror:
         return f"error: {err.filename}: {err.strerror}"
     return f"error: {err}"
+
+
+def run(main):
+    """sys.exit(main()), except that a reader closing the output early (`| head`) ends the tool
+    quietly with status 1, as it does a Unix tool, instead of with a BrokenPipeError traceback."""
+    try:
+        status = main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout once more at exit: send that flush to /dev/null so it cannot fail too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        status = 1
+    sys.exit(status)

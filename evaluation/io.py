@@ -243,12 +243,17 @@ def predictions_from_results(results, ground_truth, source="predictions"):
                     score=np.array(score, dtype=np.float64))
 
 
-def load_predictions(path, ground_truth):
-    """Read an ActivityNet results JSON ({"results": {vid: [...]}, ...}) against the ground truth."""
+def read_results(path):
+    """The {vid: [{"label", "score", "segment"}]} object of an ActivityNet results JSON."""
     data = _read_json(path, "predictions")
     if not isinstance(data, dict) or "results" not in data:
         raise EvaluationInputError(f"{path}: no 'results' object (expected ActivityNet results JSON)")
-    return predictions_from_results(data["results"], ground_truth, source=str(path))
+    return data["results"]
+
+
+def load_predictions(path, ground_truth):
+    """Read an ActivityNet results JSON ({"results": {vid: [...]}, ...}) against the ground truth."""
+    return predictions_from_results(read_results(path), ground_truth, source=str(path))
 
 
 def results_json(per_video):

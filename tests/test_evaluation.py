@@ -1,5 +1,6 @@
 """evaluation/: detection mAP, proposals, NMS, classification AP, IO and the CLI."""
 import json
+import os
 import subprocess
 import sys
 
@@ -368,6 +369,36 @@ def test_cli_rejects_bad_predictions_with_one_line(small_files, mutate, message)
     out = _cli(gt_path, _write(tmp_path / "bad.json", pred))
     assert out.returncode == 2
     assert message in out.stderr and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+
+
+def test_predictions_outside_the_subset_are_false_positives_and_noted(small_files):
+    gt_path, pred_path, tmp_path = small_files
+    pred = json.loads(open(pred_path).read())
+    pred["results"]["v3"] = [{"label": "Jump", "score": 0.95, "segment": [0.0, 2.0]}]  # a validation video
+    pred["results"]["v9"] = [{"label": "Run", "score": 0.1, "segment": [0, 1]}] * 2  # in no subset
+    pred["results"]["v8"] = []
+    out = _cli(gt_path, _write(tmp_path / "mixed.json", pred), "--json", "--tiou", "0.5")
+    assert out.returncode == 0, out.stderr
+    # Jump by score: 0.95 (v3, a false positive), 0.9 (hit), 0.3 (hit): precisions 1/2, 2/3 at recalls
+    # 1/2, 1; the envelope makes AP 2/3 (1 without v3). Run has no hit.
+    result = json.loads(out.stdout)
+    assert result["per_class"]["Jump"] == [pytest.approx(2 / 3)] and result["per_class"]["Run"] == [0.0]
+    assert out.stderr.splitlines() == [f"note: {tmp_path / 'mixed.json'}: 3 predictions on 2 videos outside subset "
+                                       f"'test' (e.g. v3) count as false positives"]
+    assert _cli(gt_path, pred_path).stderr == ""
+
+
+def test_a_reader_that_stops_early_ends_the_tool_without_a_traceback(small_files):
+    """`python -m evaluation ... | head -1`: the pipe is closed before the first write here."""
+    gt_path, pred_path, _ = small_files
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        out = subprocess.run([sys.executable, "-m", "evaluation", gt_path, pred_path], stdout=write_end,
+                             stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(write_end)
+    assert out.returncode == 1 and out.stderr == ""
 
 
 def test_cli_rejects_unreadable_files(small_files, tmp_path):
