@@ -207,6 +207,13 @@ def load_dataset(data_dir, seconds_per_snippet=None, splits=("train", "test")):
     loaded = {name: load_split(data_dir, name, classes, videos, seconds_per_snippet) for name in splits}
     train, test = loaded.get("train"), loaded["test"]
     if train is not None:
+        unlabelled = np.flatnonzero(train.labels.sum(axis=1) == 0)
+        if len(unlabelled):
+            # ACM-Net's loss divides by a video's class count: such a video makes every step it is in
+            # non-finite (skipped), and FTCL pairs it as "identical labels" with any other.
+            raise DataError(f"{data_dir / 'gt.json'}: training video {train.ids[unlabelled[0]]} has no annotations "
+                            f"({len(unlabelled)} of {len(train.ids)} in split_train.txt); weak labels need at least "
+                            f"one class per training video")
         if train.feature_dim != test.feature_dim:
             raise DataError(f"{test.paths[0]}: feature dimension {test.feature_dim} differs from "
                             f"{train.feature_dim} of {train.paths[0]}")

@@ -335,6 +335,22 @@ def test_malformed_ground_truth_in_training_and_evaluation(data, tmp_path, capsy
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and f"video {vid}" in out.stderr, out.stderr
 
 
+def test_a_training_video_without_annotations_is_refused_and_a_test_video_without_is_scored(data, tmp_path,
+                                                                                             capsys):
+    """Unrefused, such a training video made every step it was in non-finite: the baseline skipped
+    them in silence and FTCL (which pairs it with any other unlabelled video) took no step at all."""
+    root = _copy(data, tmp_path)
+    vid = _edit_gt(root, lambda db, v: db[v].__setitem__("annotations", []))
+    assert train_cli.main(["baseline", "--data-dir", str(root), "--run-dir", str(tmp_path / "run"), *TRAIN]) == 2
+    _one_line_error(capsys, "gt.json", f"training video {vid} has no annotations", "1 of 10")
+    assert not (tmp_path / "run").exists()
+    root = _copy(data, tmp_path, "test-unlabelled")
+    database = json.loads((root / "gt.json").read_text())
+    database["database"][(root / "split_test.txt").read_text().split()[0]]["annotations"] = []
+    (root / "gt.json").write_text(json.dumps(database))
+    assert train_cli.main(["baseline", "--data-dir", str(root), "--run-dir", str(tmp_path / "run"), *TRAIN]) == 0
+
+
 def test_split_mixing_subsets_or_listing_a_video_twice_is_refused(data, tmp_path):
     root = _copy(data, tmp_path)
     train_ids = (root / "split_train.txt").read_text().split()
