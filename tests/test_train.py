@@ -422,6 +422,29 @@ def test_seeds_train_one_baseline_each_and_point_best_at_the_best(tiny_data, tmp
     assert "baseline run, epoch 1, test avg mAP(0.1:0.5)" in capsys.readouterr().err
 
 
+def test_seeds_read_the_data_once_per_call(tiny_data, tmp_path, monkeypatch):
+    """Loading checks every feature file (1.1 GB on THUMOS14): once per call, not once per seed (and
+    once more for --overwrite's check)."""
+    import train.loop
+    from ftcl.data import load_dataset
+    loads = []
+
+    def counted(*args, **kwargs):
+        loads.append(args)
+        return load_dataset(*args, **kwargs)
+
+    monkeypatch.setattr(train_cli, "load_dataset", counted)
+    monkeypatch.setattr(train.loop, "load_dataset", counted)
+    common = ["--run-dir", str(tmp_path / "seeds"), "--seeds", "0,3", "--no-progress"]
+    start = ["--data-dir", str(tiny_data), "--epochs", "1", "--sample-snippets", "32", "--batch-size", "4"]
+    for argv in (start, [*start, "--overwrite"], ["--resume", "--epochs", "2"]):
+        loads.clear()
+        assert train_cli.main(["baseline", *argv, *common]) == 0
+        assert len(loads) == 1, argv
+    for seed in (0, 3):
+        assert len(pd.read_csv(tmp_path / "seeds" / f"seed-{seed}" / "metrics.csv")) == 2
+
+
 def test_activitynet_preset_end_to_end_on_an_activitynet_shaped_set(tmp_path, capsys):
     data_dir = tmp_path / "anet"
     assert synthetic.main(["--out", str(data_dir), "--preset", "activitynet13", "--classes", "6",

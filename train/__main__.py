@@ -16,7 +16,7 @@ from evaluation import EvaluationInputError, cli
 from evaluation.workers import default_workers
 from ftcl.checkpoint import CheckpointError
 from ftcl.config import OBJECTIVES, PRESETS
-from ftcl.data import DataError
+from ftcl.data import DataError, load_dataset
 from ftcl.seed import resolve_device
 from train.loggers import EpochLoggers, LoggerError
 from train.loop import Trainer, TrainingStopped, config_for_run, resumed_config
@@ -135,9 +135,22 @@ def _check_args(parser, args):
         parser.error("--objective applies to the baseline")
 
 
-def train_one(kind, args, run_dir, device, seed=None, resume=None, config=None):
+def shared_dataset(config, datasets):
+    """The Dataset of config's data directory from `datasets` ({(directory, seconds per snippet):
+    Dataset}), loaded into it the first time: the runs of one `--seeds` call read and check every
+    feature file once, not once per seed. None when datasets is None (the Trainer loads it)."""
+    if datasets is None:
+        return None
+    key = (str(Path(config.data_dir).resolve()), config.seconds_per_snippet)
+    if key not in datasets:
+        datasets[key] = load_dataset(*key)
+    return datasets[key]
+
+
+def train_one(kind, args, run_dir, device, seed=None, resume=None, config=None, datasets=None):
     """Train one run in run_dir: resume it (resume=True, default args.resume), or start it from the
-    CLI's settings or from `config`, with `seed` when given. Returns the Trainer."""
+    CLI's settings or from `config`, with `seed` when given; `datasets` as in shared_dataset.
+    Returns the Trainer."""
     resume = args.resume if resume is None else resume
     with RunDirectory(run_dir) as held:
         if resume:
@@ -147,7 +160,8 @@ def train_one(kind, args, run_dir, device, seed=None, resume=None, config=None):
             config = config or config_for_run(kind, args)
             if seed is not None:
                 config.seed = seed
-        trainer = Trainer(kind, config, run_dir, device, progress=not args.no_progress)
+        trainer = Trainer(kind, config, run_dir, device, progress=not args.no_progress,
+                          dataset=shared_dataset(config, datasets))
         if resume:
             trainer.resume()
         else:

@@ -43,15 +43,17 @@ def _point_best(run_dir, seed_dir):
 
 def train_seeds(args, device):
     """Train (or resume) one baseline per seed in args.seeds. Returns the Markdown summary."""
-    from train.__main__ import train_one
+    from train.__main__ import shared_dataset, train_one
 
     run_dir = Path(args.run_dir)
-    rows, trainers = [], {}
+    rows, trainers, datasets = [], {}, {}
     with RunDirectory(run_dir) as held:
         if not args.resume:
             held.claim_new(args.overwrite)
             if held.previous:  # --overwrite of a run: remove it only once a new seed's run can start
-                check = Trainer(args.kind, config_for_run(args.kind, args), run_dir, device, progress=False)
+                config = config_for_run(args.kind, args)
+                check = Trainer(args.kind, config, run_dir, device, progress=False,
+                                dataset=shared_dataset(config, datasets))
                 if args.init:
                     check.init_from(args.init)
                 held.replace_previous()
@@ -65,10 +67,10 @@ def train_seeds(args, device):
             seed_dir = run_dir / f"seed-{seed}"
             print(f"== seed {seed} -> {seed_dir}", file=sys.stderr)
             if args.resume and (seed_dir / "last.pt").is_file():
-                trainer = train_one(args.kind, args, seed_dir, device, resume=True)
+                trainer = train_one(args.kind, args, seed_dir, device, resume=True, datasets=datasets)
             else:
                 trainer = train_one(args.kind, args, seed_dir, device, seed=seed, resume=False,
-                                    config=copy.deepcopy(template) if template else None)
+                                    config=copy.deepcopy(template) if template else None, datasets=datasets)
             trainers[seed] = trainer
             rows.append(_seed_row(seed, trainer))
         frame = summary_frame(rows)
