@@ -20,9 +20,11 @@ from tqdm import tqdm
 
 import evaluation
 from evaluation import ProposalConfig, VideoOutput, cli
+from evaluation.io import class_names
 from ftcl.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_weights, state_dimensions
 from ftcl.config import PRESETS, Config, preset
-from ftcl.data import DataError, describe, load_dataset, require_same_data, split_ground_truth, uniform_sample
+from ftcl.data import (DataError, load_dataset, read_ground_truth, require_same_data, split_ground_truth,
+                       uniform_sample)
 from ftcl.model import ACMNet
 from ftcl.seed import resolve_device
 
@@ -189,35 +191,38 @@ def load_outputs(path):
     return outputs, ids, labels, config
 
 
-def load_model(checkpoint_path, data_dir=None, preset_name=None):
-    """(model on CPU, Config, Dataset with the test split) from a checkpoint.
-
-    Ours carries its config; data_dir then points at the same data elsewhere and must have the same
-    classes and feature dimension. A release .pth ({"epoch", "model_state_dict"}) carries none: the
-    preset's config (default thumos14) with data_dir's classes and dimension is used.
-    """
+def checkpoint_config(checkpoint_path, data_dir=None, preset_name=None):
+    """(checkpoint dict, Config, ours) of a checkpoint. Ours carries its config (--preset is refused);
+    a release .pth ({"epoch", "model_state_dict"}) carries none and takes the preset's (default
+    thumos14) with the classes of data_dir's gt.json and the feature dimension of its weights."""
     ckpt = load_checkpoint(checkpoint_path)
-    ours = ckpt.get("format") == FORMAT and "config" in ckpt
-    if ours:
+    if ckpt.get("format") == FORMAT and "config" in ckpt:
         if preset_name is not None:
             raise CheckpointError(f"{checkpoint_path}: carries its own config; --preset applies to release checkpoints")
-        config = Config.from_dict(ckpt["config"])
-        if data_dir is not None:
-            config.data_dir = str(data_dir)
-    else:
-        if data_dir is None:
-            raise CheckpointError(f"{checkpoint_path}: a release checkpoint without a stored config; give --data-dir "
-                                  f"(and --preset when it is not thumos14)")
-        config = preset(preset_name or "thumos14", data_dir=str(data_dir))
+        return ckpt, Config.from_dict(ckpt["config"]), True
+    if data_dir is None:
+        raise CheckpointError(f"{checkpoint_path}: a release checkpoint names no classes; give the --data-dir whose "
+                              f"gt.json it was trained on (and --preset when it is not thumos14)")
+    trained = state_dimensions(ckpt["model_state_dict"])
+    if trained is None:
+        raise CheckpointError(f"{checkpoint_path}: no feature_embedding / snippet_cls weights")
+    classes = class_names(read_ground_truth(data_dir))
+    if trained[0] != len(classes):
+        raise DataError(f"{Path(data_dir) / 'gt.json'}: {len(classes)} classes, but {checkpoint_path} has {trained[0]}")
+    config = preset(preset_name or "thumos14", data_dir=str(data_dir), classes=classes, num_classes=len(classes),
+                    feature_dim=trained[1])
+    return ckpt, config, False
+
+
+def load_model(checkpoint_path, data_dir=None, preset_name=None):
+    """(model on CPU, Config, Dataset with the test split) from a checkpoint (see checkpoint_config).
+    For ours, data_dir points at the same data elsewhere: it must have the same classes and feature
+    dimension."""
+    ckpt, config, ours = checkpoint_config(checkpoint_path, data_dir, preset_name)
+    if ours and data_dir is not None:
+        config.data_dir = str(data_dir)
     dataset = load_dataset(config.data_dir, config.seconds_per_snippet, splits=("test",))
-    if ours:
-        require_same_data(dataset, config.classes, config.feature_dim, checkpoint_path)
-    else:
-        trained = state_dimensions(ckpt["model_state_dict"])
-        if trained is not None and trained != (len(dataset.classes), dataset.feature_dim):
-            raise DataError(f"{config.data_dir}: {describe(dataset.classes, dataset.feature_dim)}, but "
-                            f"{checkpoint_path} has {trained[0]} classes of {trained[1]}-d features")
-        config.classes, config.num_classes, config.feature_dim = dataset.classes, len(dataset.classes), dataset.feature_dim
+    require_same_data(dataset, config.classes, config.feature_dim, checkpoint_path)
     model = ACMNet.from_config(config)
     load_weights(model, ckpt["model_state_dict"], checkpoint_path)
     return model, config, dataset

@@ -14,12 +14,11 @@ import numpy as np
 
 import evaluation
 from evaluation import cli
-from evaluation.io import class_names
 from evaluation.workers import default_workers
-from ftcl.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_weights, state_dimensions
-from ftcl.config import PRESETS, Config, preset
-from ftcl.data import DataError, Split, check_features, read_ground_truth
-from ftcl.evaluate import model_outputs, proposal_config
+from ftcl.checkpoint import CheckpointError, load_weights
+from ftcl.config import PRESETS
+from ftcl.data import DataError, Split, check_features
+from ftcl.evaluate import checkpoint_config, model_outputs, proposal_config
 from ftcl.model import ACMNet
 from ftcl.seed import resolve_device
 
@@ -54,27 +53,12 @@ def feature_split(paths, seconds_per_snippet):
 
 
 def inference_model(checkpoint_path, data_dir=None, preset_name=None):
-    """(model on CPU, Config) of a checkpoint: ours carries its config; a release .pth takes the
-    preset's with the classes of data_dir's gt.json."""
-    ckpt = load_checkpoint(checkpoint_path)
-    if ckpt.get("format") == FORMAT and "config" in ckpt:
-        if preset_name is not None or data_dir is not None:
-            raise CheckpointError(f"{checkpoint_path}: carries its own config and classes; --data-dir and --preset "
-                                  f"apply to release checkpoints")
-        config = Config.from_dict(ckpt["config"])
-    else:
-        if data_dir is None:
-            raise CheckpointError(f"{checkpoint_path}: a release checkpoint names no classes; give the --data-dir "
-                                  f"whose gt.json it was trained on")
-        classes = class_names(read_ground_truth(data_dir))
-        trained = state_dimensions(ckpt["model_state_dict"])
-        if trained is None:
-            raise CheckpointError(f"{checkpoint_path}: no feature_embedding / snippet_cls weights")
-        if trained[0] != len(classes):
-            raise DataError(f"{Path(data_dir) / 'gt.json'}: {len(classes)} classes, but {checkpoint_path} has "
-                            f"{trained[0]}")
-        config = preset(preset_name or "thumos14", data_dir=str(data_dir), classes=classes, num_classes=len(classes),
-                        feature_dim=trained[1])
+    """(model on CPU, Config) of a checkpoint (see ftcl.evaluate.checkpoint_config): ours carries its
+    classes, so --data-dir applies only to a release .pth, which names none."""
+    ckpt, config, ours = checkpoint_config(checkpoint_path, data_dir, preset_name)
+    if ours and data_dir is not None:
+        raise CheckpointError(f"{checkpoint_path}: carries its own config and classes; --data-dir and --preset "
+                              f"apply to release checkpoints")
     model = ACMNet.from_config(config)
     load_weights(model, ckpt["model_state_dict"], checkpoint_path)
     return model, config

@@ -396,7 +396,7 @@ def test_release_checkpoint_evaluates_exactly_as_the_same_weights_saved_by_us(ti
     got = json.loads(capsys.readouterr().out)
     assert got == want and max(got["mAP"]) > 0
     assert ftcl_evaluate.main([str(tmp_path / "THUMOS_best.pth")]) == 2
-    assert "give --data-dir" in capsys.readouterr().err
+    assert "names no classes; give the --data-dir" in capsys.readouterr().err
 
 
 def test_seeds_train_one_baseline_each_and_point_best_at_the_best(tiny_data, tmp_path, capsys):
