@@ -783,6 +783,9 @@ def _require_triton():
 
 
 class FSDTriton(torch.autograd.Function):
+    """FSD values [B] float32 of match, gap [B, N, M] (lengths [B, 2] int64 or None), with the
+    backward recomputing the soft-max weights from the saved [B, N*M] table."""
+
     @staticmethod
     def forward(ctx, match, gap, gamma, lengths):
         _require_triton()
@@ -802,6 +805,9 @@ class FSDTriton(torch.autograd.Function):
 
 
 class LCSTriton(torch.autograd.Function):
+    """LCS values [B] float32 of sim [B, N, M] (lengths [B, 2] int64 or None), with the backward
+    recomputing each unmatched cell's weights from the saved [B, N*M] table."""
+
     @staticmethod
     def forward(ctx, sim, threshold, gamma, lengths):
         _require_triton()

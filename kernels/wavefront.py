@@ -201,6 +201,9 @@ def lcs_backward(grad_out, table, sim_s, threshold, gamma, lengths, shape):
 
 
 class FSDFunction(torch.autograd.Function):
+    """FSD values [B] of match, gap [B, N, M] (lengths [B, 2] or None) with torch operations, one
+    per diagonal; gradients in the inputs' dtypes."""
+
     @staticmethod
     def forward(ctx, match, gap, gamma, lengths):
         value, table, match_s, gap_s = fsd_forward(match, gap, gamma, lengths)
@@ -219,6 +222,9 @@ class FSDFunction(torch.autograd.Function):
 
 
 class LCSFunction(torch.autograd.Function):
+    """LCS values [B] of sim [B, N, M] (lengths [B, 2] or None) with torch operations, one per
+    diagonal; the gradient in sim's dtype."""
+
     @staticmethod
     def forward(ctx, sim, threshold, gamma, lengths):
         value, table, sim_s = lcs_forward(sim, threshold, gamma, lengths)
