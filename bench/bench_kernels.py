@@ -238,9 +238,14 @@ def test_rows_prefetch_depth(benchmark, monkeypatch, op, batch, length):
 def test_triton_skewed_tables(benchmark, monkeypatch, op, batch, length):
     """Tuning lead (a) inside the API: forward + backward with the tables copied diagonal-major and
     the gradients written diagonal-major (kernels.triton_dp.SKEW_MIN_CELLS reached), against the
-    row-major default in the same case; the copies are included. Results must be identical."""
+    row-major default in the same case; the copies are included. Results must be identical.
+    copy_ms: the inputs' copies alone (skew_kernel), torch_copy_ms: the same by torch's strided copy."""
     if DEVICE != "cuda":
         pytest.skip("needs a CUDA GPU")
+    inputs = _inputs(op, batch, length, "cuda", False)
+    copy_ms = gpu_ms(lambda: [triton_dp.to_diagonal_major(x) for x in inputs])
+    torch_copy_ms = gpu_ms(lambda: [triton_dp.diagonal_major_empty(x.shape, x.dtype, x.device).copy_(x)
+                                    for x in inputs])
     row_major = runner(op, "fwd+bwd", batch, length, "triton", "cuda")
     want = row_major()
     row_ms = gpu_ms(row_major)
@@ -250,7 +255,8 @@ def test_triton_skewed_tables(benchmark, monkeypatch, op, batch, length):
         torch.testing.assert_close(got, expected, rtol=0, atol=0)
     skewed_ms = gpu_ms(skewed)
     benchmark.extra_info.update(op=op, mode="fwd+bwd", B=batch, L=length, row_major_ms=row_ms, skewed_ms=skewed_ms,
-                                speedup=row_ms / skewed_ms, peak_mib=peak_mib(skewed))
+                                speedup=row_ms / skewed_ms, peak_mib=peak_mib(skewed), copy_ms=copy_ms,
+                                torch_copy_ms=torch_copy_ms)
     benchmark.pedantic(synchronized(skewed), rounds=5, warmup_rounds=1)
 
 

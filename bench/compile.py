@@ -7,7 +7,7 @@ and RTX 50 (120), over the variants the API can launch: HARD on / off, HAS_LENGT
 smallest and the largest BLOCK of each family with their num_warps (the rows kernels also at their
 deepest prefetch: rows_configs), float32 and bfloat16 inputs; and the cosine producer's two kernels
 at their smallest and largest row tiles (16 x 16 with 4 warps, 32 x 32 with 8), float32 and
-bfloat16 inputs. Each cubin's registers, stack, shared and local memory are read with the cuobjdump
+bfloat16 inputs; and the diagonal-major copy (skew_kernel, its one tile), float32 and bfloat16. Each cubin's registers, stack, shared and local memory are read with the cuobjdump
 inside Triton's wheel. Local memory means register spills. `loop_barriers` counts the block
 barriers the PTX keeps inside a loop (each chunk kernel needs one between diagonals; a rows kernel's
 lane shift across warps goes through shared memory and needs them too). Must run without TRITON_INTERPRET (the
@@ -28,6 +28,7 @@ DTYPES = {"float32": "*fp32", "bfloat16": "*bf16"}
 KERNELS = ("fsd_fwd_kernel", "fsd_bwd_kernel", "lcs_fwd_kernel", "lcs_bwd_kernel")
 ROWS_KERNELS = ("fsd_fwd_rows_kernel", "fsd_bwd_rows_kernel", "lcs_fwd_rows_kernel", "lcs_bwd_rows_kernel")
 COSINE_KERNELS = ("cosine_fwd_kernel", "cosine_bwd_kernel")
+SKEW_KERNELS = ("skew_kernel",)
 
 
 def _cosine_signature(kernel, dtype):
@@ -47,6 +48,9 @@ def _signature(kernel, dtype):
     """Triton signature of a kernel with its input (and input-gradient) pointers of `dtype`."""
     if kernel in COSINE_KERNELS:
         return _cosine_signature(kernel, dtype)
+    if kernel in SKEW_KERNELS:
+        return {"x_ptr": DTYPES[dtype], "out_ptr": DTYPES[dtype], "stride_xb": "i32", "stride_xn": "i32", "N": "i32",
+                "M": "i32", "TILE_I": "constexpr", "TILE_D": "constexpr"}
     x = DTYPES[dtype]
     rows = kernel in ROWS_KERNELS
     kernel = kernel.replace("_rows", "")
@@ -101,7 +105,10 @@ def variants():
     cosine = [(kernel, cc, dtype, None, None, (block_n, block_m), warps, None)
               for kernel, cc, dtype, (block_n, block_m, warps) in itertools.product(COSINE_KERNELS, TARGETS, DTYPES,
                                                                                      tiles)]
-    return dp + cosine
+    from kernels.triton_dp import SKEW_TILE
+    skew = [(kernel, cc, dtype, None, None, SKEW_TILE, 4, None)
+            for kernel, cc, dtype in itertools.product(SKEW_KERNELS, TARGETS, DTYPES)]
+    return dp + cosine + skew
 
 
 def _cuobjdump():
@@ -122,6 +129,10 @@ def compile_one(variant):
         constexprs = {"BLOCK_N": block[0], "BLOCK_M": block[1], "BLOCK_D": cosine.BLOCK_D}
         block = f"{block[0]}x{block[1]}"
         source = ASTSource(getattr(cosine, kernel), _signature(kernel, dtype), constexprs=constexprs)
+    elif kernel in SKEW_KERNELS:
+        constexprs = {"TILE_I": block[0], "TILE_D": block[1]}
+        block = f"{block[0]}x{block[1]}"
+        source = ASTSource(getattr(triton_dp, kernel), _signature(kernel, dtype), constexprs=constexprs)
     else:
         constexprs = {"HAS_LENGTHS": lengths, "HARD": hard, "BLOCK": block}
         if prefetch is not None:
@@ -174,7 +185,7 @@ def main(argv=None):
         return 0
     frame = pd.DataFrame(rows)
     print(f"# ahead-of-time compile: Triton {triton.__version__}, {len(rows)} cubins "
-          f"({len(KERNELS + ROWS_KERNELS + COSINE_KERNELS)} kernels x {len(TARGETS)} targets)\n")
+          f"({len(KERNELS + ROWS_KERNELS + COSINE_KERNELS + SKEW_KERNELS)} kernels x {len(TARGETS)} targets)\n")
     summary = frame.groupby(["kernel", "cc", "gpu"]).agg(
         variants=("registers", "size"), registers_min=("registers", "min"), registers_max=("registers", "max"),
         stack_max=("stack", "max"), shared_max=("shared", "max"), local_max=("local", "max"),

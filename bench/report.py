@@ -92,8 +92,9 @@ def tables(path):
             ["op", "B", "L", "row_major_ms", "diagonal_major_ms", "speedup"]]
     skewed = frame[frame["name"].str.startswith("test_triton_skewed_tables")]
     if len(skewed):
+        copies = [c for c in ("copy_ms", "torch_copy_ms") if c in skewed and skewed[c].notna().any()]
         out["Diagonal-major tables inside the API, forward + backward (do_bench median)"] = skewed[
-            ["op", "B", "L", "row_major_ms", "skewed_ms", "speedup", "peak_mib"]]
+            ["op", "B", "L", "row_major_ms", "skewed_ms", "speedup", "peak_mib"] + copies]
     prefetch = frame[frame["name"].str.startswith("test_rows_prefetch_depth")]
     if len(prefetch):
         columns = [c for c in prefetch.columns if c.startswith("prefetch_") and c.endswith("_ms")]

@@ -18,6 +18,8 @@ backward recomputes each cell's soft-max weights from it. Two families (kernel_f
 Inputs are read and gradients written with any strides: row-major by default, diagonal-major (each
 diagonal one contiguous run) for the tables SKEW_MIN_CELLS selects.
 """
+import os
+
 import torch
 
 try:
@@ -374,6 +376,27 @@ if triton is not None:
         b_left = tl.load(p_table + off_1 + (i - lo_1), mask=active & (j > 1), other=0.0)
         return b_sim, b_up, b_left
 
+    @triton.jit
+    def skew_kernel(
+        x_ptr,  # [B, N, M] any dtype, last dimension contiguous
+        out_ptr,  # [B, (N + M - 1) * N] the same dtype: cell (i, j) at (i + j) * N + i
+        stride_xb, stride_xn,
+        N, M,
+        TILE_I: tl.constexpr,
+        TILE_D: tl.constexpr,
+    ):
+        """Copies rows TILE_I rows at a time to diagonals: each tile is read along its rows and
+        written along its diagonals, both runs of consecutive addresses (Triton transposes the tile
+        through shared memory between the two)."""
+        i_b = tl.program_id(0).to(tl.int64)
+        i = tl.program_id(2) * TILE_I + tl.arange(0, TILE_I)  # [TILE_I] rows, 0-indexed
+        # Diagonals d = i + j from the tile's first row on: the grid covers only those it meets.
+        d = tl.program_id(2) * TILE_I + tl.program_id(1) * TILE_D + tl.arange(0, TILE_D)  # [TILE_D]
+        j = d[None, :] - i[:, None]  # [TILE_I, TILE_D]
+        inside = (i[:, None] < N) & (j >= 0) & (j < M)
+        values = tl.load(x_ptr + i_b * stride_xb + i[:, None].to(tl.int64) * stride_xn + j, mask=inside)
+        tl.store(out_ptr + i_b * (N + M - 1) * N + d[None, :].to(tl.int64) * N + i[:, None], values, mask=inside)
+
     # The rows kernels load each diagonal's inputs PREFETCH diagonals ahead (1 to 4) and keep them
     # in registers x_0 (this diagonal) ... x_{PREFETCH-1}, so that the loads' latency hides behind
     # that many diagonals of work.
@@ -677,9 +700,23 @@ def diagonal_major_empty(shape, dtype, device, zero=False):
     return buffer.as_strided(shape, (span, n_rows + 1, n_rows))
 
 
+SKEW_TILE = (32, 64)  # rows x diagonals of a skew_kernel tile
+
+
 def to_diagonal_major(x):
-    """A diagonal-major copy of x [B, N, M] (see diagonal_major_empty)."""
-    return diagonal_major_empty(x.shape, x.dtype, x.device).copy_(x)
+    """A diagonal-major copy of x [B, N, M] (see diagonal_major_empty). Where the Triton kernels run,
+    one skew_kernel launch, whose reads and writes are both coalesced; torch's strided copy, which
+    writes one element per N, elsewhere."""
+    out = diagonal_major_empty(x.shape, x.dtype, x.device)
+    batch, n_rows, n_cols = x.shape
+    if triton is None or not (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1") or x.numel() == 0:
+        return out.copy_(x)
+    if x.stride(2) != 1:
+        x = x.contiguous()
+    tile_i, tile_d = SKEW_TILE
+    grid = (batch, (tile_i - 1 + n_cols + tile_d - 1) // tile_d, (n_rows + tile_i - 1) // tile_i)
+    skew_kernel[grid](x, out, x.stride(0), x.stride(1), n_rows, n_cols, TILE_I=tile_i, TILE_D=tile_d, num_warps=4)
+    return out
 
 
 def _gradient_like(shape, dtype, device, lengths, skew):

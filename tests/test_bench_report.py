@@ -28,7 +28,7 @@ def gpu_json(tmp_path):
         _case("test_triton_diagonal_major_inputs", "fsd-B64-L2048", 3.0, op="fsd", B=64, L=2048, row_major_ms=4.0,
               diagonal_major_ms=2.0, speedup=2.0),
         _case("test_triton_skewed_tables", "fsd-B256-L512", 3.0, op="fsd", mode="fwd+bwd", B=256, L=512,
-              row_major_ms=5.0, skewed_ms=2.5, speedup=2.0, peak_mib=900.0),
+              row_major_ms=5.0, skewed_ms=2.5, speedup=2.0, peak_mib=900.0, copy_ms=0.4, torch_copy_ms=1.1),
         _case("test_rows_prefetch_depth", "fsd-B256-L512", 3.0, op="fsd", mode="fwd+bwd", B=256, L=512,
               prefetch_1_ms=5.0, prefetch_2_ms=4.0, prefetch_4_ms=2.0, best_prefetch=4, best_speedup=2.5),
         _case("test_host_profile", "fsd", 0.6, op="fsd", B=16, L=32, host_ms=0.5,
@@ -67,6 +67,7 @@ def test_gpu_tables_join_the_torch_times_to_the_triton_grid(gpu_json):
     assert (skew["row_major_ms"], skew["diagonal_major_ms"], skew["speedup"]) == (4.0, 2.0, 2.0)
     skewed = next(frame for title, frame in tables.items() if title.startswith("Diagonal-major tables")).iloc[0]
     assert (skewed["row_major_ms"], skewed["skewed_ms"], skewed["speedup"]) == (5.0, 2.5, 2.0)
+    assert (skewed["copy_ms"], skewed["torch_copy_ms"]) == (0.4, 1.1)
     depth = next(frame for title, frame in tables.items() if title.startswith("Rows kernels' prefetch")).iloc[0]
     assert (depth["prefetch_1_ms"], depth["prefetch_4_ms"], depth["best_prefetch"]) == (5.0, 2.0, 4)
     host = next(frame for title, frame in tables.items() if title.startswith("Host time"))

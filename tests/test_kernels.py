@@ -197,6 +197,31 @@ def test_skewed_tables_are_the_wide_enough_ones_past_the_threshold(monkeypatch):
     assert torch.equal(grad, triton_dp.lcs_bwd(upstream, sim, table, 0.5, 0.0, None))
 
 
+@pytest.mark.parametrize("shape", [(3, 7, 5), (2, 5, 9), (1, 1, 1), (2, 1, 70), (1, 40, 1), (2, 33, 65)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_skew_kernel_places_every_cell_on_its_diagonal(monkeypatch, shape, dtype):
+    """Cell (i, j) of pair b at b * (N + M - 1) * N + (i + j) * N + i of the buffer, for tiles smaller
+    than the table (several tiles per direction) and larger; inputs with a strided last dimension are
+    copied first. The reference places the cells one by one."""
+    batch, n_rows, n_cols = shape
+    gen = torch.Generator().manual_seed(n_rows * 100 + n_cols)
+    x = torch.randn(batch, n_cols, n_rows, generator=gen).to(dtype).transpose(1, 2)  # last dim strided
+    span = (n_rows + n_cols - 1) * n_rows
+    want = torch.full((batch, span), float("nan"), dtype=dtype)
+    for b in range(batch):
+        for i in range(n_rows):
+            for j in range(n_cols):
+                want[b, (i + j) * n_rows + i] = x[b, i, j]
+    for tile in [(2, 4), triton_dp.SKEW_TILE]:
+        monkeypatch.setattr(triton_dp, "SKEW_TILE", tile)
+        for source in (x, x.contiguous()):
+            got = triton_dp.to_diagonal_major(source.to(TRITON_DEVICE))
+            assert got.stride() == (span, n_rows + 1, n_rows) and torch.equal(got.cpu(), x)
+            buffer = got.as_strided((batch, span), (span, 1)).cpu()
+            cells = ~want.isnan()
+            assert torch.equal(buffer[cells], want[cells])
+
+
 def test_rows_family_leaves_taller_tables_to_the_chunks(monkeypatch):
     """Above MAX_ROWS_BLOCK rows (one lane per row would not fit) the chunk kernels take over."""
     monkeypatch.setattr(triton_dp, "IMPLEMENTATION", "rows")
