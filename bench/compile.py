@@ -7,10 +7,11 @@ and RTX 50 (120), over the variants the API can launch: HARD on / off, HAS_LENGT
 smallest and the largest BLOCK of each family with their num_warps (the rows kernels also at their
 deepest prefetch: rows_configs), float32 and bfloat16 inputs; and the cosine producer's two kernels
 at their smallest and largest row tiles (16 x 16 with 4 warps, 32 x 32 with 8), float32 and
-bfloat16 inputs; and the diagonal-major copy (skew_kernel, its one tile), float32 and bfloat16. Each cubin's registers, stack, shared and local memory are read with the cuobjdump
-inside Triton's wheel. Local memory means register spills. `loop_barriers` counts the block
-barriers the PTX keeps inside a loop (each chunk kernel needs one between diagonals; a rows kernel's
-lane shift across warps goes through shared memory and needs them too). Must run without TRITON_INTERPRET (the
+bfloat16 inputs; and the diagonal-major copy (skew_kernel, its one tile), float32 and bfloat16.
+Each cubin's registers, stack, shared and local memory are read with the cuobjdump inside Triton's
+wheel. Local memory means register spills. `loop_barriers` counts the block barriers the PTX keeps
+inside a loop (each chunk kernel needs one between diagonals; a rows kernel's lane shift across
+warps goes through shared memory and needs them too). Must run without TRITON_INTERPRET (the
 interpreter replaces the kernels' JIT functions).
 """
 import itertools
