@@ -1,6 +1,6 @@
-"""Inputs of the evaluation benchmarks: a THUMOS14-sized test split (../shared/data/thumos14 when
-present: real ids, durations and instances; else the synthetic generator's test split), model-like
-per-video outputs, and a large ActivityNet results file."""
+"""Inputs of the evaluation benchmarks: a THUMOS14-sized test split (the THUMOS14 annotations when
+present, see annotations_dir: real ids, durations and instances; else the synthetic generator's test
+split), model-like per-video outputs, and a large ActivityNet results file."""
 import tempfile
 from pathlib import Path
 
@@ -10,7 +10,18 @@ import evaluation
 from evaluation import VideoOutput
 from ftcl.config import Config
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "thumos14"
+ANNOTATION_DIRS = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "thumos14",  # beside the checkout
+    Path(__file__).resolve().parent / ".thumos14",  # a copy carried to a GPU machine (bench/gpu_check.sh)
+)
+
+
+def annotations_dir(candidates=ANNOTATION_DIRS):
+    """The first of `candidates` holding THUMOS14's gt.json and split files, or None."""
+    return next((path for path in candidates if (path / "gt.json").is_file()), None)
+
+
+SHARED = annotations_dir() or ANNOTATION_DIRS[0]
 TIOU = Config().tiou
 
 

@@ -33,6 +33,10 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.cuda.is_available())"
 git rev-parse --short HEAD 2>/dev/null || true
 date -u
+# The recipe and evaluation benchmarks use THUMOS14's real lengths and instances when its annotations
+# are here: ../shared does not travel to this machine, so copy them into bench/.thumos14 (ignored by
+# git) and name that folder in the device call's carry.
+"$PY" -c "from bench.eval_data import annotations_dir; print('THUMOS14 annotations:', annotations_dir() or 'none (generated lengths and instances)')"
 
 run_stage() {
     local name=$1 start rc

@@ -1,8 +1,8 @@
 """The release's THUMOS14 recipe end to end, timed phase by phase: `python -m bench recipe [--scale F]`.
 
-Builds a THUMOS14-sized generated set once (200 train + 210 test videos with THUMOS14's real lengths
-from ../shared when present, else 200 + 200 synthetic ones; 2048-d on a GPU, 256-d on a CPU unless
---feature-dim), then runs the recipe: the baseline objective (ACM-Net + in-batch FSD / LCS) for
+Builds a THUMOS14-sized generated set once (200 train + 210 test videos with THUMOS14's real
+lengths when its annotations are present, see bench.eval_data.annotations_dir, else 200 + 200
+synthetic ones; 2048-d on a GPU, 256-d on a CPU unless --feature-dim), then runs the recipe: the baseline objective (ACM-Net + in-batch FSD / LCS) for
 500 x F epochs and FTCL for 25 x F epochs (at least one each), evaluating the test split after every
 epoch. Prints the time of each phase: data loading, training steps (baseline, FTCL), the evaluation's
 model forward, its proposals + mAP, checkpoint / log writing. The last two run beside the next
@@ -38,7 +38,8 @@ FULL_EPOCHS = {"baseline": 500, "ftcl": 25}
 
 
 def thumos_lengths():
-    """(train, test) snippet counts of THUMOS14's videos (durations / 0.64 s), or None without ../shared."""
+    """(train, test) snippet counts of THUMOS14's videos (durations / 0.64 s), or None without its
+    annotations."""
     if not (SHARED / "gt.json").is_file():
         return None
     database = json.loads((SHARED / "gt.json").read_text())["database"]
@@ -48,10 +49,12 @@ def thumos_lengths():
 
 
 def recipe_data(feature_dim, root=RESULTS_DIR / "recipe-data"):
-    """The generated THUMOS14-sized set for this feature dimension (built on first use)."""
-    target = Path(root) / f"thumos14-sized-{feature_dim}d"
+    """The generated THUMOS14-sized set for this feature dimension (built on first use), named by
+    where its video lengths come from."""
+    lengths = thumos_lengths()
+    target = Path(root) / f"{'thumos14' if lengths else 'generated'}-lengths-{feature_dim}d"
     if not (target / "gt.json").is_file():
-        synthetic.generate(target, feature_dim=feature_dim, lengths=thumos_lengths())
+        synthetic.generate(target, feature_dim=feature_dim, lengths=lengths)
     return target
 
 

@@ -297,3 +297,23 @@ def test_ops_table_counts_each_step_by_phase():
     # The same model forward in every step; the pair terms add to the loss and its backward.
     assert table["forward"].nunique() == 1
     assert (table.loc["ftcl-16-pairs", ["loss", "backward"]] > table.loc["acm-32-videos", ["loss", "backward"]]).all()
+
+
+def test_thumos14_annotations_come_from_beside_the_checkout_or_a_carried_copy(tmp_path, monkeypatch):
+    """../shared does not travel to a GPU machine: a copy in bench/.thumos14 stands in for it, and the
+    recipe's data set is named by where its lengths come from."""
+    from bench import eval_data, recipe
+    beside, carried = tmp_path / "shared", tmp_path / "carried"
+    assert eval_data.annotations_dir((beside, carried)) is None
+    carried.mkdir()
+    (carried / "gt.json").write_text("{}")
+    assert eval_data.annotations_dir((beside, carried)) == carried
+    beside.mkdir()
+    (beside / "gt.json").write_text("{}")
+    assert eval_data.annotations_dir((beside, carried)) == beside
+    built = []
+    monkeypatch.setattr(recipe.synthetic, "generate", lambda target, **kwargs: built.append((target, kwargs)))
+    for lengths, name in (([[3, 4], [5]], "thumos14-lengths-8d"), (None, "generated-lengths-8d")):
+        monkeypatch.setattr(recipe, "thumos_lengths", lambda: lengths)
+        assert recipe.recipe_data(8, root=tmp_path / "data") == tmp_path / "data" / name
+        assert built[-1] == (tmp_path / "data" / name, {"feature_dim": 8, "lengths": lengths})
