@@ -495,3 +495,25 @@ def test_a_failed_file_operation_is_one_line_naming_the_file(module, failing, ar
     monkeypatch.setattr(cli_module, failing, full)
     assert cli_module.main([a.format(data=tmp_path, out=target) for a in argv]) == 2
     _one_line_error(capsys, f"error: {target}: No space left on device")
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "baseline", "--data-dir", "{data}", "--run-dir", "{tmp}/seeds", "--seeds", "1", *TRAIN],
+    ["ftcl.evaluate", "{run}/best.pt", "--out", "{tmp}/results.json"],
+    ["ftcl.localize", "{run}/best.pt", "{data}/test"],
+], ids=["train-seeds", "evaluate", "localize"])
+def test_a_closed_stdout_ends_a_finished_run_quietly(argv, data, baseline_run, tmp_path):
+    """`... | head`: the work is done and written, then the first write to the closed pipe ends the
+    tool with status 1 and nothing on stderr but its progress lines (no traceback, no `error:`)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        out = subprocess.run([sys.executable, "-m", *(a.format(data=data, tmp=tmp_path, run=baseline_run) for a in argv)],
+                             stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300)
+    finally:
+        os.close(write_end)
+    assert out.returncode == 1 and "Traceback" not in out.stderr and "error" not in out.stderr, out.stderr
+    if argv[0] == "train":
+        assert (tmp_path / "seeds" / "seeds.csv").is_file() and (tmp_path / "seeds" / "best.pt").exists()
+    if argv[0] == "ftcl.evaluate":
+        assert json.loads((tmp_path / "results.json").read_text())["results"]

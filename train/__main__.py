@@ -187,9 +187,8 @@ def main(argv=None):
         if args.seeds:
             from train.seeds import train_seeds
             summary = train_seeds(args, device)
-            print(summary)
-            return 0
-        trainer = train_one(args.kind, args, args.run_dir, device)
+        else:
+            trainer = train_one(args.kind, args, args.run_dir, device)
     except (DataError, CheckpointError, RunDirError, LoggerError, EvaluationInputError, ValueError, OSError) as err:
         print(cli.error_line(err), file=sys.stderr)
         return 2
@@ -203,6 +202,9 @@ def main(argv=None):
         print(f"interrupted: {where} holds the last finished epoch; continue with "
               f"`python -m train {args.kind} --run-dir {args.run_dir} {again}--resume`", file=sys.stderr)
         return 130
+    if args.seeds:
+        print(summary)  # outside the try: a closed stdout is the reader's doing, not a failed run
+        return 0
     config = trainer.config
     print(f"done: {trainer.epoch} epochs, best test avg mAP({config.selection_average}) {trainer.best:.2f} "
           f"-> {Path(args.run_dir) / 'best.pt'}")
