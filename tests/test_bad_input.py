@@ -505,11 +505,11 @@ def test_a_failed_file_operation_is_one_line_naming_the_file(module, failing, ar
 def test_a_closed_stdout_ends_a_finished_run_quietly(argv, data, baseline_run, tmp_path):
     """`... | head`: the work is done and written, then the first write to the closed pipe ends the
     tool with status 1 and nothing on stderr but its progress lines (no traceback, no `error:`)."""
+    command = [sys.executable, "-m", *(a.format(data=data, tmp=tmp_path, run=baseline_run) for a in argv)]
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        out = subprocess.run([sys.executable, "-m", *(a.format(data=data, tmp=tmp_path, run=baseline_run) for a in argv)],
-                             stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300)
+        out = subprocess.run(command, stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=300)
     finally:
         os.close(write_end)
     assert out.returncode == 1 and "Traceback" not in out.stderr and "error" not in out.stderr, out.stderr
