@@ -2,9 +2,9 @@
 
 Builds a THUMOS14-sized generated set once (200 train + 210 test videos with THUMOS14's real
 lengths when its annotations are present, see bench.eval_data.annotations_dir, else 200 + 200
-synthetic ones; 2048-d on a GPU, 256-d on a CPU unless --feature-dim), then runs the recipe: the baseline objective (ACM-Net + in-batch FSD / LCS) for
-500 x F epochs and FTCL for 25 x F epochs (at least one each), evaluating the test split after every
-epoch. Prints the time of each phase: data loading, training steps (baseline, FTCL), the evaluation's
+synthetic ones; 2048-d on a GPU, 256-d on a CPU unless --feature-dim), then runs the recipe: the
+baseline objective (ACM-Net + in-batch FSD / LCS) for 500 x F epochs and FTCL for 25 x F epochs (at
+least one each), evaluating the test split after every epoch. Prints the time of each phase: data loading, training steps (baseline, FTCL), the evaluation's
 model forward, its proposals + mAP, checkpoint / log writing. The last two run beside the next
 epoch's training (train.loop.Trainer.overlap; --sequential runs them in line), so the total is the
 measured wall time of each stage, not the sum of the phases. When scaled, each figure is projected

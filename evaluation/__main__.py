@@ -54,8 +54,8 @@ def outside_note(results, ground_truth, source, subset):
     if not outside:
         return None
     count = sum(len(results[vid]) for vid in outside)
-    return (f"note: {source}: {count} prediction{'s' * (count != 1)} on {len(outside)} video{'s' * (len(outside) != 1)} "
-            f"outside subset '{subset}' (e.g. {outside[0]}) count as false positives")
+    return (f"note: {source}: {count} prediction{'s' * (count != 1)} on {len(outside)} "
+            f"video{'s' * (len(outside) != 1)} outside subset '{subset}' (e.g. {outside[0]}) count as false positives")
 
 
 def main(argv=None):
