@@ -210,7 +210,7 @@ def load_dataset(data_dir, seconds_per_snippet=None, splits=("train", "test")):
         unlabelled = np.flatnonzero(train.labels.sum(axis=1) == 0)
         if len(unlabelled):
             # ACM-Net's loss divides by a video's class count: such a video makes every step it is in
-            # non-finite (skipped), and FTCL pairs it as "identical labels" with any other.
+            # non-finite (skipped), and FTCL's pair set counts it label-disjoint from every video.
             raise DataError(f"{data_dir / 'gt.json'}: training video {train.ids[unlabelled[0]]} has no annotations "
                             f"({len(unlabelled)} of {len(train.ids)} in split_train.txt); weak labels need at least "
                             f"one class per training video")
