@@ -13,6 +13,8 @@ training step's phases (see bench/ops.py).
 import sys
 from pathlib import Path
 
+from evaluation import cli
+
 FILES = {"kernels": "bench_kernels.py", "eval": "bench_eval.py", "step": "bench_step.py", "recipe": "bench_recipe.py",
          "tune": "bench_tune.py"}
 # Run only when asked by name: the recipe takes minutes; tune compiles a kernel per configuration.
@@ -79,4 +81,4 @@ def _usage_error(message):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run(main)
