@@ -43,16 +43,22 @@ class ModelOutput:
         return ModelOutput(**{name: None if value is None else pick(value) for name, value in vars(self).items()})
 
 
+def _mean_of_first(ranked, k, kmax):
+    """Mean of each video's first k rows. ranked: [B, kmax, K]; k: [B] int, or None when every video
+    takes all kmax (an unpadded batch). Returns [B, K]."""
+    if k is None:
+        return ranked.sum(1) / kmax
+    keep = (torch.arange(kmax, device=ranked.device)[None, :] < k[:, None]).unsqueeze(2)
+    return ranked.masked_fill(~keep, 0.0).sum(1) / k[:, None].to(ranked.dtype)
+
+
 def _topk_mean(values, k, kmax, valid):
     """Mean over time of the k largest values per (video, channel). values: [B, T, K]; k: [B] int, or
     None when every video takes kmax (an unpadded batch); kmax: int, k.max(); valid: [B, T] bool or
     None. Returns [B, K]."""
     top = values.topk(kmax, dim=1).values if valid is None else \
         values.masked_fill(~valid.unsqueeze(2), float("-inf")).topk(kmax, dim=1).values  # [B, kmax, K]
-    if k is None:
-        return top.sum(1) / kmax
-    keep = (torch.arange(kmax, device=values.device)[None, :] < k[:, None]).unsqueeze(2)
-    return top.masked_fill(~keep, 0.0).sum(1) / k[:, None].to(values.dtype)
+    return _mean_of_first(top, k, kmax)
 
 
 def _ranked_indices(attention, valid):
@@ -143,13 +149,7 @@ class ACMNet(nn.Module):
         # One gather for every use of the embedding's snippets: its backward zero-fills and scatters
         # one [B, T, D] gradient instead of six.
         gathered = _gather_time(embedded, torch.cat(indices, dim=1)).split([i.shape[1] for i in indices], dim=1)
-        feats = []
-        for b, kmax in enumerate(kmaxes):
-            if ks[b] is None:
-                feats.append(gathered[b].sum(1) / kmax)
-                continue
-            keep = (torch.arange(kmax, device=features.device)[None, :] < ks[b][:, None]).unsqueeze(2)
-            feats.append((gathered[b] * keep).sum(1) / ks[b][:, None].to(gathered[b].dtype))
+        feats = [_mean_of_first(gathered[b], ks[b], kmax) for b, kmax in enumerate(kmaxes)]
         fsd_action, fsd_background = self.feature_trans(gathered[4]).split(self.fsd_len, dim=1)
         return ModelOutput(
             scores_inst=scores[0], scores_cont=scores[1], scores_back=scores[2],
