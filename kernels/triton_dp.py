@@ -69,9 +69,19 @@ if triton is not None:
         return lo, hi, lo_1, off_1, lo_2, off_2
 
     @triton.jit
+    def _up_left(p_table, i, j, mask, off_1, lo_1):
+        """C[i-1, j], C[i, j-1] from the previous diagonal, which starts at off_1 with row lo_1 (0 on
+        the border)."""
+        b_up = tl.load(p_table + off_1 + (i - 1 - lo_1), mask=mask & (i > 1), other=0.0)
+        b_left = tl.load(p_table + off_1 + (i - lo_1), mask=mask & (j > 1), other=0.0)
+        return b_up, b_left
+
+    @triton.jit
     def _neighbours(p_table, i, j, mask, off_1, lo_1, off_2, lo_2):
         """C[i-1, j-1], C[i-1, j], C[i, j-1] from the two previous diagonals (0 on the border)."""
         b_diag = tl.load(p_table + off_2 + (i - 1 - lo_2), mask=mask & (i > 1) & (j > 1), other=0.0)
+        # _up_left's loads, written out: through the call, ptxas allocates the 2048-row FSD backward
+        # differently (up to 128 registers, its 16-warp cap, on sm_120).
         b_up = tl.load(p_table + off_1 + (i - 1 - lo_1), mask=mask & (i > 1), other=0.0)
         b_left = tl.load(p_table + off_1 + (i - lo_1), mask=mask & (j > 1), other=0.0)
         return b_diag, b_up, b_left
@@ -303,8 +313,7 @@ if triton is not None:
                 mask = i <= hi
                 b_sim = tl.load(p_sim + (i - 1) * stride_sn + (j - 1) * stride_sm, mask=mask, other=0.0)
                 matched = b_sim.to(tl.float32) > threshold
-                b_up = tl.load(p_table + off_1 + (i - 1 - lo_1), mask=mask & (i > 1), other=0.0)
-                b_left = tl.load(p_table + off_1 + (i - lo_1), mask=mask & (j > 1), other=0.0)
+                b_up, b_left = _up_left(p_table, i, j, mask, off_1, lo_1)
                 w_up = _lcs_up_weight(b_up, b_left, inv_gamma_log2, HARD)
                 b_adj = _adjoint(p_ring, i, j, mask, n, m, d, stride_slot, b_grad_out)
                 b_through = tl.where(matched, b_adj, 0.0)
@@ -372,8 +381,7 @@ if triton is not None:
         j, active = _cells(i, d, n, m)
         b_sim = tl.load(p_sim + (j - 1) * stride_sm, mask=active, other=0.0)
         off_1, lo_1 = _diagonal_offset(d - 1, n, m), tl.maximum(d - 1 - m, 1)
-        b_up = tl.load(p_table + off_1 + (i - 1 - lo_1), mask=active & (i > 1), other=0.0)
-        b_left = tl.load(p_table + off_1 + (i - lo_1), mask=active & (j > 1), other=0.0)
+        b_up, b_left = _up_left(p_table, i, j, active, off_1, lo_1)
         return b_sim, b_up, b_left
 
     @triton.jit
