@@ -1,10 +1,9 @@
 """Public entry points: argument checks and backend dispatch for FSD and LCS."""
 import math
-import os
 
 import torch
 
-from kernels import cosine, naive, wavefront
+from kernels import cosine, naive, triton_dp, wavefront
 
 BACKENDS = ("auto", "naive", "torch", "triton")
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -70,7 +69,7 @@ def _pick_backend(backend, tensors):
         if any(t.dtype == torch.float64 for t in tensors):
             raise ValueError("backend 'triton' computes in float32; pass float32/float16/bfloat16 "
                              "or use backend='torch' for float64")
-        if not on_cuda and os.environ.get("TRITON_INTERPRET") != "1":
+        if not triton_dp.runs_on(tensors[0]):
             raise ValueError("backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 set before import)")
     return backend
 
@@ -111,7 +110,6 @@ def fsd(match, gap, *, gamma=0.1, lengths=None, backend="auto"):
         return naive.fsd_naive(match.to(dtype), gap.to(dtype), gamma, full.tolist())
     if backend == "torch":
         return wavefront.FSDFunction.apply(match, gap, gamma, lengths)
-    from kernels import triton_dp
     return triton_dp.FSDTriton.apply(match, gap, gamma, lengths)
 
 
@@ -143,7 +141,6 @@ def lcs(sim, *, threshold=0.92, gamma=0.0, lengths=None, backend="auto"):
         return naive.lcs_naive(sim.to(wavefront._compute_dtype(sim)), threshold, gamma, full.tolist())
     if backend == "torch":
         return wavefront.LCSFunction.apply(sim, threshold, gamma, lengths)
-    from kernels import triton_dp
     return triton_dp.LCSTriton.apply(sim, threshold, gamma, lengths)
 
 

@@ -711,13 +711,19 @@ def diagonal_major_empty(shape, dtype, device, zero=False):
 SKEW_TILE = (32, 64)  # rows x diagonals of a skew_kernel tile
 
 
+def runs_on(x):
+    """Whether the Triton kernels can take tensor x: on a GPU, or anywhere under TRITON_INTERPRET=1
+    (set before Triton is imported)."""
+    return x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
+
+
 def to_diagonal_major(x):
     """A diagonal-major copy of x [B, N, M] (see diagonal_major_empty). Where the Triton kernels run,
     one skew_kernel launch, whose reads and writes are both coalesced; torch's strided copy, which
     writes one element per N, elsewhere."""
     out = diagonal_major_empty(x.shape, x.dtype, x.device)
     batch, n_rows, n_cols = x.shape
-    if triton is None or not (x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1") or x.numel() == 0:
+    if triton is None or not runs_on(x) or x.numel() == 0:
         return out.copy_(x)
     if x.stride(2) != 1:
         x = x.contiguous()
