@@ -95,7 +95,7 @@ def variants():
     """Every (kernel, cc, dtype, hard, has_lengths, block, num_warps) the API can launch, at the
     smallest and the largest block."""
     from kernels.cosine import MAX_ROWS, launch_config
-    from kernels.triton_dp import _MAX_BLOCK, _launch_config
+    from kernels.triton_dp import _MAX_BLOCK, SKEW_TILE, _launch_config
     blocks = [_launch_config(1, 1) + (None,), _launch_config(_MAX_BLOCK, _MAX_BLOCK) + (None,)]
     rows_blocks = rows_configs()
     dp = [(kernel, cc, dtype, hard, lengths, block, warps, prefetch)
@@ -106,7 +106,6 @@ def variants():
     cosine = [(kernel, cc, dtype, None, None, (block_n, block_m), warps, None)
               for kernel, cc, dtype, (block_n, block_m, warps) in itertools.product(COSINE_KERNELS, TARGETS, DTYPES,
                                                                                      tiles)]
-    from kernels.triton_dp import SKEW_TILE
     skew = [(kernel, cc, dtype, None, None, SKEW_TILE, 4, None)
             for kernel, cc, dtype in itertools.product(SKEW_KERNELS, TARGETS, DTYPES)]
     return dp + cosine + skew
