@@ -35,3 +35,12 @@ def thumos_annotations():
     if not (SHARED_THUMOS / "gt.json").is_file():
         pytest.skip("../shared/data/thumos14 is not here (only development and CI machines have it)")
     return SHARED_THUMOS
+
+
+@pytest.fixture(params=["rows", "chunks"])
+def family(request, monkeypatch):
+    """Runs a Triton test on both kernel families (kernels.triton_dp.kernel_family): interpreted here,
+    compiled on a GPU."""
+    from kernels import triton_dp  # after TRITON_INTERPRET is chosen above
+    monkeypatch.setattr(triton_dp, "IMPLEMENTATION", request.param)
+    return request.param

@@ -22,13 +22,6 @@ TRITON_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 GAMMAS = [pytest.param(0.0, id="hard"), pytest.param(0.1, id="g0.1"), pytest.param(1.0, id="g1")]
 
 
-@pytest.fixture(params=["rows", "chunks"])
-def family(request, monkeypatch):
-    """Runs a Triton test on both kernel families (kernels.triton_dp.kernel_family)."""
-    monkeypatch.setattr(triton_dp, "IMPLEMENTATION", request.param)
-    return request.param
-
-
 def _grads(value, inputs, upstream):
     """d(sum(upstream * value)) / d(inputs); zeros where value does not depend on them at all."""
     if not value.requires_grad:

@@ -11,13 +11,6 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available() or os.environ.get(
                                 reason="needs a CUDA GPU and compiled (not interpreted) Triton kernels")
 
 
-@pytest.fixture(params=["rows", "chunks"])
-def family(request, monkeypatch):
-    """Both kernel families (kernels.triton_dp.kernel_family), each compiled."""
-    monkeypatch.setattr(triton_dp, "IMPLEMENTATION", request.param)
-    return request.param
-
-
 def _case(seed, batch, n_rows, n_cols, device="cuda"):
     gen = torch.Generator(device=device).manual_seed(seed)
     match = torch.randn(batch, n_rows, n_cols, generator=gen, device=device)
