@@ -34,11 +34,14 @@ IMPLEMENTATION = "rows"
 MAX_ROWS_BLOCK = 2048  # BLOCK 4096 spills (ptxas stack frames at 16 and 32 warps)
 # Tables of at least this many cells per pair (and at most twice as tall as wide) are copied
 # diagonal-major before the kernels read them, and their gradients are written diagonal-major, so
-# that each diagonal is one contiguous run instead of one element per row; None: never. Off until
-# measured on a GPU (bench/bench_kernels.py::test_triton_skewed_tables).
-SKEW_MIN_CELLS = None
-# How many diagonals ahead the rows kernels load their inputs (1-4); 1 until a GPU run measures more.
-ROWS_PREFETCH = 1
+# that each diagonal is one contiguous run instead of one element per row; None: never. 128 x 128:
+# the smallest table measured, where forward + backward with the copies ran 1.8x (LCS) to 2.6x (FSD)
+# faster than row-major on an H200 (bench/RESULTS.md, run 3); smaller tables are launch-bound and
+# the copy would add a launch per input.
+SKEW_MIN_CELLS = 128 * 128
+# How many diagonals ahead the rows kernels load their inputs (1-4; at most 2 past 1024 rows): 4 was
+# the fastest or within 3 % of it at every point of run 3's sweep (up to 1.27x over 1).
+ROWS_PREFETCH = 4
 _LOG2E = 1.4426950408889634
 
 if triton is not None:
