@@ -152,10 +152,12 @@ def _projected_wall(stage, first, rest):
 
 def phase_frame(timer, overlap=True):
     """Per phase: calls, seconds, seconds per call, and the full recipe's share (training steps x
-    500 or 25 epochs, evaluation and checkpoints x 525, data once). Then each stage's epoch wall
+    500 or 25 epochs, evaluation and checkpoints per epoch run x 525, data once). Then each stage's epoch wall
     time (what the epoch ends beside training do not add; per call: an epoch after the first) and
     the total: data plus both stages' epoch walls, projected to the full recipe."""
     rows = []
+    # Epoch ends project per epoch run, not per call: a checkpoint phase has several calls an epoch.
+    epochs_run = sum(timer.counts.get(f"training steps ({stage})", 0) for stage in FULL_EPOCHS)
     for name, seconds in timer.seconds.items():
         count = timer.counts[name]
         if name.startswith("training steps"):
@@ -163,7 +165,7 @@ def phase_frame(timer, overlap=True):
         elif name == "data":
             full = seconds
         else:
-            full = seconds / count * sum(FULL_EPOCHS.values())
+            full = seconds / max(epochs_run, 1) * sum(FULL_EPOCHS.values())
         where = "beside training" if overlap and name in BESIDE_TRAINING else "in line"
         rows.append({"phase": name, "runs": where, "calls": count, "seconds": seconds, "seconds per call": seconds / count,
                      "full recipe (s)": full})

@@ -122,9 +122,9 @@ def _timer(stage_ends=True):
     from bench.recipe import PhaseTimer
     timer = PhaseTimer()
     timer.seconds.update({"data": 2.0, "training steps (baseline)": 3.0, "training steps (ftcl)": 8.0,
-                          "evaluation: forward": 1.5})
+                          "evaluation: forward": 1.5, "checkpoints + logs": 6.0})
     timer.counts.update({"data": 2, "training steps (baseline)": 2, "training steps (ftcl)": 1,
-                         "evaluation: forward": 3})
+                         "evaluation: forward": 4, "checkpoints + logs": 9})
     timer.starts.update({"training steps (baseline)": [10.0, 14.0, 16.5], "training steps (ftcl)": [20.0]})
     timer.counts["training steps (baseline)"] = 3
     if stage_ends:
@@ -133,14 +133,16 @@ def _timer(stage_ends=True):
 
 
 def test_recipe_projection_from_epoch_walls():
-    """Phases project per call (training steps x 500 or 25, evaluation x 525); the total is data plus
+    """Training steps project per call (x 500 or 25), epoch ends per epoch run (x 525: 4 epochs ran,
+    with 9 checkpoint and log writes among them); the total is data plus
     each stage's epoch walls (start to next start, the last to the run's end): the first epoch once,
     the mean of the others for the rest."""
     from bench.recipe import phase_frame
     frame = phase_frame(_timer()).set_index("phase")
     assert frame.loc["training steps (baseline)", "full recipe (s)"] == pytest.approx(1.0 * 500)
     assert frame.loc["training steps (ftcl)", "full recipe (s)"] == pytest.approx(8.0 * 25)
-    assert frame.loc["evaluation: forward", "full recipe (s)"] == pytest.approx(0.5 * 525)
+    assert frame.loc["evaluation: forward", "full recipe (s)"] == pytest.approx(1.5 / 4 * 525)
+    assert frame.loc["checkpoints + logs", "full recipe (s)"] == pytest.approx(6.0 / 4 * 525)
     assert frame.loc["epoch wall (baseline)", "calls"] == 3
     assert frame.loc["epoch wall (baseline)", "seconds"] == pytest.approx(9.0)
     assert frame.loc["epoch wall (baseline)", "seconds per call"] == pytest.approx(2.5)  # (19 - 14) / 2
