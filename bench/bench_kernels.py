@@ -210,13 +210,14 @@ PREFETCH_DEPTHS = [1, 2, 4]
 @pytest.mark.parametrize("op", ["fsd", "lcs"])
 def test_rows_prefetch_depth(benchmark, monkeypatch, op, batch, length):
     """The rows kernels with their inputs loaded 1, 2 or 4 diagonals ahead (ROWS_PREFETCH; 2 at most
-    past 1024 rows), forward + backward, in the same case; results must be identical."""
+    past 1024 rows), forward + backward on the tables as the API lays them out (diagonal-major past
+    SKEW_MIN_CELLS), in the same case; results must be identical."""
     if DEVICE != "cuda":
         pytest.skip("needs a CUDA GPU")
     monkeypatch.setattr(triton_dp, "IMPLEMENTATION", "rows")
     times, want = {}, None
     for depth in PREFETCH_DEPTHS:
-        monkeypatch.setattr(triton_dp, "ROWS_PREFETCH", depth)
+        monkeypatch.setattr(triton_dp, "ROWS_PREFETCH", {op: depth})
         run = runner(op, "fwd+bwd", batch, length, "triton", "cuda")
         got = run()
         if want is None:
@@ -228,7 +229,7 @@ def test_rows_prefetch_depth(benchmark, monkeypatch, op, batch, length):
     benchmark.extra_info.update(op=op, mode="fwd+bwd", B=batch, L=length, **{f"prefetch_{d}_ms": t for d, t in
                                                                                times.items()},
                                 best_prefetch=best, best_speedup=times[1] / times[best])
-    monkeypatch.setattr(triton_dp, "ROWS_PREFETCH", best)
+    monkeypatch.setattr(triton_dp, "ROWS_PREFETCH", {op: best})
     benchmark.pedantic(synchronized(runner(op, "fwd+bwd", batch, length, "triton", "cuda")), rounds=5,
                        warmup_rounds=1)
 
@@ -237,8 +238,9 @@ def test_rows_prefetch_depth(benchmark, monkeypatch, op, batch, length):
 @pytest.mark.parametrize("op", ["fsd", "lcs"])
 def test_triton_skewed_tables(benchmark, monkeypatch, op, batch, length):
     """Tuning lead (a) inside the API: forward + backward with the tables copied diagonal-major and
-    the gradients written diagonal-major (kernels.triton_dp.SKEW_MIN_CELLS reached), against the
-    row-major default in the same case; the copies are included. Results must be identical.
+    the gradients written diagonal-major (kernels.triton_dp.SKEW_MIN_CELLS and the thresholds beside
+    it reached), against row-major tables (SKEW_MIN_CELLS None) in the same case; the copies are
+    included. Results must be identical.
     copy_ms: the inputs' copies alone (skew_kernel), torch_copy_ms: the same by torch's strided copy."""
     if DEVICE != "cuda":
         pytest.skip("needs a CUDA GPU")
@@ -246,10 +248,12 @@ def test_triton_skewed_tables(benchmark, monkeypatch, op, batch, length):
     copy_ms = gpu_ms(lambda: [triton_dp.to_diagonal_major(x) for x in inputs])
     torch_copy_ms = gpu_ms(lambda: [triton_dp.diagonal_major_empty(x.shape, x.dtype, x.device).copy_(x)
                                     for x in inputs])
+    monkeypatch.setattr(triton_dp, "SKEW_MIN_CELLS", None)
     row_major = runner(op, "fwd+bwd", batch, length, "triton", "cuda")
     want = row_major()
     row_ms = gpu_ms(row_major)
     monkeypatch.setattr(triton_dp, "SKEW_MIN_CELLS", 1)
+    monkeypatch.setattr(triton_dp, "SKEW_MIN_DIAGONALS", 0)
     skewed = runner(op, "fwd+bwd", batch, length, "triton", "cuda")
     for got, expected in zip(skewed(), want):
         torch.testing.assert_close(got, expected, rtol=0, atol=0)
@@ -297,12 +301,14 @@ SKEW_GRID = [(2048, 128), (256, 512), (64, 2048)]
 
 @pytest.mark.parametrize("batch,length", SKEW_GRID, ids=[f"B{b}-L{n}" for b, n in SKEW_GRID])
 @pytest.mark.parametrize("op", ["fsd", "lcs"])
-def test_triton_diagonal_major_inputs(benchmark, op, batch, length):
+def test_triton_diagonal_major_inputs(benchmark, monkeypatch, op, batch, length):
     """Tuning lead (a), its load side: the forward pass on inputs stored diagonal-major (every
     anti-diagonal one contiguous run) against the same values row-major, where a diagonal's lanes
-    read M - 1 elements apart. A ratio well above 1 says the producer should write them skewed."""
+    read M - 1 elements apart (SKEW_MIN_CELLS None: no copy; the diagonal-major inputs are read as
+    they are). A ratio well above 1 says the producer should write them skewed."""
     if DEVICE != "cuda":
         pytest.skip("needs a CUDA GPU")
+    monkeypatch.setattr(triton_dp, "SKEW_MIN_CELLS", None)
     row_major = runner(op, "fwd", batch, length, "triton", "cuda")
     skewed = runner(op, "fwd", batch, length, "triton", "cuda", layout="diagonal-major")
     torch.testing.assert_close(skewed(), row_major(), rtol=0, atol=0)

@@ -79,11 +79,13 @@ def _signature(kernel, dtype):
 
 def rows_configs():
     """(BLOCK, num_warps, PREFETCH) of the rows kernels to compile: the smallest and the largest block
-    at the default prefetch depth, and the deepest the API launches at 1024 and at the largest block,
+    at each op's default prefetch depth, and the deepest the API launches at 1024 and at the largest block,
     where extra registers are likeliest to spill."""
     from kernels.triton_dp import MAX_ROWS_BLOCK, ROWS_PREFETCH, _rows_launch_config, rows_prefetch
     configs = []
-    for rows, depth in ((1, ROWS_PREFETCH), (MAX_ROWS_BLOCK, ROWS_PREFETCH), (1024, 4), (MAX_ROWS_BLOCK, 4)):
+    defaults = sorted(set(ROWS_PREFETCH.values()))
+    deepest = [(1024, 4), (MAX_ROWS_BLOCK, 4)]
+    for rows, depth in [(rows, d) for rows in (1, MAX_ROWS_BLOCK) for d in defaults] + deepest:
         block, warps = _rows_launch_config(rows)
         config = (block, warps, rows_prefetch(block, depth))
         if config not in configs:

@@ -32,16 +32,19 @@ _MAX_BLOCK = 1024
 # "rows" or "chunks" (see kernel_family); the benchmarks switch it to compare the two.
 IMPLEMENTATION = "rows"
 MAX_ROWS_BLOCK = 2048  # BLOCK 4096 spills (ptxas stack frames at 16 and 32 warps)
-# Tables of at least this many cells per pair (and at most twice as tall as wide) are copied
-# diagonal-major before the kernels read them, and their gradients are written diagonal-major, so
-# that each diagonal is one contiguous run instead of one element per row; None: never. 128 x 128:
-# the smallest table measured, where forward + backward with the copies ran 1.8x (LCS) to 2.6x (FSD)
-# faster than row-major on an H200 (bench/RESULTS.md, run 3); smaller tables are launch-bound and
-# the copy would add a launch per input.
+# Tables are copied diagonal-major before the kernels read them, and their gradients written
+# diagonal-major, so that each diagonal is one contiguous run instead of one element per row, when a
+# pair has at least SKEW_MIN_CELLS cells (and is at most twice as tall as wide) and the sweep is long
+# (SKEW_MIN_DIAGONALS anti-diagonals) or the batch big (SKEW_MIN_BATCH_CELLS cells in all); None:
+# never. On an H200 (bench/RESULTS.md, run 3) forward + backward with the copies ran 1.3x-3.1x faster
+# from 128 x 128 cells on, except FSD at 16 and 256 pairs of 128 x 128 (255 diagonals, 4M cells),
+# which the two copies' launches made 2x slower: there the kernels take less time than the host.
 SKEW_MIN_CELLS = 128 * 128
-# How many diagonals ahead the rows kernels load their inputs (1-4; at most 2 past 1024 rows): 4 was
-# the fastest or within 3 % of it at every point of run 3's sweep (up to 1.27x over 1).
-ROWS_PREFETCH = 4
+SKEW_MIN_DIAGONALS = 512
+SKEW_MIN_BATCH_CELLS = 1 << 23
+# How many diagonals ahead the rows kernels load their inputs (1-4; at most 2 past 1024 rows), per
+# op: the fastest on run 3's diagonal-major tables (LCS 4: 3-6 % over 1; FSD 1: 4 was 2-4 % slower).
+ROWS_PREFETCH = {"fsd": 1, "lcs": 4}
 _LOG2E = 1.4426950408889634
 
 if triton is not None:
@@ -685,8 +688,8 @@ def rows_prefetch(block, requested):
     return requested if block <= 1024 else min(requested, 2)
 
 
-def _rows_options(block):
-    return {"PREFETCH": rows_prefetch(block, ROWS_PREFETCH)}
+def _rows_options(block, op):
+    return {"PREFETCH": rows_prefetch(block, ROWS_PREFETCH[op])}
 
 
 def kernel_family(n_rows):
@@ -697,9 +700,12 @@ def kernel_family(n_rows):
 
 
 def skews(shape):
-    """Whether a [B, N, M] table is read and differentiated diagonal-major (SKEW_MIN_CELLS)."""
-    _, n_rows, n_cols = shape
-    return SKEW_MIN_CELLS is not None and n_rows * n_cols >= SKEW_MIN_CELLS and n_rows <= 2 * n_cols
+    """Whether a [B, N, M] table is read and differentiated diagonal-major (SKEW_MIN_CELLS and the
+    two thresholds beside it)."""
+    batch, n_rows, n_cols = shape
+    if SKEW_MIN_CELLS is None or n_rows * n_cols < SKEW_MIN_CELLS or n_rows > 2 * n_cols:
+        return False
+    return n_rows + n_cols - 1 >= SKEW_MIN_DIAGONALS or batch * n_rows * n_cols >= SKEW_MIN_BATCH_CELLS
 
 
 def diagonal_major_empty(shape, dtype, device, zero=False):
@@ -720,10 +726,22 @@ def runs_on(x):
     return x.is_cuda or os.environ.get("TRITON_INTERPRET") == "1"
 
 
+def is_diagonal_major(x):
+    """Whether x [B, N, M] already lies as diagonal_major_empty lays it out (strides of size-1
+    dimensions do not matter), pairs not overlapping."""
+    batch, n_rows, n_cols = x.shape
+    span = (n_rows + n_cols - 1) * n_rows
+    return ((batch == 1 or x.stride(0) >= span) and (n_rows == 1 or x.stride(1) == n_rows + 1)
+            and (n_cols == 1 or x.stride(2) == n_rows))
+
+
 def to_diagonal_major(x):
-    """A diagonal-major copy of x [B, N, M] (see diagonal_major_empty). Where the Triton kernels run,
-    one skew_kernel launch, whose reads and writes are both coalesced; torch's strided copy, which
-    writes one element per N, elsewhere."""
+    """x [B, N, M] diagonal-major (see diagonal_major_empty): x itself when it already is (a producer
+    that writes that layout pays no copy), else a copy. Where the Triton kernels run, one skew_kernel
+    launch, whose reads and writes are both coalesced; torch's strided copy, which writes one element
+    per N, elsewhere."""
+    if is_diagonal_major(x):
+        return x
     out = diagonal_major_empty(x.shape, x.dtype, x.device)
     batch, n_rows, n_cols = x.shape
     if triton is None or not runs_on(x) or x.numel() == 0:
@@ -766,7 +784,7 @@ def fsd_fwd(match, gap, gamma, lengths):
     if batch == 0:
         return out, table
     family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, match.shape, match.device)
-    kernel, extra = (fsd_fwd_rows_kernel, _rows_options(block)) if family == "rows" else (fsd_fwd_kernel, {})
+    kernel, extra = (fsd_fwd_rows_kernel, _rows_options(block, "fsd")) if family == "rows" else (fsd_fwd_kernel, {})
     kernel[(batch,)](
         match, gap, table, out, len_arg, *match.stride(), *gap.stride(), n_rows, n_cols,
         gamma, _inv_gamma_log2(gamma), HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block,
@@ -788,7 +806,7 @@ def fsd_bwd(grad_out, gap, table, gamma, lengths, match_dtype, skew=False):
     if family == "rows":
         fsd_bwd_rows_kernel[(batch,)](gap, table, grad_out, grad_match, grad_gap, len_arg, *gap.stride(),
                                       *grad_match.stride(), n_rows, n_cols, _inv_gamma_log2(gamma), **options,
-                                      **_rows_options(block))
+                                      **_rows_options(block, "fsd"))
         return grad_match, grad_gap
     ring = torch.empty(batch, 7, n_rows + 2, dtype=torch.float32, device=gap.device)
     fsd_bwd_kernel[(batch,)](gap, table, grad_out, grad_match, grad_gap, ring, len_arg, *gap.stride(),
@@ -804,7 +822,7 @@ def lcs_fwd(sim, threshold, gamma, lengths):
     if batch == 0:
         return out, table
     family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, sim.shape, sim.device)
-    kernel, extra = (lcs_fwd_rows_kernel, _rows_options(block)) if family == "rows" else (lcs_fwd_kernel, {})
+    kernel, extra = (lcs_fwd_rows_kernel, _rows_options(block, "lcs")) if family == "rows" else (lcs_fwd_kernel, {})
     kernel[(batch,)](
         sim, table, out, len_arg, *sim.stride(), n_rows, n_cols, threshold, gamma, _inv_gamma_log2(gamma),
         HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block, num_warps=num_warps, **extra)
@@ -823,7 +841,7 @@ def lcs_bwd(grad_out, sim, table, threshold, gamma, lengths, skew=False):
     if family == "rows":
         lcs_bwd_rows_kernel[(batch,)](sim, table, grad_out, grad_sim, len_arg, *sim.stride(), *grad_sim.stride(),
                                       n_rows, n_cols, threshold, _inv_gamma_log2(gamma), **options,
-                                      **_rows_options(block))
+                                      **_rows_options(block, "lcs"))
         return grad_sim
     ring = torch.empty(batch, 7, n_rows + 2, dtype=torch.float32, device=sim.device)
     lcs_bwd_kernel[(batch,)](sim, table, grad_out, grad_sim, ring, len_arg, *sim.stride(), *grad_sim.stride(),

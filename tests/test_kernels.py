@@ -137,6 +137,7 @@ def test_triton_skewed_tables_match_naive(family, monkeypatch, with_lengths):
     """Past SKEW_MIN_CELLS the inputs are copied diagonal-major and the gradients are written in that
     layout: values and gradients still equal the specification's."""
     monkeypatch.setattr(triton_dp, "SKEW_MIN_CELLS", 1)
+    monkeypatch.setattr(triton_dp, "SKEW_MIN_DIAGONALS", 0)
     for seed, (batch, n_rows, n_cols) in enumerate([(2, 7, 4), (3, 5, 9), (2, 1, 6)]):
         match, gap, upstream, gen = _fsd_case(20 + seed, batch, n_rows, n_cols)
         lengths = _random_lengths(gen, batch, n_rows, n_cols) if with_lengths else None
@@ -151,7 +152,7 @@ def test_rows_kernels_prefetching_further_ahead_match_naive(monkeypatch, depth):
     """Inputs loaded 2-4 diagonals ahead (ROWS_PREFETCH) are consumed on the right diagonal, also at
     the ends of short tables (fewer diagonals than the depth) and with per-pair lengths."""
     monkeypatch.setattr(triton_dp, "IMPLEMENTATION", "rows")
-    monkeypatch.setattr(triton_dp, "ROWS_PREFETCH", depth)
+    monkeypatch.setattr(triton_dp, "ROWS_PREFETCH", {"fsd": depth, "lcs": depth})
     for seed, (batch, n_rows, n_cols) in enumerate([(2, 7, 4), (3, 1, 2), (2, 2, 9)]):
         match, gap, upstream, gen = _fsd_case(40 + seed, batch, n_rows, n_cols)
         lengths = _random_lengths(gen, batch, n_rows, n_cols)
@@ -174,10 +175,17 @@ def test_launch_sizes_round_up_to_powers_of_two_as_triton_does():
 
 def test_skewed_tables_are_the_wide_enough_ones_past_the_threshold(monkeypatch):
     """Diagonal-major copies are made from SKEW_MIN_CELLS cells per pair on, for tables at most twice
-    as tall as wide (taller ones would pad each diagonal to N rows: up to N times the memory); the
-    backward then writes its gradient in that layout (strides (N + 1, N))."""
-    assert not triton_dp.skews((2, 64, 64))  # off by default
+    as tall as wide (taller ones would pad each diagonal to N rows: up to N times the memory), and
+    there only for long sweeps or big batches; the backward then writes its gradient in that layout
+    (strides (N + 1, N))."""
+    assert not triton_dp.skews((4096, 64, 64))  # too few cells per pair
+    assert not triton_dp.skews((16, 128, 128)) and not triton_dp.skews((511, 128, 128))  # short, small
+    assert triton_dp.skews((512, 128, 128)) and triton_dp.skews((1, 128, 385))  # 8M cells; 512 diagonals
+    assert not triton_dp.skews((1, 128, 384)) and not triton_dp.skews((1024, 1000, 128))  # 511; too tall
+    monkeypatch.setattr(triton_dp, "SKEW_MIN_CELLS", None)
+    assert not triton_dp.skews((64, 2048, 2048))
     monkeypatch.setattr(triton_dp, "SKEW_MIN_CELLS", 28)
+    monkeypatch.setattr(triton_dp, "SKEW_MIN_DIAGONALS", 0)
     assert triton_dp.skews((2, 7, 4)) and triton_dp.skews((2, 4, 7))
     assert not triton_dp.skews((2, 9, 4)) and not triton_dp.skews((2, 3, 9))
     sim = torch.rand(2, 7, 4, device=TRITON_DEVICE)
@@ -209,10 +217,23 @@ def test_skew_kernel_places_every_cell_on_its_diagonal(monkeypatch, shape, dtype
         monkeypatch.setattr(triton_dp, "SKEW_TILE", tile)
         for source in (x, x.contiguous()):
             got = triton_dp.to_diagonal_major(source.to(TRITON_DEVICE))
-            assert got.stride() == (span, n_rows + 1, n_rows) and torch.equal(got.cpu(), x)
-            buffer = got.as_strided((batch, span), (span, 1)).cpu()
+            assert triton_dp.is_diagonal_major(got) and torch.equal(got.cpu(), x)
+            assert triton_dp.to_diagonal_major(got) is got  # already diagonal-major: no copy
+            buffer = got.as_strided((batch, span), (got.stride(0), 1), got.storage_offset()).cpu()
             cells = ~want.isnan()
             assert torch.equal(buffer[cells], want[cells])
+
+
+def test_diagonal_major_layout_is_recognised_only_where_it_holds():
+    """Inputs a producer already wrote diagonal-major are read as they are; any other layout is
+    copied, including transposed and overlapping ones. Size-1 dimensions have no stride to check."""
+    skewed = triton_dp.diagonal_major_empty((3, 5, 4), torch.float32, "cpu")
+    assert triton_dp.is_diagonal_major(skewed) and skewed.stride() == (40, 6, 5)
+    assert not triton_dp.is_diagonal_major(torch.empty(3, 5, 4))
+    assert not triton_dp.is_diagonal_major(torch.empty(3, 4, 5).transpose(1, 2))
+    assert not triton_dp.is_diagonal_major(torch.empty(200).as_strided((3, 5, 4), (20, 6, 5)))  # pairs overlap
+    assert triton_dp.is_diagonal_major(torch.empty(3, 1, 4))  # one row: row-major is diagonal-major
+    assert not triton_dp.is_diagonal_major(torch.empty(3, 2, 1))
 
 
 def test_rows_family_leaves_taller_tables_to_the_chunks(monkeypatch):

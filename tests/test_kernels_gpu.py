@@ -59,8 +59,9 @@ def test_compiled_rows_options_match_float64_wavefront(monkeypatch, depth, skew)
     """The options measured by the benchmarks before becoming defaults: inputs loaded further ahead
     (ROWS_PREFETCH; 2 at most past 1024 rows) and diagonal-major tables (SKEW_MIN_CELLS)."""
     monkeypatch.setattr(triton_dp, "IMPLEMENTATION", "rows")
-    monkeypatch.setattr(triton_dp, "ROWS_PREFETCH", depth)
+    monkeypatch.setattr(triton_dp, "ROWS_PREFETCH", {"fsd": depth, "lcs": depth})
     monkeypatch.setattr(triton_dp, "SKEW_MIN_CELLS", 1 if skew else None)
+    monkeypatch.setattr(triton_dp, "SKEW_MIN_DIAGONALS", 0)
     for shape in [(7, 33, 17), (4, 257, 300), (2, 1500, 1100)]:
         match, gap, sim, upstream = _case(5, *shape)
         lengths = torch.stack([torch.randint(1, shape[1] + 1, (shape[0],)),
