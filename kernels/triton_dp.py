@@ -36,9 +36,10 @@ MAX_ROWS_BLOCK = 2048  # BLOCK 4096 spills (ptxas stack frames at 16 and 32 warp
 # diagonal-major, so that each diagonal is one contiguous run instead of one element per row, when a
 # pair has at least SKEW_MIN_CELLS cells (and is at most twice as tall as wide) and the sweep is long
 # (SKEW_MIN_DIAGONALS anti-diagonals) or the batch big (SKEW_MIN_BATCH_CELLS cells in all); None:
-# never. On an H200 (bench/RESULTS.md, run 3) forward + backward with the copies ran 1.3x-3.1x faster
-# from 128 x 128 cells on, except FSD at 16 and 256 pairs of 128 x 128 (255 diagonals, 4M cells),
-# which the two copies' launches made 2x slower: there the kernels take less time than the host.
+# never. On an H200 (bench/RESULTS.md, run 3) forward + backward with the copies ran faster from
+# 128 x 128 cells on (FSD 2.2x-3.3x, LCS 1.6x-2.1x at the large points), except FSD at 16 and 256
+# pairs of 128 x 128 (255 diagonals, 4M cells), which the two copies' launches made 2x slower when
+# called eagerly: there the kernels take less time than the host.
 SKEW_MIN_CELLS = 128 * 128
 SKEW_MIN_DIAGONALS = 512
 SKEW_MIN_BATCH_CELLS = 1 << 23
@@ -708,13 +709,19 @@ def skews(shape):
     return n_rows + n_cols - 1 >= SKEW_MIN_DIAGONALS or batch * n_rows * n_cols >= SKEW_MIN_BATCH_CELLS
 
 
+def _diagonal_major_strides(shape):
+    """Strides of a [B, N, M] tensor laid out diagonal-major: cell (i, j) of a pair at (i + j) * N + i
+    of its (N + M - 1) * N elements (the first stride)."""
+    _, n_rows, n_cols = shape
+    return (n_rows + n_cols - 1) * n_rows, n_rows + 1, n_rows
+
+
 def diagonal_major_empty(shape, dtype, device, zero=False):
-    """A [B, N, M] tensor (uninitialised, or zeros) whose anti-diagonals are contiguous: cell (i, j)
-    of a pair at (i + j) * N + i of a (N + M - 1) * N buffer, strides (N + 1, N)."""
-    batch, n_rows, n_cols = shape
-    span = (n_rows + n_cols - 1) * n_rows
-    buffer = (torch.zeros if zero else torch.empty)(batch, span, dtype=dtype, device=device)
-    return buffer.as_strided(shape, (span, n_rows + 1, n_rows))
+    """A [B, N, M] tensor (uninitialised, or zeros) whose anti-diagonals are contiguous
+    (_diagonal_major_strides)."""
+    strides = _diagonal_major_strides(shape)
+    buffer = (torch.zeros if zero else torch.empty)(shape[0], strides[0], dtype=dtype, device=device)
+    return buffer.as_strided(shape, strides)
 
 
 SKEW_TILE = (32, 64)  # rows x diagonals of a skew_kernel tile
@@ -729,10 +736,10 @@ def runs_on(x):
 def is_diagonal_major(x):
     """Whether x [B, N, M] already lies as diagonal_major_empty lays it out (strides of size-1
     dimensions do not matter), pairs not overlapping."""
+    span, row_stride, col_stride = _diagonal_major_strides(x.shape)
     batch, n_rows, n_cols = x.shape
-    span = (n_rows + n_cols - 1) * n_rows
-    return ((batch == 1 or x.stride(0) >= span) and (n_rows == 1 or x.stride(1) == n_rows + 1)
-            and (n_cols == 1 or x.stride(2) == n_rows))
+    return ((batch == 1 or x.stride(0) >= span) and (n_rows == 1 or x.stride(1) == row_stride)
+            and (n_cols == 1 or x.stride(2) == col_stride))
 
 
 def to_diagonal_major(x):
