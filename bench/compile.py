@@ -79,8 +79,8 @@ def _signature(kernel, dtype):
 
 def rows_configs():
     """(BLOCK, num_warps, PREFETCH) of the rows kernels to compile: the smallest and the largest block
-    at each op's default prefetch depth, and the deepest the API launches at 1024 and at the largest block,
-    where extra registers are likeliest to spill."""
+    at each op's default prefetch depth, and the deepest the API launches at 1024 and at the largest
+    block, where extra registers are likeliest to spill."""
     from kernels.triton_dp import MAX_ROWS_BLOCK, ROWS_PREFETCH, _rows_launch_config, rows_prefetch
     configs = []
     defaults = sorted(set(ROWS_PREFETCH.values()))

@@ -36,7 +36,8 @@ date -u
 # The recipe and evaluation benchmarks use THUMOS14's real lengths and instances when its annotations
 # are here: ../shared does not travel to this machine, so copy them into bench/.thumos14 (ignored by
 # git) and name that folder in the device call's carry.
-"$PY" -c "from bench.eval_data import annotations_dir; print('THUMOS14 annotations:', annotations_dir() or 'none (generated lengths and instances)')"
+"$PY" -c "from bench.eval_data import annotations_dir
+print('THUMOS14 annotations:', annotations_dir() or 'none (generated lengths and instances)')"
 
 run_stage() {
     local name=$1 start rc

@@ -4,8 +4,9 @@ Builds a THUMOS14-sized generated set once (200 train + 210 test videos with THU
 lengths when its annotations are present, see bench.eval_data.annotations_dir, else 200 + 200
 synthetic ones; 2048-d on a GPU, 256-d on a CPU unless --feature-dim), then runs the recipe: the
 baseline objective (ACM-Net + in-batch FSD / LCS) for 500 x F epochs and FTCL for 25 x F epochs (at
-least one each), evaluating the test split after every epoch. Prints the time of each phase: data loading, training steps (baseline, FTCL), the evaluation's
-model forward, its proposals + mAP, checkpoint / log writing. The last two run beside the next
+least one each), evaluating the test split after every epoch. Prints the time of each phase: data
+loading, training steps (baseline, FTCL), the evaluation's model forward, its proposals + mAP,
+checkpoint / log writing. The last two run beside the next
 epoch's training (train.loop.Trainer.overlap; --sequential runs them in line), so the total is the
 measured wall time of each stage, not the sum of the phases. When scaled, each figure is projected
 to the full 500 + 25 epochs.
@@ -152,9 +153,9 @@ def _projected_wall(stage, first, rest):
 
 def phase_frame(timer, overlap=True):
     """Per phase: calls, seconds, seconds per call, and the full recipe's share (training steps x
-    500 or 25 epochs, evaluation and checkpoints per epoch run x 525, data once). Then each stage's epoch wall
-    time (what the epoch ends beside training do not add; per call: an epoch after the first) and
-    the total: data plus both stages' epoch walls, projected to the full recipe."""
+    500 or 25 epochs, evaluation and checkpoints per epoch run x 525, data once). Then each stage's
+    epoch wall time (what the epoch ends beside training do not add; per call: an epoch after the
+    first) and the total: data plus both stages' epoch walls, projected to the full recipe."""
     rows = []
     # Epoch ends project per epoch run, not per call: a checkpoint phase has several calls an epoch.
     epochs_run = sum(timer.counts.get(f"training steps ({stage})", 0) for stage in FULL_EPOCHS)

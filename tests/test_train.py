@@ -165,7 +165,8 @@ def test_resume_keeps_this_devices_form_of_adam(tiny_data, tmp_path, device):
     assert all(group["fused"] is (True if device == "cuda" else None) for group in resumed.optimizer.param_groups)
     saved = written["optimizer_state_dict"]["state"]
     for index, state in enumerate(resumed.optimizer.state_dict()["state"].values()):
-        assert torch.equal(state["exp_avg"].cpu(), saved[index]["exp_avg"]) and float(state["step"]) == saved[index]["step"]
+        assert torch.equal(state["exp_avg"].cpu(), saved[index]["exp_avg"])
+        assert float(state["step"]) == saved[index]["step"]
     resumed.run()
     assert resumed.epoch == 2
 
