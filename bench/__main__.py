@@ -13,7 +13,7 @@ training step's phases (see bench/ops.py).
 import sys
 from pathlib import Path
 
-from evaluation import cli
+from ftcl import tool
 
 FILES = {"kernels": "bench_kernels.py", "eval": "bench_eval.py", "step": "bench_step.py", "recipe": "bench_recipe.py",
          "tune": "bench_tune.py"}
@@ -81,4 +81,4 @@ def _usage_error(message):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    tool.run(main)

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import evaluation
+from ftcl import evaluation, tool
 from bench import eval_data
 from bench.common import on_gpu, synchronized
-from evaluation.workers import default_workers
+from ftcl.evaluation.workers import default_workers
 from ftcl.config import preset
 from ftcl.evaluate import eval_batches, evaluate_model, proposal_config
 from ftcl.checkpoint import cpu_copy, save_checkpoint
@@ -79,7 +79,7 @@ def test_cli_read_and_map(benchmark, split_outputs):
     gt, ids, source, _ = split_outputs
     big = eval_data.many_predictions(gt, ids)
     path = Path(tempfile.mkdtemp()) / "pred.json"
-    evaluation.write_json_atomic(path, big)
+    tool.write_json_atomic(path, big)
     count = sum(len(v) for v in big["results"].values())
 
     def work():
@@ -95,7 +95,7 @@ def test_write_results_json(benchmark, split_outputs):
     _, results = evaluation.evaluate_outputs(outputs, gt, eval_data.TIOU, proposal_config(preset("thumos14")))
     path = Path(tempfile.mkdtemp()) / "results.json"
     benchmark.extra_info.update(stage="write results.json", inputs=source)
-    benchmark.pedantic(evaluation.write_json_atomic, (path, results), rounds=5, warmup_rounds=1)
+    benchmark.pedantic(tool.write_json_atomic, (path, results), rounds=5, warmup_rounds=1)
 
 
 @pytest.mark.parametrize("mode", ["in-line", "beside"])

@@ -9,8 +9,8 @@ import time
 import pytest
 import torch
 
-import kernels
-from kernels import triton_dp
+from ftcl import kernels
+from ftcl.kernels import triton_dp
 from bench import release_loops
 from bench.common import RESULTS_DIR, cuda_graph, cuda_kernel_count, gpu_ms, on_gpu, peak_mib, synchronized, time_once
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-import kernels
+from ftcl import kernels
 from bench.common import cuda_kernel_count, gpu_ms, on_gpu, synchronized
 from ftcl import losses
 from ftcl.config import preset
 from ftcl.data import in_batch_pairs
 from ftcl.model import ACMNet
-from train.loop import finite_when_read, make_optimizer, to_device
+from ftcl.train.loop import finite_when_read, make_optimizer, to_device
 
 DEVICE = "cuda" if on_gpu() else "cpu"
 # The release's 2048-d on a GPU; 256-d (the synthetic set's) on a CPU unless FTCL_BENCH_DIM says otherwise.

@@ -14,7 +14,7 @@ ROWS_WARPS = [1, 2, 4, 8, 16]
 
 
 def _configs(length):
-    from kernels.triton_dp import _MAX_BLOCK, _launch_config, _rows_launch_config, kernel_family
+    from ftcl.kernels.triton_dp import _MAX_BLOCK, _launch_config, _rows_launch_config, kernel_family
     if kernel_family(length) == "rows":
         block, _ = _rows_launch_config(length)
         return "_rows_launch_config", [(block, warps) for warps in ROWS_WARPS if 32 * warps <= max(32, block)]
@@ -28,7 +28,7 @@ def _configs(length):
 def test_launch_config(benchmark, monkeypatch, op, batch, length):
     if DEVICE != "cuda":
         pytest.skip("needs a CUDA GPU")
-    from kernels import triton_dp
+    from ftcl.kernels import triton_dp
     config_name, configs = _configs(length)
     default_config = getattr(triton_dp, config_name)
     default = default_config(length, length) if config_name == "_launch_config" else default_config(length)

@@ -81,7 +81,7 @@ def rows_configs():
     """(BLOCK, num_warps, PREFETCH) of the rows kernels to compile: the smallest and the largest block
     at each op's default prefetch depth, and the deepest the API launches at 1024 and at the largest
     block, where extra registers are likeliest to spill."""
-    from kernels.triton_dp import MAX_ROWS_BLOCK, ROWS_PREFETCH, _rows_launch_config, rows_prefetch
+    from ftcl.kernels.triton_dp import MAX_ROWS_BLOCK, ROWS_PREFETCH, _rows_launch_config, rows_prefetch
     configs = []
     defaults = sorted(set(ROWS_PREFETCH.values()))
     deepest = [(1024, 4), (MAX_ROWS_BLOCK, 4)]
@@ -96,8 +96,8 @@ def rows_configs():
 def variants():
     """Every (kernel, cc, dtype, hard, has_lengths, block, num_warps) the API can launch, at the
     smallest and the largest block."""
-    from kernels.cosine import MAX_ROWS, launch_config
-    from kernels.triton_dp import _MAX_BLOCK, SKEW_TILE, _launch_config
+    from ftcl.kernels.cosine import MAX_ROWS, launch_config
+    from ftcl.kernels.triton_dp import _MAX_BLOCK, SKEW_TILE, _launch_config
     blocks = [_launch_config(1, 1) + (None,), _launch_config(_MAX_BLOCK, _MAX_BLOCK) + (None,)]
     rows_blocks = rows_configs()
     dp = [(kernel, cc, dtype, hard, lengths, block, warps, prefetch)
@@ -125,7 +125,7 @@ def compile_one(variant):
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from kernels import cosine, triton_dp
+    from ftcl.kernels import cosine, triton_dp
     kernel, cc, dtype, hard, lengths, block, warps, prefetch = variant
     if kernel in COSINE_KERNELS:
         constexprs = {"BLOCK_N": block[0], "BLOCK_M": block[1], "BLOCK_D": cosine.BLOCK_D}
@@ -179,7 +179,7 @@ def main(argv=None):
     import pandas as pd
 
     import triton
-    from evaluation import markdown
+    from ftcl.tool import markdown
     as_json = "--json" in (argv or [])
     rows = compile_all()
     if as_json:

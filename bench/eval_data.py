@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-import evaluation
-from evaluation import VideoOutput
+from ftcl import evaluation
+from ftcl.evaluation import VideoOutput
 from ftcl.config import Config
 
 ANNOTATION_DIRS = (

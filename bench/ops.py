@@ -82,7 +82,7 @@ def table(device=None, feature_dim=64, pairs=16, snippets=60):
     """A DataFrame: per step, the operations (and Triton launches) of each phase and in all."""
     import pandas as pd
 
-    import kernels.api
+    from ftcl import kernels
     from bench.bench_step import step_cases
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, _, cases = step_cases(device, feature_dim, pairs=pairs, snippets=snippets)
@@ -105,7 +105,7 @@ def table(device=None, feature_dim=64, pairs=16, snippets=60):
 
 
 def main(argv=()):
-    from evaluation import markdown
+    from ftcl.tool import markdown
     if argv:
         print(f"error: python -m bench ops takes no arguments, got {argv[0]!r}", file=sys.stderr)
         return 2

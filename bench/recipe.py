@@ -28,12 +28,13 @@ import torch
 
 from bench.common import RESULTS_DIR, machine
 from bench.eval_data import SHARED
-from evaluation import cli, markdown
+from ftcl import tool
+from ftcl.tool import markdown
 from ftcl import synthetic
 from ftcl.config import Config, preset
 from ftcl.seed import resolve_device
-from train import loop
-from train.loop import Trainer
+from ftcl.train import loop
+from ftcl.train.loop import Trainer
 
 FULL_EPOCHS = {"baseline": 500, "ftcl": 25}
 
@@ -190,9 +191,9 @@ TARGET_MINUTES = 20  # the whole recipe on one H100
 
 
 def main(argv=None):
-    parser = cli.parser("python -m bench recipe", __doc__)
+    parser = tool.parser("python -m bench recipe", __doc__)
     parser.add_argument("--scale", type=_fraction, default=1.0, help="fraction of the 500 + 25 epochs to run")
-    parser.add_argument("--feature-dim", type=cli.positive_int, help="default: 2048 with a GPU, 256 without")
+    parser.add_argument("--feature-dim", type=tool.positive_int, help="default: 2048 with a GPU, 256 without")
     parser.add_argument("--device", default="auto", help="auto (cuda with a GPU, else cpu), cpu or cuda")
     parser.add_argument("--sequential", action="store_true",
                         help="score, save and log each epoch in line, not beside the next epoch's training")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.common import RESULTS_DIR
-from evaluation import markdown
+from ftcl.tool import markdown
 
 
 def _cases(data):

@@ -10,10 +10,10 @@ import sys
 
 import numpy as np
 
-from evaluation import cli
-from evaluation.detection import evaluate_detection
-from evaluation.io import EvaluationInputError, load_ground_truth, predictions_from_results, read_results
-from evaluation.report import detection_table
+from ftcl import tool
+from ftcl.evaluation.detection import evaluate_detection
+from ftcl.evaluation.io import EvaluationInputError, load_ground_truth, predictions_from_results, read_results
+from ftcl.evaluation.report import detection_table
 
 
 MAX_THRESHOLDS = 100
@@ -59,7 +59,7 @@ def outside_note(results, ground_truth, source, subset):
 
 
 def main(argv=None):
-    parser = cli.parser("python -m evaluation", __doc__)
+    parser = tool.parser("python -m evaluation", __doc__)
     parser.add_argument("ground_truth", help="ActivityNet-style ground truth (e.g. gt.json)")
     parser.add_argument("predictions", help="ActivityNet results JSON ({'results': {vid: [...]}})")
     parser.add_argument("--subset", default="test", help="ground-truth subset to evaluate (default: test)")
@@ -89,4 +89,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    tool.run(main)

@@ -1,16 +1,12 @@
-"""Reading ActivityNet-format ground truth and results files; writing files atomically."""
-import contextlib
+"""Reading ActivityNet-format ground truth and results files."""
 import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from evaluation.detection import Segments
+from ftcl.evaluation.detection import Segments
 
 
 class EvaluationInputError(ValueError):
@@ -36,77 +32,6 @@ class GroundTruth:
     videos: list
     segments: Segments
     durations: dict
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _file_mode():
-    """What a plain open() would give a new file: 0o666 less the process umask."""
-    return 0o666 & ~_umask()
-
-
-def _dir_mode():
-    """What a plain mkdir would give a new directory: 0o777 less the process umask."""
-    return 0o777 & ~_umask()
-
-
-@contextlib.contextmanager
-def atomic_write(path, mode="w"):
-    """Open a temporary file beside path; on success rename it onto path, on failure remove it.
-    The file gets the permissions a plain open() would give it (mkstemp's are 0600)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as err:
-        raise _naming(err, path) from err
-    try:
-        os.fchmod(fd, _file_mode())
-        with os.fdopen(fd, mode) as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError) and err.errno is not None and err.filename in (None, tmp):
-            raise _naming(err, path) from err
-        raise
-
-
-def _naming(err, path):
-    """The OSError err about a temporary file, reported for the path the user named."""
-    return type(err)(err.errno, err.strerror, str(path))
-
-
-@contextlib.contextmanager
-def atomic_directory(path, make_room=None):
-    """Build a directory beside path (yielded), then rename it onto path: a reader sees all of it or
-    nothing. make_room(path) runs just before the rename when path exists (e.g. to remove what it
-    may replace). On failure the partial directory is removed. Permissions are what a plain mkdir
-    gives (mkdtemp's are 0700)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        os.chmod(tmp, _dir_mode())
-        yield tmp
-        if path.exists() and make_room is not None:
-            make_room(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def write_json_atomic(path, obj):
-    """Write JSON to a temporary file beside path, then rename: never a half-written file.
-    (json.dumps: its C encoder is several times faster than json.dump's chunked one.)"""
-    text = json.dumps(obj)
-    with atomic_write(path) as f:
-        f.write(text)
 
 
 def _read_json(path, what):

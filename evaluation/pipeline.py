@@ -3,10 +3,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evaluation import workers as workers_
-from evaluation.detection import Segments, evaluate_detection
-from evaluation.io import results_json
-from evaluation.proposals import ProposalConfig, nms_groups, t_factor, video_candidates
+from ftcl.evaluation import workers as workers_
+from ftcl.evaluation.detection import Segments, evaluate_detection
+from ftcl.evaluation.io import results_json
+from ftcl.evaluation.proposals import ProposalConfig, nms_groups, t_factor, video_candidates
 
 
 @dataclass

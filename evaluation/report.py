@@ -1,17 +1,7 @@
 """Tables of evaluation results, as pandas DataFrames and Markdown (kept apart from computing them)."""
 import pandas as pd
 
-
-def markdown(frame, floatfmt=".2f"):
-    """A DataFrame as a GitHub Markdown table (the one table printer of the project): pandas'
-    to_markdown, or plain pipes where tabulate is missing (the GPU machines have no package index)."""
-    try:
-        return frame.to_markdown(index=False, floatfmt=floatfmt)
-    except ImportError:
-        cells = [[format(v, floatfmt) if isinstance(v, float) else ("" if v is None else str(v)) for v in row]
-                 for row in frame.itertuples(index=False)]
-        lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
-        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
+from ftcl.tool import markdown
 
 
 def detection_frame(result, per_class=False):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from evaluation.io import atomic_write
+from ftcl.tool import atomic_write
 
 FORMAT = "ftcl-checkpoint-v1"
 # The release's ACM-Net checkpoints predate FTCL's projection; it starts fresh when absent.

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npy_format
 
-from evaluation import cli
-from evaluation.io import atomic_directory
+from ftcl import tool
+from ftcl.tool import atomic_directory
 from ftcl.config import Config
 
 SUBSETS = {"Thumos14reduced": ("validation", "test"), "ActivityNet1.2": ("training", "validation")}
@@ -161,7 +161,7 @@ def convert_wtalc(src, dst, name="Thumos14reduced", config=None):
 
 
 def main(argv=None):
-    parser = cli.parser("python -m ftcl.convert", __doc__)
+    parser = tool.parser("python -m ftcl.convert", __doc__)
     sub = parser.add_subparsers(dest="format", required=True)
     wtalc = sub.add_parser("wtalc", help="W-TALC features and annotations (Thumos14reduced, ActivityNet1.2)")
     wtalc.add_argument("src", help="directory holding <Name>-I3D-JOINTFeatures.npy and <Name>-Annotations/")
@@ -171,7 +171,7 @@ def main(argv=None):
     try:
         summary = convert_wtalc(args.src, args.dst, args.name)
     except (ConvertError, OSError) as err:
-        print(cli.error_line(err), file=sys.stderr)
+        print(tool.error_line(err), file=sys.stderr)
         return 2
     preset = "thumos14" if args.name == "Thumos14reduced" else "activitynet12"
     print(f"wrote {args.dst}: {summary['train']} train and {summary['test']} test videos, {summary['classes']} classes, "
@@ -180,4 +180,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    tool.run(main)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.io import EvaluationInputError, class_names, ground_truth_from, read_database
+from ftcl.evaluation.io import EvaluationInputError, class_names, ground_truth_from, read_database
 from ftcl.config import Config
 
 

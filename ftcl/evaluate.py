@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-import evaluation
-from evaluation import ProposalConfig, VideoOutput, cli
-from evaluation.io import class_names
+from ftcl import evaluation
+from ftcl import tool
+from ftcl.evaluation import ProposalConfig, VideoOutput
+from ftcl.evaluation.io import class_names
 from ftcl.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_weights, state_dimensions
 from ftcl.config import PRESETS, Config, preset
 from ftcl.data import (DataError, load_dataset, read_ground_truth, require_same_data, split_ground_truth,
@@ -160,7 +161,7 @@ def save_outputs(path, evaluation_, config):
               "video_scores": np.stack([o.video_scores for o in outs]),
               "original_snippets": np.array([o.original_snippets for o in outs]),
               "labels": evaluation_.labels, "config": np.array(json.dumps(config.to_dict()))}
-    with evaluation.atomic_write(path, "wb") as f:
+    with tool.atomic_write(path, "wb") as f:
         np.savez(f, **arrays)
 
 
@@ -299,7 +300,7 @@ def plot_videos(path, evaluation_, ground_truth, config, videos, top=5):
         ax_det.set_xlabel("time (s)")
         fig.tight_layout()
         target = path / f"{vid}.png"
-        with evaluation.atomic_write(target, "wb") as f:
+        with tool.atomic_write(target, "wb") as f:
             fig.savefig(f, dpi=100, format="png")
         plt.close(fig)
         written.append(target)
@@ -312,13 +313,13 @@ def _refuse_existing(path, flag, overwrite):
 
 
 def main(argv=None):
-    parser = cli.parser("python -m ftcl.evaluate", __doc__)
+    parser = tool.parser("python -m ftcl.evaluate", __doc__)
     parser.add_argument("checkpoint", nargs="?", help="a checkpoint of `python -m train` (e.g. runs/synthetic/ftcl/best.pt) "
                                                       "or a release .pth")
     parser.add_argument("--data-dir", help="data directory (default: the one stored in the checkpoint)")
     parser.add_argument("--preset", choices=PRESETS, help="settings for a release .pth (default thumos14)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    parser.add_argument("--batch-size", type=cli.positive_int, default=16)
+    parser.add_argument("--batch-size", type=tool.positive_int, default=16)
     parser.add_argument("--json", action="store_true", help="print only the JSON result object on stdout")
     parser.add_argument("--per-class", action="store_true", help="add one row per class to the table")
     parser.add_argument("--out", help="results JSON to write (default: CKPT.results.json beside the checkpoint)")
@@ -367,14 +368,14 @@ def main(argv=None):
         return 2
     try:
         written = [out_path]
-        evaluation.write_json_atomic(out_path, result.results)
+        tool.write_json_atomic(out_path, result.results)
         if args.save_outputs:
             save_outputs(args.save_outputs, result, config)
             written.append(Path(args.save_outputs))
         if args.plot:
             written += plot_videos(args.plot, result, ground_truth, config, plot_ids)
     except OSError as err:
-        print(cli.error_line(err), file=sys.stderr)
+        print(tool.error_line(err), file=sys.stderr)
         return 2
     for path in written:
         print(f"wrote {path}", file=sys.stderr)
@@ -388,4 +389,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    tool.run(main)

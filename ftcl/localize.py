@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-import evaluation
-from evaluation import cli
-from evaluation.workers import default_workers
+from ftcl import evaluation
+from ftcl import tool
+from ftcl.evaluation.workers import default_workers
 from ftcl.checkpoint import CheckpointError, load_weights
 from ftcl.config import PRESETS
 from ftcl.data import DataError, Split, check_features
@@ -73,7 +73,7 @@ def localize_files(model, config, split, device, batch_size=16, workers=1):
 
 
 def main(argv=None):
-    parser = cli.parser("python -m ftcl.localize", __doc__)
+    parser = tool.parser("python -m ftcl.localize", __doc__)
     parser.add_argument("checkpoint", help="a checkpoint of `python -m train` or a release .pth")
     parser.add_argument("features", nargs="+", metavar="FEATURES", help=".npy files or directories of them")
     parser.add_argument("--out", help="results JSON to write (default: stdout)")
@@ -81,7 +81,7 @@ def main(argv=None):
     parser.add_argument("--data-dir", help="for a release .pth: the data directory whose classes it predicts")
     parser.add_argument("--preset", choices=PRESETS, help="for a release .pth (default thumos14)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    parser.add_argument("--batch-size", type=cli.positive_int, default=16)
+    parser.add_argument("--batch-size", type=tool.positive_int, default=16)
     args = parser.parse_args(argv)
     try:
         if args.out and Path(args.out).exists() and not args.overwrite:
@@ -94,9 +94,9 @@ def main(argv=None):
                             f"{config.feature_dim}-d")
         results = localize_files(model, config, split, device, args.batch_size, default_workers())
         if args.out:
-            evaluation.write_json_atomic(args.out, results)
+            tool.write_json_atomic(args.out, results)
     except (DataError, CheckpointError, evaluation.EvaluationInputError, ValueError, OSError) as err:
-        print(cli.error_line(err), file=sys.stderr)
+        print(tool.error_line(err), file=sys.stderr)
         return 2
     if args.out:
         print(f"wrote {args.out}: {sum(map(len, results['results'].values()))} detections in {len(split)} videos",
@@ -107,4 +107,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    tool.run(main)

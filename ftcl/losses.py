@@ -7,9 +7,7 @@ from typing import NamedTuple
 
 import torch
 
-import kernels
-
-
+from ftcl import kernels
 def pairwise_cosine(a, b, eps=1e-8):
     """Cosine similarity of every row of a with every row of b. a: [B, N, D], b: [B, M, D] -> [B, N, M]."""
     return kernels.pairwise_cosine(a, b, eps=eps)[:, 0]

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation import cli
-from evaluation.io import atomic_directory
+from ftcl import tool
+from ftcl.tool import atomic_directory
 from ftcl.config import Config
 
 MARKER = ".ftcl-synthetic"
@@ -201,21 +201,21 @@ def generate(out_dir, *, shape="thumos14", seed=0, feature_dim=256, config=None,
 
 
 def main(argv=None):
-    parser = cli.OneLineParser(prog="python -m ftcl.synthetic", description=__doc__.split("\n\n")[0])
+    parser = tool.OneLineParser(prog="python -m ftcl.synthetic", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="directory to write (replaced only if ftcl.synthetic wrote it)")
     parser.add_argument("--preset", choices=sorted(SHAPES), default="thumos14", help="what the data set looks like")
-    parser.add_argument("--seed", type=cli.seed, default=0)
-    parser.add_argument("--feature-dim", type=cli.positive_int, default=256)
-    parser.add_argument("--classes", type=cli.positive_int, help="class count (default 20 thumos14, 100 activitynet13)")
-    parser.add_argument("--train-videos", type=cli.positive_int, help="default 200 thumos14, 400 activitynet13")
-    parser.add_argument("--test-videos", type=cli.positive_int, help="default 200")
+    parser.add_argument("--seed", type=tool.seed, default=0)
+    parser.add_argument("--feature-dim", type=tool.positive_int, default=256)
+    parser.add_argument("--classes", type=tool.positive_int, help="class count (default 20 thumos14, 100 activitynet13)")
+    parser.add_argument("--train-videos", type=tool.positive_int, help="default 200 thumos14, 400 activitynet13")
+    parser.add_argument("--test-videos", type=tool.positive_int, help="default 200")
     args = parser.parse_args(argv)
     sizes = {key: value for key, value in (("num_classes", args.classes), ("train_videos", args.train_videos),
                                            ("test_videos", args.test_videos)) if value is not None}
     try:
         out = generate(args.out, shape=args.preset, seed=args.seed, feature_dim=args.feature_dim, **sizes)
     except (SyntheticError, OSError) as err:
-        print(cli.error_line(err), file=sys.stderr)
+        print(tool.error_line(err), file=sys.stderr)
         return 2
     spec = json.loads((out / MARKER).read_text())
     print(f"wrote {out}: {args.preset}-shaped, {spec['num_classes']} classes, {spec['train_videos']} train and "
@@ -224,4 +224,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    tool.run(main)

@@ -9,6 +9,6 @@ the CPU path), "triton" (one program per pair; CUDA, or CPU under TRITON_INTERPR
 pairwise_cosine produces their inputs (torch, or Triton: one launch forward, one backward).
 This package depends on nothing else in the repository.
 """
-from kernels.api import BACKENDS, COSINE_BACKENDS, fsd, lcs, pairwise_cosine
+from ftcl.kernels.api import BACKENDS, COSINE_BACKENDS, fsd, lcs, pairwise_cosine
 
 __all__ = ["BACKENDS", "COSINE_BACKENDS", "fsd", "lcs", "pairwise_cosine"]

@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from kernels import cosine, naive, triton_dp, wavefront
+from ftcl.kernels import cosine, naive, triton_dp, wavefront
 
 BACKENDS = ("auto", "naive", "torch", "triton")
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)

@@ -11,7 +11,7 @@ handles N, M <= MAX_ROWS (32; the candidate counts of the method are 5 and 30).
 """
 import torch
 
-from kernels.triton_dp import next_power_of_2
+from ftcl.kernels.triton_dp import next_power_of_2
 
 try:
     import triton

@@ -41,6 +41,6 @@ def thumos_annotations():
 def family(request, monkeypatch):
     """Runs a Triton test on both kernel families (kernels.triton_dp.kernel_family): interpreted here,
     compiled on a GPU."""
-    from kernels import triton_dp  # after TRITON_INTERPRET is chosen above
+    from ftcl.kernels import triton_dp  # after TRITON_INTERPRET is chosen above
     monkeypatch.setattr(triton_dp, "IMPLEMENTATION", request.param)
     return request.param

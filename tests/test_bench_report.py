@@ -274,7 +274,7 @@ def test_report_targets_flag_prints_only_the_targets(gpu_json, tmp_path, capsys)
 def test_operation_count_skips_views_and_counts_triton_launches():
     import torch
 
-    import kernels
+    from ftcl import kernels
     from bench import ops
     x = torch.rand(3, 4)
     sim = torch.rand(2, 5, 6, requires_grad=True)

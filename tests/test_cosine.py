@@ -2,8 +2,7 @@
 import pytest
 import torch
 
-import kernels
-
+from ftcl import kernels
 TRITON_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from train import curves
+from ftcl.train import curves
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-import evaluation
-from evaluation import proposals as prop
-from evaluation.detection import Segments, evaluate_detection, match_class, segment_iou
+from ftcl import evaluation, tool
+from ftcl.evaluation import proposals as prop
+from ftcl.evaluation.detection import Segments, evaluate_detection, match_class, segment_iou
 from tests import anet_reference as ref
 
 
@@ -330,7 +330,7 @@ def test_json_round_trip_through_results_file(small_files, tmp_path):
     gt = evaluation.load_ground_truth(gt_path)
     assert gt.classes == ["Jump", "Run", "Swim"] and gt.videos == ["v1", "v2"]
     per_video = {"v1": [("Jump", 0.9, 1.0, 5.0)], "v2": [("Jump", 0.25, 3.5, 9.0)]}
-    evaluation.write_json_atomic(tmp_path / "out.json", evaluation.results_json(per_video))
+    tool.write_json_atomic(tmp_path / "out.json", evaluation.results_json(per_video))
     pred = evaluation.load_predictions(tmp_path / "out.json", gt)
     np.testing.assert_allclose(pred.score, [0.9, 0.25])
     np.testing.assert_allclose(np.c_[pred.start, pred.end], [[1.0, 5.0], [3.5, 9.0]])
@@ -433,13 +433,13 @@ def test_averages_are_labelled_by_the_thresholds_they_cover():
 def test_markdown_tables_without_tabulate(monkeypatch):
     import pandas as pd
     frame = pd.DataFrame({"stage": ["a", "b"], "ms": [1.23456, 20.0]})
-    with_tabulate = evaluation.markdown(frame)
+    with_tabulate = tool.markdown(frame)
 
     def missing(*args, **kwargs):
         raise ImportError("Missing optional dependency 'tabulate'")
 
     monkeypatch.setattr(pd.DataFrame, "to_markdown", missing)
-    plain = evaluation.markdown(frame)
+    plain = tool.markdown(frame)
     assert plain.splitlines()[0] == "| stage | ms |" and "| a | 1.23 |" in plain and "| b | 20.00 |" in plain
     assert len(plain.splitlines()) == len(with_tabulate.splitlines()) == 4
 
@@ -463,7 +463,7 @@ def _outputs(seed, n_videos=13, n_cls=5):
 def test_proposals_over_worker_processes_equal_each_videos_own(seed, workers):
     """Spread over processes, every video's proposals (and their order: class, then descending score,
     ties as the release breaks them) are those of video_proposals() on that video alone."""
-    from evaluation.pipeline import proposals
+    from ftcl.evaluation.pipeline import proposals
     outputs = _outputs(seed)
     config = evaluation.ProposalConfig()
     video, label, score, start, end = proposals(outputs, config, workers=workers)
@@ -477,7 +477,7 @@ def test_proposals_over_worker_processes_equal_each_videos_own(seed, workers):
 
 
 def test_proposals_with_workers_on_no_video_or_one():
-    from evaluation.pipeline import proposals
+    from ftcl.evaluation.pipeline import proposals
     one = dict(list(_outputs(0).items())[:1])
     for outputs in ({}, one):
         got = proposals(outputs, evaluation.ProposalConfig(), workers=4)
@@ -495,7 +495,7 @@ def _exit_in_a_worker(chunk):
 def test_a_broken_worker_pool_falls_back_to_this_process():
     import os
 
-    from evaluation import workers
+    from ftcl.evaluation import workers
     workers.shutdown()
     chunks = [(k, os.getpid()) for k in range(5)]
     assert workers.map_chunks(_exit_in_a_worker, chunks, 2) == [0, 2, 4, 6, 8]
@@ -503,7 +503,7 @@ def test_a_broken_worker_pool_falls_back_to_this_process():
 
 @pytest.mark.parametrize("value,message", [("two", "whole number"), ("0", "at least 1")])
 def test_eval_workers_variable_is_checked(monkeypatch, value, message):
-    from evaluation import workers
+    from ftcl.evaluation import workers
     monkeypatch.setenv("FTCL_EVAL_WORKERS", value)
     with pytest.raises(ValueError, match=f"FTCL_EVAL_WORKERS.*{message}"):
         workers.default_workers()
@@ -524,7 +524,7 @@ def test_worker_processes_start_from_the_calling_thread():
     import multiprocessing
     import os
 
-    from evaluation import workers
+    from ftcl.evaluation import workers
     workers.shutdown()
     workers.start(1)
     assert workers._pool is None

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-import kernels
-from kernels import triton_dp
+from ftcl import kernels
+from ftcl.kernels import triton_dp
 
 SHAPES = [
     pytest.param(2, 1, 6, id="B2-N1-M6"),

@@ -4,8 +4,8 @@ import os
 import pytest
 import torch
 
-import kernels
-from kernels import triton_dp
+from ftcl import kernels
+from ftcl.kernels import triton_dp
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
                                 reason="needs a CUDA GPU and compiled (not interpreted) Triton kernels")

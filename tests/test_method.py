@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-import evaluation
-import kernels
+from ftcl import evaluation
+from ftcl import kernels
 from ftcl import data, losses
 from ftcl.config import Config, preset
 from ftcl.model import ACMNet, ModelOutput
@@ -353,7 +353,7 @@ def test_baseline_objective_matches_the_release_acm_loss_with_in_batch_terms():
 def test_time_scale_settings_reach_the_proposals():
     """Config.fps and frames_per_snippet set the seconds of every proposal (not literal 16 / 25);
     the true-IoU NMS keeps the same proposals at any time scale (the release's "+1" does not)."""
-    from evaluation import VideoOutput, localize
+    from ftcl.evaluation import VideoOutput, localize
     from ftcl.evaluate import proposal_config
     rng = np.random.default_rng(0)
     out = {"v": VideoOutput(cas=rng.random((30, 3)) * 0.5, attention=rng.random(30), video_scores=np.array([0.9, 0.05, 0.05]),

@@ -13,15 +13,15 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-import evaluation
+from ftcl import evaluation
 from ftcl import evaluate as ftcl_evaluate
 from ftcl import checkpoint, losses, synthetic
 from ftcl.config import preset
 from ftcl.data import load_dataset
 from ftcl.evaluate import evaluate_model
 from ftcl.model import ACMNet
-from train import __main__ as train_cli
-from train.loop import Trainer, TrainingStopped
+from ftcl.train import __main__ as train_cli
+from ftcl.train.loop import Trainer, TrainingStopped
 
 
 @pytest.fixture(scope="module")
@@ -426,7 +426,7 @@ def test_seeds_train_one_baseline_each_and_point_best_at_the_best(tiny_data, tmp
 def test_seeds_read_the_data_once_per_call(tiny_data, tmp_path, monkeypatch):
     """Loading checks every feature file (1.1 GB on THUMOS14): once per call, not once per seed (and
     once more for --overwrite's check)."""
-    import train.loop
+    import ftcl.train.loop
     from ftcl.data import load_dataset
     loads = []
 
@@ -435,7 +435,7 @@ def test_seeds_read_the_data_once_per_call(tiny_data, tmp_path, monkeypatch):
         return load_dataset(*args, **kwargs)
 
     monkeypatch.setattr(train_cli, "load_dataset", counted)
-    monkeypatch.setattr(train.loop, "load_dataset", counted)
+    monkeypatch.setattr(ftcl.train.loop, "load_dataset", counted)
     common = ["--run-dir", str(tmp_path / "seeds"), "--seeds", "0,3", "--no-progress"]
     start = ["--data-dir", str(tiny_data), "--epochs", "1", "--sample-snippets", "32", "--batch-size", "4"]
     for argv in (start, [*start, "--overwrite"], ["--resume", "--epochs", "2"]):
@@ -513,7 +513,7 @@ def test_loggers_are_optional_and_log_every_scalar(tiny_data, tmp_path, capsys, 
 
 
 def test_training_batches_from_the_feature_cache_equal_those_read_from_files(tiny_data):
-    from train.loop import TrainFeatures, _sampled_batch
+    from ftcl.train.loop import TrainFeatures, _sampled_batch
     split = load_dataset(tiny_data).train
     cache = TrainFeatures(split, "cpu")
     videos = np.array([3, 0, 17, 5])
@@ -601,7 +601,7 @@ def test_best_checkpoint_is_written_once_and_keeps_its_epoch(tiny_data, tmp_path
         monkeypatch.setattr("os.link", no_link)
     saved = []
     real_save = checkpoint.save_checkpoint
-    monkeypatch.setattr("train.loop.save_checkpoint", lambda path, payload: (saved.append(path.name),
+    monkeypatch.setattr("ftcl.train.loop.save_checkpoint", lambda path, payload: (saved.append(path.name),
                                                                              real_save(path, payload)))
     trainer = _train("baseline", tiny_data, tmp_path / "run", epochs=4, lr=lr)
     rows = _rows(tmp_path / "run" / "metrics.csv")
@@ -657,7 +657,7 @@ def test_epoch_ends_beside_training_save_the_state_they_were_given(tiny_data, tm
             saved.append((path.name, _round_trip(payload)))
             checkpoint.save_checkpoint(path, payload)
 
-        monkeypatch.setattr("train.loop.save_checkpoint", save)
+        monkeypatch.setattr("ftcl.train.loop.save_checkpoint", save)
         trainer = Trainer("baseline", _config(tiny_data, epochs=3, lr=1e-3), tmp_path / str(overlap),
                           torch.device("cpu"), progress=False)
         trainer.overlap = overlap
@@ -699,7 +699,7 @@ def test_an_epoch_end_error_stops_the_run_and_a_training_error_waits_for_the_pen
             raise OSError(f"{path}: no space left on device")
         checkpoint.save_checkpoint(path, payload)
 
-    monkeypatch.setattr("train.loop.save_checkpoint", full_disk)
+    monkeypatch.setattr("ftcl.train.loop.save_checkpoint", full_disk)
     trainer = Trainer("baseline", _config(tiny_data, epochs=5), tmp_path / "disk", torch.device("cpu"), progress=False)
     with pytest.raises(OSError, match="no space left"):
         trainer.run()
@@ -712,7 +712,7 @@ def test_an_epoch_end_error_stops_the_run_and_a_training_error_waits_for_the_pen
         assert resume_ending.wait(timeout=120)
         checkpoint.save_checkpoint(path, payload)
 
-    monkeypatch.setattr("train.loop.save_checkpoint", slow_save)
+    monkeypatch.setattr("ftcl.train.loop.save_checkpoint", slow_save)
     trainer = Trainer("baseline", _config(tiny_data, epochs=3), tmp_path / "stop", torch.device("cpu"), progress=False)
     real_epoch = trainer.train_epoch
 
@@ -745,7 +745,7 @@ def test_cpu_copy_snapshots_every_tensor_of_a_nested_state():
 
 
 def test_epoch_ends_raise_their_error_once_and_outlive_an_interrupted_wait():
-    from train.loop import _EpochEnds
+    from ftcl.train.loop import _EpochEnds
     ends, release, finished = _EpochEnds(threaded=True), threading.Event(), []
     ends.submit(lambda: (release.wait(timeout=120), finished.append(1)))
     future = ends.pending
@@ -796,7 +796,7 @@ def test_an_epoch_end_saves_the_state_its_epoch_left(tiny_data, tmp_path, monkey
         checkpoint.save_checkpoint(path, payload)
 
     trainer.train_epoch = train_epoch
-    monkeypatch.setattr("train.loop.save_checkpoint", save)
+    monkeypatch.setattr("ftcl.train.loop.save_checkpoint", save)
     trainer.run()
     assert sorted(saved) == [1, 2]
     for epoch in (1, 2):

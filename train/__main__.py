@@ -12,15 +12,16 @@ import math
 import sys
 from pathlib import Path
 
-from evaluation import EvaluationInputError, cli
-from evaluation.workers import default_workers
+from ftcl import tool
+from ftcl.evaluation import EvaluationInputError
+from ftcl.evaluation.workers import default_workers
 from ftcl.checkpoint import CheckpointError
 from ftcl.config import OBJECTIVES, PRESETS
 from ftcl.data import DataError, load_dataset
 from ftcl.seed import resolve_device
-from train.loggers import EpochLoggers, LoggerError
-from train.loop import Trainer, TrainingStopped, config_for_run, resumed_config
-from train.rundir import RunDirectory, RunDirError
+from ftcl.train.loggers import EpochLoggers, LoggerError
+from ftcl.train.loop import Trainer, TrainingStopped, config_for_run, resumed_config
+from ftcl.train.rundir import RunDirectory, RunDirError
 
 # Options that define a run: given with --resume they would be silently ignored, so they are refused.
 RUN_DEFINING = ("preset", "init", "seed", "eval_every", "batch_size", "lr", "weight_decay", "sample_snippets",
@@ -52,7 +53,7 @@ def _cosine(text):
 
 def _gamma(text):
     """0 (the hard max) or a finite temperature >= kernels.MIN_GAMMA."""
-    from kernels.api import MIN_GAMMA
+    from ftcl.kernels.api import MIN_GAMMA
     value = _float(0, True)(text)
     if 0 < value < MIN_GAMMA:
         raise argparse.ArgumentTypeError(f"must be 0 (the hard max) or >= {MIN_GAMMA:g}, got {text}")
@@ -69,13 +70,13 @@ def _seeds(text):
         if values[0] < 1:
             raise argparse.ArgumentTypeError(f"a seed count must be >= 1, got {values[0]}")
         return list(range(values[0]))
-    if len(set(values)) != len(values) or min(values) < 0 or max(values) > cli.MAX_SEED:
-        raise argparse.ArgumentTypeError(f"seeds must be distinct and in [0, {cli.MAX_SEED}], got {text!r}")
+    if len(set(values)) != len(values) or min(values) < 0 or max(values) > tool.MAX_SEED:
+        raise argparse.ArgumentTypeError(f"seeds must be distinct and in [0, {tool.MAX_SEED}], got {text!r}")
     return values
 
 
 def build_parser():
-    parser = cli.parser("python -m train", __doc__)
+    parser = tool.parser("python -m train", __doc__)
     parser.add_argument("kind", choices=["baseline", "ftcl"])
     parser.add_argument("--data-dir", help="THUMOS14-format directory (gt.json, split_*.txt, train/, test/)")
     parser.add_argument("--run-dir", required=True, help="where checkpoints and logs go")
@@ -83,15 +84,15 @@ def build_parser():
     parser.add_argument("--init", help="checkpoint to start from (required for ftcl)")
     parser.add_argument("--resume", action="store_true", help="continue from RUN/last.pt exactly")
     parser.add_argument("--overwrite", action="store_true", help="start over in a run directory that holds a run")
-    parser.add_argument("--epochs", type=cli.positive_int, help="epochs (default: 500 baseline, 25 ftcl)")
+    parser.add_argument("--epochs", type=tool.positive_int, help="epochs (default: 500 baseline, 25 ftcl)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    parser.add_argument("--seed", type=cli.seed)
+    parser.add_argument("--seed", type=tool.seed)
     parser.add_argument("--seeds", type=_seeds, help="one run per seed under RUN/seed-K: a count (4) or a list (0,1,2,3)")
-    parser.add_argument("--eval-every", type=cli.positive_int, help="evaluate every N epochs (default 1)")
-    parser.add_argument("--batch-size", type=cli.positive_int)
+    parser.add_argument("--eval-every", type=tool.positive_int, help="evaluate every N epochs (default 1)")
+    parser.add_argument("--batch-size", type=tool.positive_int)
     parser.add_argument("--lr", type=_float(0, False))
     parser.add_argument("--weight-decay", type=_float(0, True))
-    parser.add_argument("--sample-snippets", type=cli.positive_int, help="snippets sampled per video (default 750)")
+    parser.add_argument("--sample-snippets", type=tool.positive_int, help="snippets sampled per video (default 750)")
     parser.add_argument("--objective", choices=OBJECTIVES,
                         help="baseline: release (ACM-Net + in-batch FSD/LCS, default) or acm (ACM-Net alone)")
     parser.add_argument("--without-fsd", action="store_true", help="ablation: drop the FSD term")
@@ -103,8 +104,8 @@ def build_parser():
     parser.add_argument("--lcs-threshold", type=_cosine,
                         help="similarity a snippet pair must exceed to extend an LCS (default 0.92; the baseline's "
                              "in-batch LCS compares it with max(0, s - 0.8) x 5 of the cosine s)")
-    parser.add_argument("--lcs-len", type=cli.positive_int, help="LCS candidates per video (default 30)")
-    parser.add_argument("--fsd-len", type=cli.positive_int,
+    parser.add_argument("--lcs-len", type=tool.positive_int, help="LCS candidates per video (default 30)")
+    parser.add_argument("--fsd-len", type=tool.positive_int,
                         help="FSD action (and background) candidates per video (default 5)")
     parser.add_argument("--pairs", choices=["release", "in-batch"],
                         help="ftcl: release (label-matched pair set, default) or in-batch (the baseline's pairs)")
@@ -185,12 +186,12 @@ def main(argv=None):
         device = resolve_device(args.device)
         default_workers()  # FTCL_EVAL_WORKERS checked before anything starts
         if args.seeds:
-            from train.seeds import train_seeds
+            from ftcl.train.seeds import train_seeds
             summary = train_seeds(args, device)
         else:
             trainer = train_one(args.kind, args, args.run_dir, device)
     except (DataError, CheckpointError, RunDirError, LoggerError, EvaluationInputError, ValueError, OSError) as err:
-        print(cli.error_line(err), file=sys.stderr)
+        print(tool.error_line(err), file=sys.stderr)
         return 2
     except TrainingStopped as err:
         print(f"stopped: {err}", file=sys.stderr)
@@ -212,4 +213,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    tool.run(main)

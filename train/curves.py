@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from evaluation import atomic_write, cli
+from ftcl import tool
+from ftcl.tool import atomic_write
 
 DEFAULT_COLUMNS = ("loss", "avg0.1:0.7", "cls_mAP")
 
@@ -64,7 +65,7 @@ def curves_figure(runs, columns):
 
 
 def main(argv=None):
-    parser = cli.parser("python -m train.curves", __doc__)
+    parser = tool.parser("python -m train.curves", __doc__)
     parser.add_argument("runs", nargs="+", metavar="RUN", help="run directories of python -m train")
     parser.add_argument("--columns", default=",".join(DEFAULT_COLUMNS),
                         help=f"comma list of metrics.csv columns, one panel each (default {','.join(DEFAULT_COLUMNS)})")
@@ -87,11 +88,11 @@ def main(argv=None):
         finally:
             fig.clf()
     except (CurvesError, OSError) as err:
-        print(cli.error_line(err), file=sys.stderr)
+        print(tool.error_line(err), file=sys.stderr)
         return 2
     print(f"wrote {out}", file=sys.stderr)
     return 0
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    tool.run(main)

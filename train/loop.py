@@ -12,8 +12,9 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from evaluation import atomic_write, parse_range
-from evaluation import workers as eval_workers
+from ftcl.evaluation import parse_range
+from ftcl.tool import atomic_write
+from ftcl.evaluation import workers as eval_workers
 from ftcl import losses
 from ftcl.checkpoint import (FORMAT, CheckpointError, cpu_copy, link_checkpoint, load_checkpoint, load_weights,
                              save_checkpoint)
@@ -22,7 +23,7 @@ from ftcl.data import DataError, in_batch_pairs, load_dataset, random_sample, re
 from ftcl.evaluate import EVAL_CACHE_BYTES, eval_batches, eval_bytes, model_outputs, score_outputs
 from ftcl.model import ACMNet
 from ftcl.seed import seed_everything
-from train.loggers import EpochLoggers
+from ftcl.train.loggers import EpochLoggers
 
 LOSS_TERMS = ("loss", "inst", "cont", "back", "guide", "feat", "sparse", "lcs", "fsd")
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from evaluation import atomic_write, markdown
+from ftcl.tool import atomic_write, markdown
 from ftcl.checkpoint import CheckpointError
-from train.loop import Trainer, config_for_run, resumed_config
-from train.rundir import RunDirectory
+from ftcl.train.loop import Trainer, config_for_run, resumed_config
+from ftcl.train.rundir import RunDirectory
 
 
 def _seed_row(seed, trainer):
@@ -43,7 +43,7 @@ def _point_best(run_dir, seed_dir):
 
 def train_seeds(args, device):
     """Train (or resume) one baseline per seed in args.seeds. Returns the Markdown summary."""
-    from train.__main__ import shared_dataset, train_one
+    from ftcl.train.__main__ import shared_dataset, train_one
 
     run_dir = Path(args.run_dir)
     rows, trainers, datasets = [], {}, {}
