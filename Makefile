@@ -42,7 +42,8 @@ $(STAMP): pyproject.toml
 	@echo "make install: done; run commands with $(VENV)/bin/python, or after: source $(VENV)/bin/activate"
 
 test: install
-	$(PY) -m pytest -q
+	$(VENV)/bin/lint-imports --no-cache
+	$(PY) -m pytest -q -n 2
 
 # The kernel tests with the GPU-only ones (those skip without CUDA). On the lent GPU machines,
 # which have no package index, run `bash bench/gpu_check.sh` instead (system python3).

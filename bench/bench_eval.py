@@ -11,7 +11,7 @@ from bench import eval_data
 from bench.common import on_gpu, synchronized
 from ftcl.evaluation.workers import default_workers
 from ftcl.config import preset
-from ftcl.evaluate import eval_batches, evaluate_model, proposal_config
+from ftcl.inference import eval_batches, evaluate_model, proposal_config
 from ftcl.checkpoint import cpu_copy, save_checkpoint
 from ftcl.model import ACMNet
 

@@ -1,15 +1,20 @@
 """Configuration: one dataclass whose defaults are the release's THUMOS14 recipe, plus presets.
 
 Every setting lives here and nowhere else: the model, the losses, the data loader, the test-time
-proposal procedure, the evaluation and the synthetic generator read it from a Config.
+proposal procedure, the evaluation and the synthetic generator read it from a Config. A field made
+with `option(...)` is also a flag of `python -m train` (--lcs-len for lcs_len, unless it names
+another), with its help and value check: adding a hyper-parameter is one field here (and its test).
 """
 import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 
-PRESETS = ("thumos14", "activitynet13", "activitynet12")
+from ftcl import tool
+
 OBJECTIVES = ("release", "acm")
+PAIR_SETS = ("release", "in-batch")
+STAGES = ("baseline", "ftcl")
 
 
 def _arange(start, stop, step):
@@ -18,19 +23,59 @@ def _arange(start, stop, step):
     return tuple(np.arange(start, stop, step).tolist())
 
 
+def _gamma(text):
+    """argparse type of a smooth-max temperature: 0 or at least the DP ops' smallest (kernels.MIN_GAMMA)."""
+    from ftcl.kernels.api import MIN_GAMMA  # imported when a flag is parsed, not with the config
+    return tool.temperature(MIN_GAMMA)(text)
+
+
+# ACM-Net's ActivityNet recipe (its main_act.py and config): 75 snippets, strong regularisation, and
+# its own test procedure: CAS and attention runs at 0.005 ... 0.02 scored on 0.7 CAS + 0.3 attention
+# with 0.15 flanks, the attention runs adding 0.25 x the video score; NMS 0.9.
+_ACTIVITYNET = dict(
+    sample_snippets=75, embedding_dropout=True, topk_divisors=(2, 10, 10), weight_decay=1e-3,
+    branch_weights=(5.0, 1.0, 1.0), lambda_guide=5e-3, lambda_feat=5e-5, lambda_sparse=0.0,
+    cls_threshold=0.10, cas_thresholds=(0.005, 0.01, 0.015, 0.02), att_thresholds=(0.005, 0.01, 0.015, 0.02),
+    oic_outer_ratio=0.15, oic_video_score_weights=(0.0, 0.25), oic_score_mix=(0.7, 0.3), nms_iou=0.90,
+    tiou=_arange(0.5, 1.0, 0.05), selection_average="0.5:0.95")
+
+# Each preset: the Config values it changes from the defaults (the release's THUMOS14 recipe).
+PRESETS = {
+    "thumos14": {},
+    "activitynet13": _ACTIVITYNET,
+    "activitynet12": _ACTIVITYNET,  # the same recipe
+}
+
+
+def option(default, help, parse=None, *, flag=None, choices=None, stage=None, on_resume=False, negate=False):
+    """A Config field that `python -m train` sets from the command line.
+
+    parse: argparse type of the value; flag: the flag when not --<field-name>; choices: its allowed
+    values; stage: "baseline" or "ftcl" when only that stage takes it (two fields may share a flag,
+    one per stage); on_resume: may be given with --resume (else it would change a finished run and
+    is refused there); negate: a boolean field that the flag (e.g. --without-fsd) turns off.
+    """
+    metadata = {"help": help, "parse": parse, "flag": flag, "choices": choices, "stage": stage,
+                "on_resume": on_resume, "negate": negate}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class Config:
     """Everything a run needs; saved beside the run (config.json) and inside each checkpoint."""
 
-    preset: str = "thumos14"
-    data_dir: str = ""
+    preset: str = option("thumos14", "hyper-parameters of a data set", choices=tuple(PRESETS))
+    data_dir: str = option("", "THUMOS14-format directory (gt.json, split_*.txt, train/, test/)", on_resume=True)
     # Read from the data when a run starts.
     num_classes: int = 0
     feature_dim: int = 0
     classes: list = field(default_factory=list)
 
     # Data and model (ACM-Net).
-    sample_snippets: int = 750  # snippets sampled per video (training: strided random; test: uniform, capped)
+    sample_snippets: int = option(750, "snippets sampled per video (training: strided random; test: uniform, "
+                                       "capped)", tool.positive_int)
     frames_per_snippet: int = 16  # the features' time scale: one row per 16 frames ...
     fps: int = 25  # ... of video decoded at 25 fps
     dropout: float = 0.7
@@ -38,13 +83,15 @@ class Config:
     topk_divisors: tuple = (8, 3, 3)  # instance, context, background: k = max(T // divisor, 1)
 
     # Optimisation.
-    lr: float = 1e-4
-    weight_decay: float = 5e-5
-    batch_size: int = 16  # videos for the baseline, pairs for FTCL
-    epochs: int = 500  # baseline epochs (the FTCL release's baseline command; ACM-Net's own is 1000)
-    ftcl_epochs: int = 25
-    eval_every: int = 1
-    seed: int = 0
+    lr: float = option(1e-4, "Adam's learning rate", tool.number(0, False))
+    weight_decay: float = option(5e-5, "Adam's weight decay", tool.number(0))
+    batch_size: int = option(16, "videos (baseline) or pairs (ftcl) per step", tool.positive_int)
+    # The FTCL release's baseline command runs 500 epochs (ACM-Net's own 1000).
+    epochs: int = option(500, "epochs to train", tool.positive_int, flag="--epochs", stage="baseline",
+                         on_resume=True)
+    ftcl_epochs: int = option(25, "epochs to train", tool.positive_int, flag="--epochs", stage="ftcl", on_resume=True)
+    eval_every: int = option(1, "evaluate the test split every N epochs (and after the last)", tool.positive_int)
+    seed: int = option(0, "seed of every random draw of the run", tool.seed)
     max_nan_steps: int = 20  # consecutive NaN losses before a run stops
 
     # ACM-Net losses.
@@ -56,23 +103,27 @@ class Config:
 
     # The baseline stage: "release" = ACM-Net + in-batch FSD / LCS terms (the FTCL release's
     # baseline, ACMLoss); "acm" = ACM-Net alone (the ACM-Net paper's objective).
-    objective: str = "release"
+    objective: str = option("release", "release (ACM-Net + in-batch FSD/LCS) or acm (ACM-Net alone)",
+                            choices=OBJECTIVES, stage="baseline")
     # The release's in-batch LCS runs on max(0, s - offset) * scale of the cosine similarity s.
     inbatch_lcs_offset: float = 0.8
     inbatch_lcs_scale: float = 5.0
 
-    # FTCL.
-    lcs_len: int = 30
-    fsd_len: int = 5
+    # FTCL (both stages: the baseline's in-batch terms use the same settings).
+    lcs_len: int = option(30, "LCS candidates per video", tool.positive_int)
+    fsd_len: int = option(5, "FSD action (and background) candidates per video", tool.positive_int)
     fc_dim: int = 1024
-    lcs_threshold: float = 0.92
-    lcs_gamma: float = 0.0
-    fsd_gamma: float = 0.1
-    lambda_lcs: float = 0.1
-    lambda_fsd: float = 0.8
-    use_lcs: bool = True
-    use_fsd: bool = True
-    pairs: str = "release"  # "release": label-matched pair set; "in-batch": the baseline's pairs within each video batch
+    lcs_threshold: float = option(0.92, "similarity a snippet pair must exceed to extend an LCS (the baseline's "
+                                        "in-batch LCS compares it with max(0, s - 0.8) x 5 of the cosine s)",
+                                  tool.number(-1, True, 1, "a cosine similarity"))
+    lcs_gamma: float = option(0.0, "smooth LCS temperature (0: the hard max)", _gamma)
+    fsd_gamma: float = option(0.1, "FSD smooth-max temperature", _gamma)
+    lambda_lcs: float = option(0.1, "lambda_LCS, the LCS contrast's weight", tool.number(0), flag="--lcs-weight")
+    lambda_fsd: float = option(0.8, "lambda_FSD, the FSD contrast's weight", tool.number(0), flag="--fsd-weight")
+    use_lcs: bool = option(True, "ablation: drop the LCS term", flag="--without-lcs", negate=True)
+    use_fsd: bool = option(True, "ablation: drop the FSD term", flag="--without-fsd", negate=True)
+    pairs: str = option("release", "release (the label-matched pair set) or in-batch (the baseline's pairs "
+                                   "within each batch of videos)", choices=PAIR_SETS, stage="ftcl")
 
     # Test-time localisation (the release's procedure; see evaluation/proposals.py).
     cls_threshold: float = 0.25
@@ -105,25 +156,13 @@ class Config:
         return cls(**kwargs)
 
 
-def _activitynet(**values):
-    """ACM-Net's ActivityNet recipe (its main_act.py and config): 75 snippets, strong regularisation,
-    and its own test procedure: CAS and attention runs at 0.005 ... 0.02 scored on 0.7 CAS + 0.3
-    attention with 0.15 flanks, the attention runs adding 0.25 x the video score; NMS 0.9."""
-    values.update(
-        sample_snippets=75, embedding_dropout=True, topk_divisors=(2, 10, 10), weight_decay=1e-3,
-        branch_weights=(5.0, 1.0, 1.0), lambda_guide=5e-3, lambda_feat=5e-5, lambda_sparse=0.0,
-        cls_threshold=0.10, cas_thresholds=(0.005, 0.01, 0.015, 0.02), att_thresholds=(0.005, 0.01, 0.015, 0.02),
-        oic_outer_ratio=0.15, oic_video_score_weights=(0.0, 0.25), oic_score_mix=(0.7, 0.3), nms_iou=0.90,
-        tiou=_arange(0.5, 1.0, 0.05), selection_average="0.5:0.95")
-    return values
+def options():
+    """The Config fields made with option(), in declaration order."""
+    return [f for f in dataclasses.fields(Config) if "help" in f.metadata]
 
 
 def preset(name, **overrides):
     """The release's hyper-parameters for a dataset, with overrides."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    values = {"preset": name}
-    if name.startswith("activitynet"):
-        values = _activitynet(**values)
-    values.update(overrides)
-    return Config(**values)
+    return Config(**{**PRESETS[name], "preset": name, **overrides})

@@ -18,7 +18,7 @@ from ftcl.evaluation.workers import default_workers
 from ftcl.checkpoint import CheckpointError, load_weights
 from ftcl.config import PRESETS
 from ftcl.data import DataError, Split, check_features
-from ftcl.evaluate import checkpoint_config, model_outputs, proposal_config
+from ftcl.inference import checkpoint_config, model_outputs, proposal_config
 from ftcl.model import ACMNet
 from ftcl.seed import resolve_device
 

@@ -4,6 +4,7 @@ the ending of a tool whose reader closed the pipe, and files written whole or no
 import argparse
 import contextlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -48,6 +49,33 @@ def seed(text):
     if not 0 <= value <= MAX_SEED:
         raise argparse.ArgumentTypeError(f"must be in [0, {MAX_SEED}], got {value}")
     return value
+
+
+def number(low, low_inclusive=True, high=None, what=""):
+    """argparse type: a finite float >= low (> low unless low_inclusive), <= high when given; `what`
+    names the quantity in the message ("a cosine similarity")."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value) or value < low or (value == low and not low_inclusive):
+            raise argparse.ArgumentTypeError(f"must be a finite number {'>=' if low_inclusive else '>'} {low:g}, "
+                                             f"got {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be in [{low:g}, {high:g}]{f' ({what})' if what else ''}, got {text}")
+        return value
+    return parse
+
+
+def temperature(smallest):
+    """argparse type: 0 (the hard max) or a finite temperature >= smallest."""
+    def parse(text):
+        value = number(0)(text)
+        if 0 < value < smallest:
+            raise argparse.ArgumentTypeError(f"must be 0 (the hard max) or >= {smallest:g}, got {text}")
+        return value
+    return parse
 
 
 def error_line(err):

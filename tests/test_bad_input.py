@@ -14,7 +14,7 @@ from ftcl import kernels
 from ftcl import evaluate as ftcl_evaluate
 from ftcl import synthetic
 from ftcl.data import DataError, load_dataset
-from ftcl.train import __main__ as train_cli
+from ftcl.train import cli as train_cli
 from ftcl.train.loop import Trainer, TrainingStopped
 from ftcl.train.rundir import RunDirectory, RunDirError
 
@@ -478,7 +478,7 @@ def test_a_run_directory_given_as_a_checkpoint_names_its_checkpoints(data, basel
 
 
 @pytest.mark.parametrize("module,failing,argv", [
-    ("ftcl.train.__main__", "train_one", ["baseline", "--data-dir", "{data}", "--run-dir", "{out}"]),
+    ("ftcl.train.cli", "train_one", ["baseline", "--data-dir", "{data}", "--run-dir", "{out}"]),
     ("ftcl.synthetic", "generate", ["--out", "{out}"]),
     ("ftcl.convert", "convert_wtalc", ["wtalc", "{data}", "{out}"]),
 ], ids=["train", "synthetic", "convert"])

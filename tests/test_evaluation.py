@@ -283,7 +283,7 @@ def test_activitynet_proposals_match_acm_nets_literal_procedure(seed):
     """The activitynet13 preset's test procedure against a transcription of ACM-Net's main_act.py,
     on a hand-made video with low attention and CAS values around its 0.005 ... 0.02 thresholds."""
     from ftcl.config import preset
-    from ftcl.evaluate import proposal_config
+    from ftcl.inference import proposal_config
     rng = np.random.default_rng(seed)
     length, n_cls = 31, 6
     cas = rng.dirichlet(np.ones(n_cls + 1) * 0.2, size=length)[:, :n_cls] * 0.05

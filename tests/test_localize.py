@@ -9,7 +9,7 @@ import torch
 
 from ftcl import evaluate as ftcl_evaluate
 from ftcl import localize, synthetic
-from ftcl.train import __main__ as train_cli
+from ftcl.train import cli as train_cli
 
 
 @pytest.fixture(scope="module")

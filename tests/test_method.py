@@ -354,7 +354,7 @@ def test_time_scale_settings_reach_the_proposals():
     """Config.fps and frames_per_snippet set the seconds of every proposal (not literal 16 / 25);
     the true-IoU NMS keeps the same proposals at any time scale (the release's "+1" does not)."""
     from ftcl.evaluation import VideoOutput, localize
-    from ftcl.evaluate import proposal_config
+    from ftcl.inference import proposal_config
     rng = np.random.default_rng(0)
     out = {"v": VideoOutput(cas=rng.random((30, 3)) * 0.5, attention=rng.random(30), video_scores=np.array([0.9, 0.05, 0.05]),
                             original_snippets=60)}

@@ -15,12 +15,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from ftcl import evaluation
 from ftcl import evaluate as ftcl_evaluate
+from ftcl import inference
 from ftcl import checkpoint, losses, synthetic
 from ftcl.config import preset
 from ftcl.data import load_dataset
-from ftcl.evaluate import evaluate_model
+from ftcl.inference import evaluate_model
 from ftcl.model import ACMNet
-from ftcl.train import __main__ as train_cli
+from ftcl.train import cli as train_cli
 from ftcl.train.loop import Trainer, TrainingStopped
 
 
@@ -298,7 +299,7 @@ def test_evaluate_cli_outputs_round_trip_and_plots(tiny_data, tmp_path, capsys):
     # Default: the first two test videos and the two with the lowest recall@0.5.
     ids = (tiny_data / "split_test.txt").read_text().split()
     assert set(ids[:2]) <= set(plotted)
-    result = ftcl_evaluate.load_outputs(tmp_path / "out.npz")
+    result = inference.load_outputs(tmp_path / "out.npz")
     picked = ids[4:6]
     assert ftcl_evaluate.main([str(ckpt), "--json", "--plot", str(tmp_path / "picked"), "--plot-videos",
                                ",".join(picked)]) == 0
@@ -426,6 +427,7 @@ def test_seeds_train_one_baseline_each_and_point_best_at_the_best(tiny_data, tmp
 def test_seeds_read_the_data_once_per_call(tiny_data, tmp_path, monkeypatch):
     """Loading checks every feature file (1.1 GB on THUMOS14): once per call, not once per seed (and
     once more for --overwrite's check)."""
+    import ftcl.train.launch
     import ftcl.train.loop
     from ftcl.data import load_dataset
     loads = []
@@ -434,7 +436,7 @@ def test_seeds_read_the_data_once_per_call(tiny_data, tmp_path, monkeypatch):
         loads.append(args)
         return load_dataset(*args, **kwargs)
 
-    monkeypatch.setattr(train_cli, "load_dataset", counted)
+    monkeypatch.setattr(ftcl.train.launch, "load_dataset", counted)
     monkeypatch.setattr(ftcl.train.loop, "load_dataset", counted)
     common = ["--run-dir", str(tmp_path / "seeds"), "--seeds", "0,3", "--no-progress"]
     start = ["--data-dir", str(tiny_data), "--epochs", "1", "--sample-snippets", "32", "--batch-size", "4"]
@@ -575,11 +577,11 @@ def test_evaluation_reads_the_model_outputs_back_in_one_copy(tiny_data, monkeypa
     dataset = load_dataset(tiny_data)
     config = _config(tiny_data, classes=list(dataset.classes), num_classes=len(dataset.classes), feature_dim=16)
     model = ACMNet.from_config(config)
-    batches = ftcl_evaluate.eval_batches(dataset.test, config, "cpu", batch_size=3)
-    want = ftcl_evaluate.model_outputs(model, dataset.test, config, "cpu", batch_size=1)
+    batches = inference.eval_batches(dataset.test, config, "cpu", batch_size=3)
+    want = inference.model_outputs(model, dataset.test, config, "cpu", batch_size=1)
     reads = _HostReads(monkeypatch)
     with reads:
-        got = ftcl_evaluate.model_outputs(model, dataset.test, config, "cpu", batches=batches)
+        got = inference.model_outputs(model, dataset.test, config, "cpu", batches=batches)
     assert all(batch.lengths.device.type == "cpu" for batch in batches) and len(batches) == 3
     copy_back = [line for line in reads.lines if "torch.cat(flat)" in line]
     assert len(copy_back) == 2, reads.where  # .cpu() then .numpy() of the one flat tensor

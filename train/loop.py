@@ -20,7 +20,7 @@ from ftcl.checkpoint import (FORMAT, CheckpointError, cpu_copy, link_checkpoint,
                              save_checkpoint)
 from ftcl.config import Config
 from ftcl.data import DataError, in_batch_pairs, load_dataset, random_sample, release_pairs, require_same_data
-from ftcl.evaluate import EVAL_CACHE_BYTES, eval_batches, eval_bytes, model_outputs, score_outputs
+from ftcl.inference import EVAL_CACHE_BYTES, eval_batches, eval_bytes, model_outputs, score_outputs
 from ftcl.model import ACMNet
 from ftcl.seed import seed_everything
 from ftcl.train.loggers import EpochLoggers
@@ -487,20 +487,6 @@ def _cell(value):
     if isinstance(value, str):
         return value
     return f"{float(value):.6g}"
-
-
-def config_for_run(kind, args):
-    """The resolved Config of a new run from parsed CLI arguments (see train/__main__.py)."""
-    from ftcl.config import preset
-    overrides = {"data_dir": args.data_dir, "use_fsd": not args.without_fsd, "use_lcs": not args.without_lcs}
-    renamed = {"lcs_weight": "lambda_lcs", "fsd_weight": "lambda_fsd"}  # flag -> Config field
-    for flag in ("seed", "eval_every", "pairs", "objective", "batch_size", "lr", "weight_decay", "sample_snippets",
-                 "lcs_gamma", "fsd_gamma", "lcs_threshold", "lcs_len", "fsd_len", *renamed):
-        if getattr(args, flag, None) is not None:
-            overrides[renamed.get(flag, flag)] = getattr(args, flag)
-    if args.epochs is not None:
-        overrides["ftcl_epochs" if kind == "ftcl" else "epochs"] = args.epochs
-    return preset(args.preset or "thumos14", **overrides)
 
 
 def resumed_config(run_dir, kind, epochs=None, data_dir=None):

@@ -9,7 +9,8 @@ import pandas as pd
 
 from ftcl.tool import atomic_write, markdown
 from ftcl.checkpoint import CheckpointError
-from ftcl.train.loop import Trainer, config_for_run, resumed_config
+from ftcl.train.launch import shared_dataset, train_one
+from ftcl.train.loop import Trainer, resumed_config
 from ftcl.train.rundir import RunDirectory
 
 
@@ -41,36 +42,33 @@ def _point_best(run_dir, seed_dir):
     os.replace(tmp, link)
 
 
-def train_seeds(args, device):
-    """Train (or resume) one baseline per seed in args.seeds. Returns the Markdown summary."""
-    from ftcl.train.__main__ import shared_dataset, train_one
-
-    run_dir = Path(args.run_dir)
+def train_seeds(options, run_dir, seeds, device):
+    """Train (or resume) one baseline per seed in RUN/seed-K (options: train.launch.RunOptions).
+    Returns the Markdown summary."""
     rows, trainers, datasets = [], {}, {}
     with RunDirectory(run_dir) as held:
-        if not args.resume:
-            held.claim_new(args.overwrite)
+        if not options.resume:
+            held.claim_new(options.overwrite)
             if held.previous:  # --overwrite of a run: remove it only once a new seed's run can start
-                config = config_for_run(args.kind, args)
-                check = Trainer(args.kind, config, run_dir, device, progress=False,
-                                dataset=shared_dataset(config, datasets))
-                if args.init:
-                    check.init_from(args.init)
+                check = Trainer(options.kind, options.config, run_dir, device, progress=False,
+                                dataset=shared_dataset(options.config, datasets))
+                if options.init:
+                    check.init_from(options.init)
                 held.replace_previous()
-        template = None
-        if args.resume:
+        template = options.config
+        if options.resume:
             started = sorted(run_dir.glob("seed-*/last.pt"))
             if not started:
                 raise CheckpointError(f"{run_dir}: no seed-K/last.pt to resume")
-            template = resumed_config(started[0].parent, args.kind, args.epochs, args.data_dir)
-        for seed in args.seeds:
+            template = resumed_config(started[0].parent, options.kind, options.epochs, options.data_dir)
+        for seed in seeds:
             seed_dir = run_dir / f"seed-{seed}"
             print(f"== seed {seed} -> {seed_dir}", file=sys.stderr)
-            if args.resume and (seed_dir / "last.pt").is_file():
-                trainer = train_one(args.kind, args, seed_dir, device, resume=True, datasets=datasets)
+            if options.resume and (seed_dir / "last.pt").is_file():
+                trainer = train_one(options, seed_dir, device, resume=True, datasets=datasets)
             else:
-                trainer = train_one(args.kind, args, seed_dir, device, seed=seed, resume=False,
-                                    config=copy.deepcopy(template) if template else None, datasets=datasets)
+                trainer = train_one(options, seed_dir, device, seed=seed, resume=False,
+                                    config=copy.deepcopy(template), datasets=datasets)
             trainers[seed] = trainer
             rows.append(_seed_row(seed, trainer))
         frame = summary_frame(rows)

@@ -1,0 +1,74 @@
+"""Starting or continuing one run in its directory (held, checked, logged), for the command line and
+for `--seeds`; nothing here reads command-line flags."""
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ftcl.config import Config
+from ftcl.data import load_dataset
+from ftcl.train.loggers import EpochLoggers
+from ftcl.train.loop import Trainer, resumed_config
+from ftcl.train.rundir import RunDirectory
+
+
+@dataclass
+class RunOptions:
+    """How to start or continue runs, apart from their Config.
+
+    kind: "baseline" or "ftcl"; config: a new run's settings (None when resuming); resume: continue
+    RUN/last.pt; overwrite: replace a run already in the directory (its files go only once the new
+    run is ready to train); init: checkpoint to start from; epochs, data_dir: what a resumed run may
+    change; progress: progress bars; tensorboard, wandb: the optional loggers."""
+
+    kind: str
+    config: Config | None = None
+    resume: bool = False
+    overwrite: bool = False
+    init: str | None = None
+    epochs: int | None = None
+    data_dir: str | None = None
+    progress: bool = True
+    tensorboard: bool = False
+    wandb: bool = False
+
+
+def shared_dataset(config, datasets):
+    """The Dataset of config's data directory from `datasets` ({(directory, seconds per snippet):
+    Dataset}), loaded into it the first time: the runs of one `--seeds` call read and check every
+    feature file once, not once per seed. None when datasets is None (the Trainer loads it)."""
+    if datasets is None:
+        return None
+    key = (str(Path(config.data_dir).resolve()), config.seconds_per_snippet)
+    if key not in datasets:
+        datasets[key] = load_dataset(*key)
+    return datasets[key]
+
+
+def train_one(options, run_dir, device, seed=None, resume=None, config=None, datasets=None):
+    """Train one run in run_dir: resume it (resume=True, default options.resume), or start it from
+    `config` (default options.config), with `seed` when given; `datasets` as in shared_dataset.
+    Returns the Trainer."""
+    resume = options.resume if resume is None else resume
+    with RunDirectory(run_dir) as held:
+        if resume:
+            config = resumed_config(run_dir, options.kind, options.epochs, options.data_dir)
+        else:
+            held.claim_new(options.overwrite)
+            config = config or options.config
+            if seed is not None:
+                config.seed = seed
+        trainer = Trainer(options.kind, config, run_dir, device, progress=options.progress,
+                          dataset=shared_dataset(config, datasets))
+        if resume:
+            trainer.resume()
+        else:
+            if options.init:
+                print(f"init: {trainer.init_from(options.init)}", file=sys.stderr)
+            held.replace_previous()  # --overwrite: the old run goes only now that the new one can start
+        trainer.loggers = EpochLoggers(Path(run_dir), tensorboard=options.tensorboard, wandb=options.wandb,
+                                       name=Path(run_dir).name, config=config.to_dict(), resume_epoch=trainer.epoch)
+        try:
+            trainer.run()
+        finally:
+            trainer.loggers.close()
+    return trainer
