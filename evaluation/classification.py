@@ -2,8 +2,6 @@
 import warnings
 
 import numpy as np
-from sklearn.exceptions import UndefinedMetricWarning
-from sklearn.metrics import average_precision_score
 
 THUMOS_CLIFF_DIVING, THUMOS_DIVING = "CliffDiving", "Diving"
 
@@ -15,6 +13,10 @@ def classification_map(labels, scores, classes=None):
     As the release reports it on THUMOS14: CliffDiving is a kind of Diving, so a video's Diving
     score is raised to its CliffDiving score where that is higher (when both classes are named).
     """
+    # scikit-learn is imported here, when a score is asked for: it takes most of a second to import.
+    from sklearn.exceptions import UndefinedMetricWarning
+    from sklearn.metrics import average_precision_score
+
     scores = np.array(scores, dtype=np.float64)
     labels = np.asarray(labels)
     if classes is not None and THUMOS_CLIFF_DIVING in classes and THUMOS_DIVING in classes:

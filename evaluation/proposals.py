@@ -19,7 +19,6 @@ index-based run boundaries, its NMS with "+1" lengths). `fixed=True` corrects th
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -157,6 +156,8 @@ def _overlap_clusters(group, start, end, plus):
     """[K] id of each interval's cluster: within a group, intervals joined by chains of positive
     intersection (min(ends) - max(starts) + plus > 0, computed as NMS computes it, so any pair NMS
     could find overlapping shares a cluster)."""
+    import pandas as pd  # imported on first use: a tool's --help need not wait for it
+
     order = np.lexsort((start, group))
     group_s, start_s = group[order], start[order]
     reach = pd.Series(end[order]).groupby(group_s).cummax().to_numpy()  # furthest end so far in the group

@@ -1,12 +1,12 @@
 """Tables of evaluation results, as pandas DataFrames and Markdown (kept apart from computing them)."""
-import pandas as pd
-
 from ftcl.tool import markdown
 
 
 def detection_frame(result, per_class=False):
     """mAP in percent: one column per tIoU and per average; a first row "mAP", then one row per
     class when per_class. result: evaluation.DetectionResult."""
+    import pandas as pd  # imported on first use: a tool's --help need not wait for it
+
     windows = result.average_windows()
     columns = [f"{t:.2f}" for t in result.tiou] + [f"avg {k}" for k in windows]
     rows = {"mAP": list(100 * result.mAP) + [100 * result.mAP[mask].mean() for mask in windows.values()]}
