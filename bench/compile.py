@@ -175,12 +175,14 @@ def compile_all(workers=None):
         return list(pool.map(compile_one, variants()))
 
 
-def main(argv=None):
+def main(argv=None, as_json=None):
+    """Compile everything and print the summary (or, as_json, every row as JSON); exit status 1 when
+    any variant spills."""
     import pandas as pd
 
     import triton
     from ftcl.tool import markdown
-    as_json = "--json" in (argv or [])
+    as_json = "--json" in (argv or []) if as_json is None else as_json
     rows = compile_all()
     if as_json:
         print(json.dumps(rows))
