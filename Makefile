@@ -22,7 +22,7 @@ epochs_arg = $(if $(EPOCHS),--epochs $(EPOCHS),)
 ftcl_epochs_arg = $(if $(FTCL_EPOCHS),--epochs $(FTCL_EPOCHS),)
 seeds_arg = $(if $(BASELINE_SEEDS),--seeds $(BASELINE_SEEDS),)
 
-.PHONY: install test test-gpu bench bench-compare data train-baseline train-ftcl clean
+.PHONY: install test test-fast test-gpu bench bench-compare data train-baseline train-ftcl clean
 
 install: $(STAMP)
 
@@ -44,6 +44,10 @@ $(STAMP): pyproject.toml
 test: install
 	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q -n 2
+
+# The working loop: everything but the tests marked slow (docs/testing.md).
+test-fast: install
+	$(PY) -m pytest -q -n 2 -m "not slow"
 
 # The kernel tests with the GPU-only ones (those skip without CUDA). On the lent GPU machines,
 # which have no package index, run `bash bench/gpu_check.sh` instead (system python3).

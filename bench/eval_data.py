@@ -1,6 +1,7 @@
-"""Inputs of the evaluation benchmarks: a THUMOS14-sized test split (the THUMOS14 annotations when
-present, see annotations_dir: real ids, durations and instances; else the synthetic generator's test
-split), model-like per-video outputs, and a large ActivityNet results file."""
+"""Inputs of the evaluation benchmarks: a THUMOS14-sized test split (THUMOS14's annotations when
+FTCL_THUMOS14_ANNOTATIONS names them, see annotations_dir: real ids, durations and instances; else the
+synthetic generator's test split), model-like per-video outputs, and a large ActivityNet results file."""
+import os
 import tempfile
 from pathlib import Path
 
@@ -10,26 +11,31 @@ from ftcl import evaluation
 from ftcl.evaluation import VideoOutput
 from ftcl.config import Config
 
-ANNOTATION_DIRS = (
-    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "thumos14",  # beside the checkout
-    Path(__file__).resolve().parent / ".thumos14",  # a copy carried to a GPU machine (bench/gpu_check.sh)
-)
+# The directory of THUMOS14's annotations (gt.json, split_train.txt, split_test.txt), when there is one.
+ANNOTATIONS_VARIABLE = "FTCL_THUMOS14_ANNOTATIONS"
 
 
-def annotations_dir(candidates=ANNOTATION_DIRS):
-    """The first of `candidates` holding THUMOS14's gt.json and split files, or None."""
-    return next((path for path in candidates if (path / "gt.json").is_file()), None)
+def annotations_dir(environ=os.environ):
+    """The directory FTCL_THUMOS14_ANNOTATIONS names, or None when it is unset or empty; a named
+    directory without gt.json is an error (a mistyped setting must not pass for "none")."""
+    value = environ.get(ANNOTATIONS_VARIABLE)
+    if not value:
+        return None
+    path = Path(value)
+    if not (path / "gt.json").is_file():
+        raise FileNotFoundError(f"{ANNOTATIONS_VARIABLE}={value}: no gt.json there")
+    return path
 
 
-SHARED = annotations_dir() or ANNOTATION_DIRS[0]
+ANNOTATIONS = annotations_dir()
 TIOU = Config().tiou
 
 
 def ground_truth():
     """(GroundTruth of the test subset, test video ids, source description)."""
-    if (SHARED / "gt.json").is_file():
-        ids = (SHARED / "split_test.txt").read_text().split()
-        return evaluation.load_ground_truth(SHARED / "gt.json", "test"), ids, "THUMOS14 test annotations"
+    if ANNOTATIONS is not None:
+        ids = (ANNOTATIONS / "split_test.txt").read_text().split()
+        return evaluation.load_ground_truth(ANNOTATIONS / "gt.json", "test"), ids, "THUMOS14 test annotations"
     from ftcl import synthetic
     out = synthetic.generate(Path(tempfile.mkdtemp()) / "syn", feature_dim=4, test_videos=210)
     ids = (out / "split_test.txt").read_text().split()

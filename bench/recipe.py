@@ -1,7 +1,7 @@
 """The release's THUMOS14 recipe end to end, timed phase by phase: `python -m bench recipe [--scale F]`.
 
 Builds a THUMOS14-sized generated set once (200 train + 210 test videos with THUMOS14's real
-lengths when its annotations are present, see bench.eval_data.annotations_dir, else 200 + 200
+lengths when FTCL_THUMOS14_ANNOTATIONS names its annotations (bench.eval_data), else 200 + 200
 synthetic ones; 2048-d on a GPU, 256-d on a CPU unless --feature-dim), then runs the recipe: the
 baseline objective (ACM-Net + in-batch FSD / LCS) for 500 x F epochs and FTCL for 25 x F epochs (at
 least one each), evaluating the test split after every epoch. Prints the time of each phase: data
@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from bench.common import RESULTS_DIR, machine
-from bench.eval_data import SHARED
+from bench import eval_data
 from ftcl import tool
 from ftcl.tool import markdown
 from ftcl import synthetic
@@ -42,11 +42,12 @@ FULL_EPOCHS = {"baseline": 500, "ftcl": 25}
 def thumos_lengths():
     """(train, test) snippet counts of THUMOS14's videos (durations / 0.64 s), or None without its
     annotations."""
-    if not (SHARED / "gt.json").is_file():
+    annotations = eval_data.ANNOTATIONS
+    if annotations is None:
         return None
-    database = json.loads((SHARED / "gt.json").read_text())["database"]
+    database = json.loads((annotations / "gt.json").read_text())["database"]
     seconds = Config().seconds_per_snippet
-    return tuple([max(2, int(database[vid]["duration"] / seconds)) for vid in (SHARED / f"split_{name}.txt").read_text().split()]
+    return tuple([max(2, int(database[vid]["duration"] / seconds)) for vid in (annotations / f"split_{name}.txt").read_text().split()]
                  for name in ("train", "test"))
 
 
@@ -190,16 +191,26 @@ def phase_frame(timer, overlap=True):
 TARGET_MINUTES = 20  # the whole recipe on one H100
 
 
-def main(argv=None):
-    parser = tool.parser("python -m bench recipe", __doc__)
-    parser.add_argument("--scale", type=_fraction, default=1.0, help="fraction of the 500 + 25 epochs to run")
+def add_arguments(parser):
+    """The recipe's options (defaults None: `python -m bench recipe` without any runs its benchmark case)."""
+    parser.add_argument("--scale", type=_fraction, help="fraction of the 500 + 25 epochs to run (default 1)")
     parser.add_argument("--feature-dim", type=tool.positive_int, help="default: 2048 with a GPU, 256 without")
-    parser.add_argument("--device", default="auto", help="auto (cuda with a GPU, else cpu), cpu or cuda")
+    parser.add_argument("--device", help="auto (cuda with a GPU, else cpu; the default), cpu or cuda")
     parser.add_argument("--sequential", action="store_true",
                         help="score, save and log each epoch in line, not beside the next epoch's training")
-    args = parser.parse_args(argv)
+
+
+def main(argv=None):
+    parser = tool.parser("python -m bench recipe", __doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv), parser)
+
+
+def run(args, parser):
+    """Run the recipe as `args` (add_arguments) ask; parser reports a bad --device."""
+    args.scale = 1.0 if args.scale is None else args.scale
     try:
-        device = resolve_device(args.device)
+        device = resolve_device(args.device or "auto")
     except ValueError as error:
         parser.error(str(error))
     dim = args.feature_dim or (2048 if device.type == "cuda" else 256)

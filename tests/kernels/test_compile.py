@@ -1,5 +1,6 @@
 """Every Triton kernel compiles ahead of time for five GPU generations, without a GPU, and uses no
 local memory: what the interpreter cannot check (the real compiler, registers, spills) checked here."""
+import fcntl
 import json
 import os
 import subprocess
@@ -9,9 +10,16 @@ from pathlib import Path
 import pytest
 
 triton = pytest.importorskip("triton")
+
+
 NVIDIA_BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
-pytestmark = pytest.mark.skipif(not (NVIDIA_BIN / "ptxas").is_file() or not (NVIDIA_BIN / "cuobjdump").is_file(),
-                                reason="Triton's wheel has no NVIDIA ptxas / cuobjdump on this platform")
+
+
+# Slow: over a thousand cubins, minutes on two cores when Triton's cache is cold.
+pytestmark = [pytest.mark.slow, pytest.mark.compiles_every_kernel, pytest.mark.skipif(
+    not (NVIDIA_BIN / "ptxas").is_file() or not (NVIDIA_BIN / "cuobjdump").is_file(),
+    reason="Triton's wheel has no NVIDIA ptxas / cuobjdump on this platform")]
+
 
 # ptxas caps fsd_bwd at 80 registers for 256 threads on sm_86 / sm_89 and spills 8 bytes there, in
 # this variant only (bfloat16, soft max, no lengths, BLOCK 1024). Any other spill, or a larger
@@ -25,18 +33,32 @@ KNOWN_SPILLS[("cosine_fwd", 120, "float32", None, None, "16x16")] = 16
 KNOWN_SPILLS[("lcs_fwd_rows", 120, "bfloat16", False, False, 2048)] = 8
 
 
-@pytest.fixture(scope="module")
-def rows():
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    out = subprocess.run([sys.executable, "-m", "bench.compile", "--json"], capture_output=True, text=True, env=env,
-                         timeout=600, cwd=Path(__file__).resolve().parents[1])
-    assert out.returncode == 0, out.stderr[-3000:]
-    return json.loads(out.stdout)
+@pytest.fixture(scope="session")
+def rows(tmp_path_factory):
+    """Every variant's row of `python -m bench compile --json`, compiled once per test run: under
+    pytest-xdist the first worker to ask compiles (holding a lock) and the others read its file."""
+    shared = tmp_path_factory.getbasetemp().parent  # common to the workers of one run
+    with open(shared / "compile.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = shared / "compile.json"
+        if not done.is_file():
+            env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+            out = subprocess.run([sys.executable, "-m", "bench.compile", "--json"], capture_output=True, text=True,
+                                 env=env, timeout=600, cwd=Path(__file__).resolve().parents[2])
+            assert out.returncode == 0, out.stderr[-3000:]
+            done.write_text(out.stdout)
+        return json.loads(done.read_text())
 
 
 def test_every_kernel_compiles_for_every_target_and_variant(rows):
-    from bench.compile import COSINE_KERNELS, KERNELS, ROWS_KERNELS, SKEW_KERNELS, TARGETS
-    from bench.compile import rows_configs
+    from bench.compile import (
+        COSINE_KERNELS,
+        KERNELS,
+        ROWS_KERNELS,
+        SKEW_KERNELS,
+        TARGETS,
+        rows_configs,
+    )
     assert len(rows) == (len(KERNELS) * 16 + len(ROWS_KERNELS) * 8 * len(rows_configs())) * len(TARGETS) + \
         len(COSINE_KERNELS) * len(TARGETS) * 4 + len(SKEW_KERNELS) * len(TARGETS) * 2
     # The deepest prefetch (4 diagonals ahead) where the API launches it, 2 at the largest block.

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from ftcl import kernels
+
 TRITON_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 

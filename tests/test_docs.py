@@ -24,15 +24,6 @@ def command_lines():
     return lines
 
 
-def test_every_command_line_is_copy_pasteable():
-    lines = command_lines()
-    assert len(lines) > 20
-    for line in lines:
-        assert line.split()[0] in ("python", "make", "source"), line
-        assert "..." not in line and " | " not in line and not re.search(r"[\[\]{}<>]", line), line
-        shlex.split(line)  # balanced quotes
-
-
 def _shrunk(line):
     """The README line, run small: tiny synthetic sets, one epoch (two when resuming)."""
     args = shlex.split(line)
@@ -48,6 +39,16 @@ def _shrunk(line):
     return [sys.executable] + args[1:]
 
 
+def test_every_command_line_is_copy_pasteable():
+    lines = command_lines()
+    assert len(lines) > 20
+    for line in lines:
+        assert line.split()[0] in ("python", "make", "source"), line
+        assert "..." not in line and " | " not in line and not re.search(r"[\[\]{}<>]", line), line
+        shlex.split(line)  # balanced quotes
+
+
+@pytest.mark.slow
 def test_synthetic_command_lines_run_as_written(tmp_path):
     lines = [line for line in command_lines() if line.startswith("python -m") and "synthetic" in line]
     assert len(lines) >= 15

@@ -7,8 +7,9 @@ import torch
 from ftcl import kernels
 from ftcl.kernels import triton_dp
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
-                                reason="needs a CUDA GPU and compiled (not interpreted) Triton kernels")
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(
+    not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
+    reason="needs a CUDA GPU and compiled (not interpreted) Triton kernels")]
 
 
 def _case(seed, batch, n_rows, n_cols, device="cuda"):

@@ -11,14 +11,20 @@ SHAPES = [
     pytest.param(2, 33, 17, id="B2-N33-M17"),
     pytest.param(2, 30, 30, id="B2-N30-M30"),
 ]
+
+
 TINY_SHAPES = [
     pytest.param(3, 1, 6, id="B3-N1-M6"),
     pytest.param(2, 7, 4, id="B2-N7-M4"),
     pytest.param(2, 5, 5, id="B2-N5-M5"),
     pytest.param(1, 4, 9, id="B1-N4-M9"),
 ]
+
+
 # Triton runs compiled on a GPU where there is one, else interpreted on the CPU (see conftest).
 TRITON_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
 GAMMAS = [pytest.param(0.0, id="hard"), pytest.param(0.1, id="g0.1"), pytest.param(1.0, id="g1")]
 
 
@@ -80,6 +86,38 @@ def _lcs_check(sim, upstream, threshold, gamma, lengths, backend, dtype, rtol, a
     (got,) = _grads(out, [test_in], upstream.to(device, out.dtype))
     assert got.dtype == dtype
     torch.testing.assert_close(got.cpu().double(), ref_grad, rtol=rtol, atol=atol)
+
+
+class _Recording:
+    """A kernel that notes its name when launched."""
+
+    def __init__(self, kernel, name, launched):
+        self.kernel, self.name, self.launched = kernel, name, launched
+
+    def __getitem__(self, grid):
+        self.launched.append(self.name)
+        return self.kernel[grid]
+
+
+def _gradcheck_inputs(seed):
+    gen = torch.Generator().manual_seed(seed)
+    match = torch.randn(2, 3, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    gap = torch.randn(2, 3, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    # Keep every similarity 0.05 away from the threshold so finite differences never cross it.
+    sim = torch.rand(2, 3, 4, generator=gen, dtype=torch.float64)
+    sim = torch.where(sim > 0.5, 0.97 + sim * 0.1, sim * 0.8).requires_grad_()
+    return match, gap, sim
+
+
+def test_naive_lcs_stays_differentiable_and_tiny_gamma_is_refused():
+    sim = torch.full((2, 3, 4), 0.1, dtype=torch.float64, requires_grad=True)  # nothing clears 0.92
+    value = kernels.lcs(sim, backend="naive")
+    assert value.grad_fn is not None
+    (grad,) = torch.autograd.grad(value.sum(), sim)
+    assert torch.equal(grad, torch.zeros_like(sim))
+    for call in (lambda: kernels.lcs(sim, gamma=1e-40), lambda: kernels.fsd(sim, sim, gamma=1e-40)):
+        with pytest.raises(ValueError, match="gamma 1e-40 is below"):
+            call()
 
 
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
@@ -252,17 +290,6 @@ def test_rows_family_leaves_taller_tables_to_the_chunks(monkeypatch):
     assert launched == ["fsd_fwd_kernel", "fsd_bwd_kernel", "fsd_fwd_rows_kernel", "fsd_bwd_rows_kernel"]
 
 
-class _Recording:
-    """A kernel that notes its name when launched."""
-
-    def __init__(self, kernel, name, launched):
-        self.kernel, self.name, self.launched = kernel, name, launched
-
-    def __getitem__(self, grid):
-        self.launched.append(self.name)
-        return self.kernel[grid]
-
-
 def test_triton_reads_strided_inputs_and_half_precision(family):
     match, gap, upstream, _ = _fsd_case(7, 2, 6, 5)
     # Transposed storage: the kernels read any strides.
@@ -322,16 +349,6 @@ def test_large_magnitudes_with_small_gamma_stay_finite(backend, family):
     _fsd_check(match, gap, upstream, 0.01, None, backend, torch.float32, 1e-5, 1e-4)
     sim = (torch.rand(2, 5, 6, generator=gen, dtype=torch.float64) * 2 - 1) * 50
     _lcs_check(sim, upstream, 0.92, 0.01, None, backend, torch.float32, 1e-5, 1e-4)
-
-
-def _gradcheck_inputs(seed):
-    gen = torch.Generator().manual_seed(seed)
-    match = torch.randn(2, 3, 4, generator=gen, dtype=torch.float64, requires_grad=True)
-    gap = torch.randn(2, 3, 4, generator=gen, dtype=torch.float64, requires_grad=True)
-    # Keep every similarity 0.05 away from the threshold so finite differences never cross it.
-    sim = torch.rand(2, 3, 4, generator=gen, dtype=torch.float64)
-    sim = torch.where(sim > 0.5, 0.97 + sim * 0.1, sim * 0.8).requires_grad_()
-    return match, gap, sim
 
 
 @pytest.mark.parametrize("backend", ["naive", "torch"])

@@ -9,7 +9,7 @@ import pytest
 
 from ftcl import convert
 from ftcl.data import load_dataset
-from tests.conftest import SHARED_THUMOS
+from tests.helpers import thumos14_annotations
 
 
 def _object_array(items):
@@ -21,9 +21,10 @@ def _object_array(items):
 
 def _source_videos(rng):
     """(name, subset, duration, [(label, start, end)]) of the videos to write: THUMOS14's real test
-    and validation annotations when ../shared is here (a slice of them), else generated ones."""
-    if (SHARED_THUMOS / "gt.json").is_file():
-        database = json.loads((SHARED_THUMOS / "gt.json").read_text())["database"]
+    and validation annotations when FTCL_THUMOS14_ANNOTATIONS names them (a slice), else generated ones."""
+    annotations = thumos14_annotations()
+    if annotations is not None:
+        database = json.loads((annotations / "gt.json").read_text())["database"]
         picked = [vid for vid in database if database[vid]["annotations"]]
         picked = ([v for v in picked if database[v]["subset"] == "validation"][:10]
                   + [v for v in picked if database[v]["subset"] == "test"][:10])
@@ -69,33 +70,6 @@ def source(tmp_path):
     return tmp_path / "src", videos, features
 
 
-def test_round_trip_keeps_annotations_and_features(source, tmp_path):
-    src, videos, features = source
-    assert convert.main(["wtalc", str(src), str(tmp_path / "dst")]) == 0
-    dst = tmp_path / "dst"
-    database = json.loads((dst / "gt.json").read_text())["database"]
-    for k, (vid, subset, duration, anns) in enumerate(videos):
-        entry = database[vid]
-        assert entry["subset"] == subset and entry["duration"] == pytest.approx(duration)
-        assert [(a["label"], *a["segment"]) for a in entry["annotations"]] == [(label, float(s), float(e))
-                                                                                for label, s, e in anns]
-        split = "train" if subset == "validation" else "test"
-        assert vid in (dst / f"split_{split}.txt").read_text().split()
-        buffer = io.BytesIO()
-        np.save(buffer, features[k])
-        assert (dst / split / f"{vid}.npy").read_bytes() == buffer.getvalue()
-    dataset = load_dataset(dst)
-    assert dataset.feature_dim == 16 and len(dataset.train) + len(dataset.test) == len(videos)
-
-
-def test_activitynet12_subsets(tmp_path):
-    videos = [(f"v_{k}", "training" if k < 3 else "validation", 50.0, [("Archery", 1.0, 20.0)]) for k in range(5)]
-    write_wtalc(tmp_path / "src", videos, name="ActivityNet1.2", bytes_names=False)
-    assert convert.main(["wtalc", str(tmp_path / "src"), str(tmp_path / "dst"), "--name", "ActivityNet1.2"]) == 0
-    assert (tmp_path / "dst" / "split_train.txt").read_text().split() == ["v_0", "v_1", "v_2"]
-    assert (tmp_path / "dst" / "split_test.txt").read_text().split() == ["v_3", "v_4"]
-
-
 def _evil_pickle(path):
     class Evil:
         def __reduce__(self):
@@ -123,6 +97,33 @@ BREAKAGES = [
      "label 'NoSuchClass' is not in classlist.npy"),
     (lambda src: _evil_pickle(src / "Thumos14reduced-Annotations" / "labels.npy"), "refused global"),
 ]
+
+
+def test_round_trip_keeps_annotations_and_features(source, tmp_path):
+    src, videos, features = source
+    assert convert.main(["wtalc", str(src), str(tmp_path / "dst")]) == 0
+    dst = tmp_path / "dst"
+    database = json.loads((dst / "gt.json").read_text())["database"]
+    for k, (vid, subset, duration, anns) in enumerate(videos):
+        entry = database[vid]
+        assert entry["subset"] == subset and entry["duration"] == pytest.approx(duration)
+        assert [(a["label"], *a["segment"]) for a in entry["annotations"]] == [(label, float(s), float(e))
+                                                                                for label, s, e in anns]
+        split = "train" if subset == "validation" else "test"
+        assert vid in (dst / f"split_{split}.txt").read_text().split()
+        buffer = io.BytesIO()
+        np.save(buffer, features[k])
+        assert (dst / split / f"{vid}.npy").read_bytes() == buffer.getvalue()
+    dataset = load_dataset(dst)
+    assert dataset.feature_dim == 16 and len(dataset.train) + len(dataset.test) == len(videos)
+
+
+def test_activitynet12_subsets(tmp_path):
+    videos = [(f"v_{k}", "training" if k < 3 else "validation", 50.0, [("Archery", 1.0, 20.0)]) for k in range(5)]
+    write_wtalc(tmp_path / "src", videos, name="ActivityNet1.2", bytes_names=False)
+    assert convert.main(["wtalc", str(tmp_path / "src"), str(tmp_path / "dst"), "--name", "ActivityNet1.2"]) == 0
+    assert (tmp_path / "dst" / "split_train.txt").read_text().split() == ["v_0", "v_1", "v_2"]
+    assert (tmp_path / "dst" / "split_test.txt").read_text().split() == ["v_3", "v_4"]
 
 
 @pytest.mark.parametrize("breakage,message", BREAKAGES)
