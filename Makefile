@@ -49,10 +49,10 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -n 2 -m "not slow"
 
-# The kernel tests with the GPU-only ones (those skip without CUDA). On the lent GPU machines,
-# which have no package index, run `bash bench/gpu_check.sh` instead (system python3).
+# The kernel tests, the GPU-only ones included (they skip without CUDA). On a GPU machine without a
+# package index, `bash bench/gpu_check.sh` runs them with the machine's own python3.
 test-gpu: install
-	$(PY) -m pytest -q tests/test_kernels.py tests/test_kernels_gpu.py tests/test_kernels_compile.py
+	$(PY) -m pytest -q tests/kernels
 
 # Benchmarks (pytest-benchmark; not part of `make test`): JSON under .benchmarks/, tables printed.
 bench: install

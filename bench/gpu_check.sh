@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one device run: compiled-kernel and method tests on CUDA, every benchmark, then the recipe at a
+# One run on a GPU machine: compiled-kernel and method tests on CUDA, every benchmark, then the recipe at a
 # scale (RECIPE_SCALE, default 0.05: 25 baseline + 1 FTCL epochs; 0.03 took 31 s on an H100). Uses
 # the machine's own python3 (the GPU machines have torch, Triton, pytest and pytest-benchmark but no
 # package index), or $PYTHON.
@@ -7,7 +7,7 @@
 # Usage from the repo root: bash bench/gpu_check.sh [STAGE ...], stages tests step kernels recipe
 # (default: these four, in that order), eval, recipe-inline (the recipe with its epoch ends in line)
 # and tune (launch configuration sweep) only when named. Each stage has its own time limit
-# (LIMIT_<STAGE> seconds; the defaults of the four sum to 500 s, under one device call), so a slow
+# (LIMIT_<STAGE> seconds; the defaults of the four sum to 500 s, under ten minutes), so a slow
 # stage cannot starve the others. After each stage its log, the benchmark JSON, every finished case
 # (bench/results/cases.jsonl, written case by case) and the CSVs are copied to $OUT, so a run cut
 # short still returns what it measured; $OUT/stages.tsv lists each stage's exit code and seconds.
@@ -33,9 +33,11 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, 'cuda', torch.cuda.is_available())"
 git rev-parse --short HEAD 2>/dev/null || true
 date -u
-# The recipe and evaluation benchmarks use THUMOS14's real lengths and instances when its annotations
-# are here: ../shared does not travel to this machine, so copy them into bench/.thumos14 (ignored by
-# git) and name that folder in the device call's carry.
+# The recipe and evaluation benchmarks use THUMOS14's real lengths and instances when
+# FTCL_THUMOS14_ANNOTATIONS names them; a copy in bench/.thumos14 (ignored by git) is taken by default.
+if [ -z "${FTCL_THUMOS14_ANNOTATIONS:-}" ] && [ -f bench/.thumos14/gt.json ]; then
+    export FTCL_THUMOS14_ANNOTATIONS="$PWD/bench/.thumos14"
+fi
 "$PY" -c "from bench.eval_data import annotations_dir
 print('THUMOS14 annotations:', annotations_dir() or 'none (generated lengths and instances)')"
 
@@ -58,12 +60,13 @@ for stage in "${stages[@]}"; do
     case $stage in
         # The training loop on CUDA first (no waits for the device, Adam's form on resume, the epoch
         # end's state: quick), then the compiled kernels against the float64 reference, and
-        # test_kernels.py last: compiling its many small variants is what a short limit cuts.
+        # tests/kernels/test_api.py last: compiling its many small variants is what a short limit cuts.
         tests) run_stage tests "$PY" -m pytest -q -p no:cacheprovider --durations=8 \
-                   "tests/test_train.py::test_training_steps_never_wait_for_the_gpu" \
-                   "tests/test_train.py::test_resume_keeps_this_devices_form_of_adam" \
-                   "tests/test_train.py::test_an_epoch_end_saves_the_state_its_epoch_left" \
-                   tests/test_kernels_gpu.py tests/test_method.py tests/test_cosine.py tests/test_kernels.py \
+                   "tests/train/test_loop.py::test_training_steps_never_wait_for_the_gpu" \
+                   "tests/train/test_loop.py::test_resume_keeps_this_devices_form_of_adam" \
+                   "tests/train/test_loop.py::test_an_epoch_end_saves_the_state_its_epoch_left" \
+                   tests/kernels/test_gpu.py tests/ftcl/test_model.py tests/ftcl/test_losses.py \
+                   tests/kernels/test_cosine.py tests/kernels/test_api.py \
                    || status=1 ;;
         kernels|step|eval|tune) run_stage "$stage" "$PY" -m bench "$stage" || status=1 ;;
         recipe) run_stage recipe "$PY" -m bench recipe --scale "${RECIPE_SCALE:-0.05}" || status=1 ;;
