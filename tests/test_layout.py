@@ -1,0 +1,46 @@
+"""How the project is put together: one installed name, and commands that answer --help without
+importing what they do not need."""
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# Installed only as ftcl's subpackages: imported by their top-level name, a module would load twice.
+SUBPACKAGES = ("kernels", "evaluation", "train")
+
+
+def test_the_project_imports_its_subpackages_through_ftcl_only():
+    offenders = []
+    for folder in ("ftcl", *SUBPACKAGES, "bench", "tests"):
+        for path in (ROOT / folder).rglob("*.py"):
+            if (ROOT / "ftcl") in path.parents and path.parent != ROOT / "ftcl":
+                continue  # the links ftcl/kernels, ... are the top-level folders again
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+                offenders += [f"{path.relative_to(ROOT)}: {name}" for name in names
+                              if name.split(".")[0] in SUBPACKAGES]
+    assert not offenders, offenders
+
+
+def _modules_after_help(module):
+    code = (f"import runpy, sys, json; sys.argv = [{module!r}, '--help']\n"
+            f"try:\n    runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
+            f"except SystemExit:\n    pass\n"
+            f"print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return set(json.loads(out.stdout.splitlines()[-1]))
+
+
+@pytest.mark.parametrize("module,unneeded", [
+    ("evaluation", {"torch", "triton", "sklearn", "pandas", "matplotlib", "scipy"}),
+    ("ftcl.evaluate", {"sklearn", "matplotlib", "triton", "scipy"}),
+    ("train", {"sklearn", "matplotlib", "scipy"}),
+])
+def test_help_imports_only_what_it_needs(module, unneeded):
+    assert not _modules_after_help(module) & unneeded
