@@ -8,8 +8,8 @@ import torch
 if not torch.cuda.is_available():
     os.environ.pop("TRITON_INTERPRET", None)
 
-# pytest-benchmark writes its JSON when the session ends; each finished case is also appended here at
-# once, so a run cut short (a device call's time limit) keeps what it measured.
+# pytest-benchmark writes its JSON when the run ends; each finished case is also appended here at
+# once, so a run cut short (a stage's time limit) keeps what it measured.
 CASES_LOG = "cases.jsonl"
 
 

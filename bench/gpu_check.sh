@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One run on a GPU machine: compiled-kernel and method tests on CUDA, every benchmark, then the recipe at a
 # scale (RECIPE_SCALE, default 0.05: 25 baseline + 1 FTCL epochs; 0.03 took 31 s on an H100). Uses
-# the machine's own python3 (the GPU machines have torch, Triton, pytest and pytest-benchmark but no
-# package index), or $PYTHON.
+# the machine's own python3 (for a machine without a package index that has torch, Triton, pytest and
+# pytest-benchmark), or $PYTHON.
 #
 # Usage from the repo root: bash bench/gpu_check.sh [STAGE ...], stages tests step kernels recipe
 # (default: these four, in that order), eval, recipe-inline (the recipe with its epoch ends in line)

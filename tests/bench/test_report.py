@@ -1,5 +1,5 @@
 """The benchmark report's GPU tables, built from a pytest-benchmark JSON such as a GPU run writes
-(the GPU machines run them once per lent session: their tables must not first fail there)."""
+(a GPU run prints them at its end: they must not first fail there)."""
 import json
 
 import pandas as pd
@@ -99,7 +99,7 @@ def test_grid_without_torch_cases_still_reports(gpu_json):
 
 
 def test_cases_log_of_a_run_cut_short_gives_the_same_tables(gpu_json, tmp_path):
-    """bench/results/cases.jsonl (written case by case) reports like the session JSON; a case
+    """bench/results/cases.jsonl (written case by case) reports like the run's JSON; a case
     measured twice counts once, as last measured."""
     data = json.loads(gpu_json.read_text())
     machine = {"device": "NVIDIA H100", "torch": "2.11", "triton": "3.6.0", "commit": "abc", "date": "d"}
