@@ -44,3 +44,35 @@ def _modules_after_help(module):
 ])
 def test_help_imports_only_what_it_needs(module, unneeded):
     assert not _modules_after_help(module) & unneeded
+
+
+def test_another_top_level_kernels_package_and_ours_import_side_by_side(tmp_path):
+    """A package named `kernels` elsewhere on the path (Hugging Face's, say) stays `kernels`; ours is
+    ftcl.kernels, and the training code runs with both loaded (outside the checkout, where pip's
+    install, not the working directory, provides ftcl)."""
+    other = tmp_path / "site" / "kernels"
+    other.mkdir(parents=True)
+    (other / "__init__.py").write_text("WHO = 'another kernels package'\n")
+    code = ("import kernels, torch\n"
+            "from ftcl import kernels as ours\n"
+            "from ftcl.train import loop\n"
+            "assert kernels.WHO == 'another kernels package', kernels\n"
+            "sim = torch.rand(2, 5, 4, requires_grad=True)\n"
+            "ours.lcs(sim, threshold=0.5).sum().backward()\n"
+            "print(ours.__name__, sim.grad.shape)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{tmp_path / 'site'}:{ROOT}"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[0] == "ftcl.kernels"
+
+
+def test_hugging_face_kernels_and_ours_import_side_by_side(tmp_path):
+    """Where Hugging Face's kernels package is installed too (it is not a dependency)."""
+    probe = subprocess.run([sys.executable, "-c", "import kernels; print(hasattr(kernels, 'get_kernel'))"],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    if probe.stdout.strip() != "True":
+        pytest.skip("Hugging Face's kernels package is not installed here")
+    code = ("import kernels\nfrom ftcl import kernels as ours\n"
+            "print(hasattr(kernels, 'get_kernel'), ours.__name__, callable(ours.fsd))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0 and out.stdout.split() == ["True", "ftcl.kernels", "True"], out.stderr[-2000:]
