@@ -66,7 +66,7 @@ for stage in "${stages[@]}"; do
                    "tests/train/test_loop.py::test_resume_keeps_this_devices_form_of_adam" \
                    "tests/train/test_loop.py::test_an_epoch_end_saves_the_state_its_epoch_left" \
                    tests/kernels/test_gpu.py tests/ftcl/test_model.py tests/ftcl/test_losses.py \
-                   tests/kernels/test_cosine.py tests/kernels/test_api.py \
+                   tests/kernels/test_cosine.py tests/bench/test_kernels.py tests/kernels/test_api.py \
                    || status=1 ;;
         kernels|step|eval|tune) run_stage "$stage" "$PY" -m bench "$stage" || status=1 ;;
         recipe) run_stage recipe "$PY" -m bench recipe --scale "${RECIPE_SCALE:-0.05}" || status=1 ;;
