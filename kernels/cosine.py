@@ -11,6 +11,7 @@ handles N, M <= MAX_ROWS (32; the candidate counts of the method are 5 and 30).
 """
 import torch
 
+from ftcl.kernels.autograd import refuse_second_derivative
 from ftcl.kernels.triton_dp import next_power_of_2
 
 try:
@@ -43,6 +44,7 @@ class CosineTorch(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_sim):
+        refuse_second_derivative("pairwise_cosine (torch backend)")
         a, b, norm_a, norm_b, inv, sim = ctx.saved_tensors
         grad_dots = grad_sim * inv
         weighted = grad_sim * sim
@@ -202,6 +204,7 @@ class CosineTriton(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_sim):
+        refuse_second_derivative("pairwise_cosine (triton backend)")
         a, b, sim, norm_a, norm_b = ctx.saved_tensors
         batch, n_rows, dim = a.shape
         n_cols = b.shape[1]

@@ -22,6 +22,8 @@ import os
 
 import torch
 
+from ftcl.kernels.autograd import refuse_second_derivative
+
 try:
     import triton
     import triton.language as tl
@@ -878,6 +880,7 @@ class FSDTriton(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        refuse_second_derivative("kernels.fsd (triton backend)")
         gap, table, lengths = ctx.saved_tensors
         grad_match, grad_gap = fsd_bwd(grad_out, gap, table, ctx.gamma, lengths, ctx.match_dtype, ctx.skew)
         return grad_match, grad_gap, None, None
@@ -900,6 +903,7 @@ class LCSTriton(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        refuse_second_derivative("kernels.lcs (triton backend)")
         sim, table, lengths = ctx.saved_tensors
         return lcs_bwd(grad_out, sim, table, ctx.threshold, ctx.gamma, lengths, ctx.skew), None, None, None
 

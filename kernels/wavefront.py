@@ -10,6 +10,8 @@ import functools
 
 import torch
 
+from ftcl.kernels.autograd import refuse_second_derivative
+
 
 @functools.lru_cache(maxsize=64)
 def _diagonals(n_rows, n_cols):
@@ -213,6 +215,7 @@ class FSDFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        refuse_second_derivative("kernels.fsd (torch backend)")
         table, match_s, gap_s, lengths = ctx.saved_tensors
         grad_match_s, grad_gap_s = fsd_backward(grad_out, table, match_s, gap_s, ctx.gamma, lengths, ctx.shape)
         _, order = _diagonals(ctx.shape[1], ctx.shape[2])
@@ -234,6 +237,7 @@ class LCSFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        refuse_second_derivative("kernels.lcs (torch backend)")
         table, sim_s, lengths = ctx.saved_tensors
         grad_sim_s = lcs_backward(grad_out, table, sim_s, ctx.threshold, ctx.gamma, lengths, ctx.shape)
         _, order = _diagonals(ctx.shape[1], ctx.shape[2])

@@ -427,3 +427,22 @@ def test_triton_on_cpu_without_interpreter_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(ValueError, match="CUDA"):
         kernels.lcs(torch.zeros(2, 3, 4), backend="triton")
+
+
+def test_second_derivatives_are_exact_on_naive_and_refused_elsewhere(family):
+    """The naive ops are differentiable twice (float64 gradgradcheck); the torch and Triton backends
+    and the cosine producers compute their gradients without a graph, so asking for a second
+    derivative through them is an error, not a silently missing term."""
+    match, gap, sim = _gradcheck_inputs(13)
+    assert torch.autograd.gradgradcheck(lambda m, g: kernels.fsd(m, g, gamma=0.1, backend="naive"), (match, gap))
+    assert torch.autograd.gradgradcheck(lambda s: kernels.lcs(s, threshold=0.5, gamma=0.1, backend="naive"), (sim,))
+    calls = [(lambda b, x: kernels.fsd(x, x.detach() * 0.5, gamma=0.1, backend=b), ("torch", "triton")),
+             (lambda b, x: kernels.lcs(x, threshold=0.5, gamma=0.1, backend=b), ("torch", "triton")),
+             (lambda b, x: kernels.pairwise_cosine(x, x.detach() + 1, backend=b), ("torch", "triton"))]
+    for call, backends in calls:
+        for backend in backends:
+            x = sim.detach().float().clone().requires_grad_()
+            with pytest.raises(RuntimeError, match="has no second derivative"):
+                torch.autograd.grad(call(backend, x).sum(), x, create_graph=True)
+            (grad,) = torch.autograd.grad(call(backend, x).sum(), x)  # a first derivative as before
+            assert torch.isfinite(grad).all()
