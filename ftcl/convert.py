@@ -75,6 +75,18 @@ def _text(value):
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
+def _check_video_name(vid, where):
+    """A video name becomes a file name (<split>/<name>.npy) and a line of a split file: refuse one
+    that is empty, '.' or '..', or holds a path separator, a line break or leading / trailing space."""
+    problems = ((not vid, "is empty"), (vid in (".", ".."), "is a directory name"),
+                ("/" in vid or "\\" in vid, "holds a path separator"),
+                ("\n" in vid or "\r" in vid, "holds a line break"),
+                (vid != vid.strip(), "starts or ends with a space"))
+    for found, problem in problems:
+        if found:
+            raise ConvertError(f"{where}: video name {vid!r} {problem}; names become file names")
+
+
 def _read_source(src, name):
     """Features and annotation arrays of a W-TALC directory, checked for matching lengths."""
     src = Path(src)
@@ -107,6 +119,7 @@ def convert_wtalc(src, dst, name="Thumos14reduced", config=None):
     entries = []
     for k, raw_vid in enumerate(arrays["videoname"]):
         vid = _text(raw_vid)
+        _check_video_name(vid, ann_dir / "videoname.npy")
         subset = _text(arrays["subset"][k])
         if subset not in (train_subset, test_subset):
             raise ConvertError(f"{ann_dir / 'subset.npy'}: video {vid} has subset {subset!r}; {name} has "

@@ -143,3 +143,22 @@ def test_destination_must_be_new(source, tmp_path, capsys):
     assert convert.main(["wtalc", str(src), str(tmp_path / "dst")]) == 2
     assert "not an empty directory" in capsys.readouterr().err
     assert (tmp_path / "dst" / "keep.txt").read_text() == "x"
+
+
+@pytest.mark.parametrize("name,problem", [
+    ("", "is empty"), ("..", "is a directory name"), ("../../escaped", "holds a path separator"),
+    ("/tmp/absolute", "holds a path separator"), ("a\\b", "holds a path separator"),
+    ("two\nlines", "holds a line break"), (" padded", "starts or ends with a space"),
+    ("padded ", "starts or ends with a space"),
+])
+def test_video_names_that_would_escape_or_break_files_are_refused(tmp_path, capsys, name, problem):
+    """Names are data: one that is not a plain file name is refused, naming it, before anything is
+    written, inside DST or outside it."""
+    videos = _source_videos(np.random.default_rng(0))
+    videos[1] = (name, *videos[1][1:])
+    write_wtalc(tmp_path / "src", videos)
+    before = sorted(p for p in tmp_path.rglob("*"))
+    assert convert.main(["wtalc", str(tmp_path / "src"), str(tmp_path / "dst")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "videoname.npy" in err and repr(name) in err and problem in err, err
+    assert sorted(p for p in tmp_path.rglob("*")) == before and not (tmp_path / "dst").exists()
