@@ -239,6 +239,12 @@ class Trainer:
         if cfg.sample_snippets < 2 * cfg.fsd_len:
             raise ValueError(f"--sample-snippets {cfg.sample_snippets}: must be >= {2 * cfg.fsd_len} "
                              f"(FSD takes {cfg.fsd_len} action and {cfg.fsd_len} background candidates per video)")
+        in_batch = (self.kind == "baseline" and cfg.objective == "release") or \
+            (self.kind == "ftcl" and cfg.pairs == "in-batch")
+        if in_batch and cfg.batch_size < 2:
+            raise ValueError(f"--batch-size {cfg.batch_size}: a batch of one video holds no pair, so the in-batch "
+                             f"FSD and LCS terms would be 0 in every step; use 2 or more (FTCL's release pair set "
+                             f"counts its batch in pairs and takes 1)")
         _check_pairs_exist(self.kind, cfg, dataset.train.labels, dataset.data_dir)
         self.dataset, self.train_split, self.test_split = dataset, dataset.train, dataset.test
         self.ground_truth = dataset.test_ground_truth()

@@ -453,3 +453,16 @@ def test_an_epoch_end_saves_the_state_its_epoch_left(tiny_data, tmp_path, monkey
         for key in ("model_state_dict", "optimizer_state_dict"):
             assert _same(left[epoch][key], saved[epoch][key]), (epoch, key)
     assert not _same(left[1]["model_state_dict"], left[2]["model_state_dict"])
+
+
+def test_batches_that_can_hold_no_pair_are_refused(tiny_data, tmp_path):
+    """The in-batch terms (the baseline's release objective, FTCL's --pairs in-batch) need two videos
+    per batch: a batch of one would train with both contrasts at 0 in every step. ACM-Net alone and
+    FTCL's release pair set (a batch of pairs) take a batch of 1."""
+    for kind, options in (("baseline", {}), ("ftcl", {"pairs": "in-batch"})):
+        with pytest.raises(ValueError, match="--batch-size 1: a batch of one video holds no pair"):
+            Trainer(kind, tiny_config(tiny_data, batch_size=1, **options), tmp_path / kind, torch.device("cpu"),
+                    progress=False)
+    for kind, options in (("baseline", {"objective": "acm"}), ("ftcl", {"pairs": "release"})):
+        Trainer(kind, tiny_config(tiny_data, batch_size=1, **options), tmp_path / kind, torch.device("cpu"),
+                progress=False)
