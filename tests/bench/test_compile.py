@@ -37,7 +37,9 @@ KNOWN_SPILLS[("lcs_fwd_rows", 120, "bfloat16", False, False, 2048)] = 8
 def rows(tmp_path_factory):
     """Every variant's row of `python -m bench compile --json`, compiled once per test run: under
     pytest-xdist the first worker to ask compiles (holding a lock) and the others read its file."""
-    shared = tmp_path_factory.getbasetemp().parent  # common to the workers of one run
+    base = tmp_path_factory.getbasetemp()
+    # Under xdist each worker's base is a child of the run's; alone, the base is the run's own.
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     with open(shared / "compile.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         done = shared / "compile.json"
