@@ -64,12 +64,16 @@ def main(argv=None):
     what = args.what or "all"
     if what == "report":
         from bench.common import RESULTS_DIR
-        from bench.report import print_report, print_targets
+        from bench.report import ReportError, print_report, print_targets
         path = Path(args.path) if args.path else RESULTS_DIR / "cases.jsonl"
         if not path.is_file():
             print(f"error: {path}: no such benchmark file", file=sys.stderr)
             return 2
-        (print_targets if args.targets else print_report)(path)
+        try:
+            (print_targets if args.targets else print_report)(path)
+        except ReportError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         return 0
     if what == "compile":
         from bench import compile as compile_bench

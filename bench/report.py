@@ -28,10 +28,22 @@ def case_line(nodeid, median_s, mean_s, rounds, extra_info, machine):
                        **extra_info, "machine": machine}, default=str) + "\n"
 
 
+class ReportError(ValueError):
+    """A file that is not a benchmark file; the message is one line naming it."""
+
+
 def load(path):
     """(cases DataFrame, machine info {device, torch, triton, commit, date}) of a pytest-benchmark JSON
-    or a cases.jsonl file."""
+    or a cases.jsonl file; anything else is a ReportError."""
     path = Path(path)
+    try:
+        return _load(path)
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as err:
+        raise ReportError(f"{path}: not a pytest-benchmark JSON or cases.jsonl file of python -m bench "
+                          f"({err.__class__.__name__})") from None
+
+
+def _load(path):
     if path.suffix == ".jsonl":
         rows, info = [], {}
         for line in path.read_text().splitlines():

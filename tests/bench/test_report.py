@@ -200,3 +200,14 @@ def test_report_targets_flag_prints_only_the_targets(gpu_json, tmp_path, capsys)
     empty.write_text("")
     assert bench_cli.main(["report", "--targets", str(empty)]) == 0
     assert capsys.readouterr().out == f"no GPU target measured in {empty}\n"
+
+
+@pytest.mark.parametrize("content,suffix", [('{"results": {}}', ".json"), ("[1, 2]", ".json"), ("not json", ".json"),
+                                            ('{"case": "no-separator"}\n', ".jsonl"), ("\xff", ".json")])
+def test_a_file_that_is_not_a_benchmark_file_is_one_line(tmp_path, capsys, content, suffix):
+    from bench import cli as bench_cli
+    path = tmp_path / f"other{suffix}"
+    path.write_text(content, encoding="latin-1")
+    assert bench_cli.main(["report", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {path}: not a pytest-benchmark JSON"), err
