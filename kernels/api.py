@@ -1,5 +1,6 @@
 """Public entry points: argument checks and backend dispatch for FSD and LCS."""
 import math
+import operator
 
 import torch
 
@@ -163,14 +164,19 @@ def pairwise_cosine(a, b, *, parts=1, eps=1e-8, backend="auto"):
     Returns:
         [B, parts, N, M], differentiable w.r.t. a and b (float32 on triton, else a's dtype).
     """
+    given = parts
     _check_float_3d("a", a, "[B, N, D]")
     _check_float_3d("b", b, "[B, M, D]")
     if a.shape[0] != b.shape[0] or a.shape[2] != b.shape[2]:
         raise ValueError(f"a and b must agree in B and D, got {tuple(a.shape)} and {tuple(b.shape)}")
     if a.device != b.device:
         raise ValueError(f"a and b must be on one device, got {a.device} and {b.device}")
-    if isinstance(parts, bool) or not isinstance(parts, int) or parts < 1 or a.shape[2] % parts:
-        raise ValueError(f"parts must be a whole number >= 1 dividing D = {a.shape[2]}, got {parts!r}")
+    try:  # any integer type (numpy's too), never a bool
+        parts = None if isinstance(parts, bool) else operator.index(parts)
+    except TypeError:
+        parts = None
+    if parts is None or parts < 1 or a.shape[2] % parts:
+        raise ValueError(f"parts must be a whole number >= 1 dividing D = {a.shape[2]}, got {given!r}")
     eps = float(eps)
     if not (eps > 0 and math.isfinite(eps)):
         raise ValueError(f"eps must be a finite number > 0, got {eps}")

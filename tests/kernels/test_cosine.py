@@ -79,3 +79,18 @@ def test_pairwise_cosine_rejects_bad_arguments(call, message, monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # as on a GPU machine
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_parts_take_any_integer_type_and_refuse_the_rest():
+    """numpy's integers are whole numbers too (a count from np.unique, say); bools, floats and
+    counts that do not divide D are refused, naming what was given."""
+    import re
+
+    import numpy as np
+    a, b = torch.rand(2, 3, 8), torch.rand(2, 4, 8)
+    want = kernels.pairwise_cosine(a, b, parts=2, backend="torch")
+    for parts in (np.int64(2), np.int32(2), torch.tensor(2)):
+        torch.testing.assert_close(kernels.pairwise_cosine(a, b, parts=parts, backend="torch"), want)
+    for parts in (True, 2.0, np.int64(3), 0, "2"):
+        with pytest.raises(ValueError, match=rf"dividing D = 8, got {re.escape(repr(parts))}$"):
+            kernels.pairwise_cosine(a, b, parts=parts, backend="torch")
