@@ -64,10 +64,15 @@ class Dataset:
         return ground_truth_from(self.videos, self.test.subset, self.data_dir / "gt.json")
 
 
+def describe_classes(classes):
+    """"3 classes (A, B, C)", the first six named, for messages comparing two sets of classes."""
+    shown = ", ".join(classes[:6]) + (", ..." if len(classes) > 6 else "")
+    return f"{len(classes)} classes ({shown})"
+
+
 def describe(classes, feature_dim):
     """"3 classes (A, B, C) of 2048-d features", for messages comparing two data sets."""
-    shown = ", ".join(classes[:6]) + (", ..." if len(classes) > 6 else "")
-    return f"{len(classes)} classes ({shown}) of {feature_dim}-d features"
+    return f"{describe_classes(classes)} of {feature_dim}-d features"
 
 
 def require_same_data(dataset, classes, feature_dim, trained):

@@ -14,7 +14,7 @@ from pathlib import Path
 from ftcl import evaluation, tool
 from ftcl.checkpoint import CheckpointError
 from ftcl.config import PRESETS
-from ftcl.data import DataError, split_ground_truth
+from ftcl.data import DataError, describe_classes, split_ground_truth
 from ftcl.inference import evaluate_model, load_model, load_outputs, save_outputs, score_outputs
 from ftcl.plots import default_plot_videos, plot_videos
 from ftcl.seed import resolve_device
@@ -63,6 +63,10 @@ def main(argv=None):
             if args.data_dir:
                 config.data_dir = args.data_dir
             ground_truth = split_ground_truth(config.data_dir)
+            saved, scored = list(config.classes), list(ground_truth.classes)
+            if saved != scored or labels.shape[1] != len(scored):
+                raise DataError(f"{args.from_outputs}: outputs of {describe_classes(saved)}, but "
+                                f"{Path(config.data_dir) / 'gt.json'} has {describe_classes(scored)}")
             result = score_outputs(outputs, labels, ids, ground_truth, config, args.fixed_nms)
         else:
             model, config, dataset = load_model(args.checkpoint, args.data_dir, args.preset)

@@ -46,6 +46,16 @@ def test_broken_outputs_files(data, baseline_run, tmp_path, capsys):
     one_line_error(capsys, "none.npz: outputs file not found")
 
 
+def test_saved_outputs_of_other_classes_are_refused(data, baseline_run, tiny_data, tmp_path, capsys):
+    """Outputs of a 3-class set scored against a 4-class ground truth: one line naming both, not an
+    IndexError from inside the proposals."""
+    saved = tmp_path / "out.npz"
+    assert ftcl_evaluate.main([str(baseline_run / "best.pt"), "--json", "--save-outputs", str(saved)]) == 0
+    capsys.readouterr()
+    assert ftcl_evaluate.main(["--from-outputs", str(saved), "--data-dir", str(tiny_data), "--json"]) == 2
+    one_line_error(capsys, "out.npz: outputs of 3 classes", "gt.json has 4 classes")
+
+
 def test_named_outputs_are_never_replaced_unasked(baseline_run, tmp_path, capsys):
     out = tmp_path / "mine.json"
     out.write_text("precious")
