@@ -57,8 +57,6 @@ def option(default, help, parse=None, *, flag=None, choices=None, stage=None, on
     """
     metadata = {"help": help, "parse": parse, "flag": flag, "choices": choices, "stage": stage,
                 "on_resume": on_resume, "negate": negate}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata=metadata)
     return field(default=default, metadata=metadata)
 
 
