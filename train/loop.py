@@ -112,11 +112,13 @@ def _all_correct(scores, labels, threshold):
 class Objective:
     """How one kind of run draws its batches and computes a step's loss (chosen once per run).
     batches(trainer) -> list of batches; step(trainer, batch) -> (loss, terms, correct [B] bool), terms
-    holding a detached scalar for every name of LOSS_TERMS after "loss"."""
+    holding a detached scalar for every name of LOSS_TERMS after "loss"; pairs_in_batch: its pairs are
+    drawn inside each batch of videos (a batch needs two videos to hold one)."""
 
     name: str
     batches: object
     step: object
+    pairs_in_batch: bool = False
 
 
 def _video_batches(trainer):
@@ -172,9 +174,10 @@ def objective_of(kind, config):
     if kind == "baseline":
         if config.objective == "acm":
             return Objective("acm", _video_batches, _acm_step)
-        return Objective("release", _video_batches, _in_batch_step(losses.RELEASE_BASELINE_LOG_EPS, True))
+        return Objective("release", _video_batches, _in_batch_step(losses.RELEASE_BASELINE_LOG_EPS, True),
+                         pairs_in_batch=True)
     if config.pairs == "in-batch":
-        return Objective("ftcl-in-batch", _video_batches, _in_batch_step(losses.LOG_EPS, False))
+        return Objective("ftcl-in-batch", _video_batches, _in_batch_step(losses.LOG_EPS, False), pairs_in_batch=True)
     return Objective("ftcl-release-pairs", _release_pair_batches, _release_pair_step)
 
 
@@ -202,8 +205,8 @@ class Trainer:
         self.progress = progress
         self.rng = seed_everything(config.seed)
         dataset = dataset or load_dataset(config.data_dir, config.seconds_per_snippet)
-        self._adopt_dataset(dataset)
         self.objective = objective_of(kind, config)
+        self._adopt_dataset(dataset)
         self.model = ACMNet.from_config(config).to(device)
         self.optimizer = make_optimizer(self.model, config)
         self.selection = parse_range(config.selection_average)
@@ -239,9 +242,7 @@ class Trainer:
         if cfg.sample_snippets < 2 * cfg.fsd_len:
             raise ValueError(f"--sample-snippets {cfg.sample_snippets}: must be >= {2 * cfg.fsd_len} "
                              f"(FSD takes {cfg.fsd_len} action and {cfg.fsd_len} background candidates per video)")
-        in_batch = (self.kind == "baseline" and cfg.objective == "release") or \
-            (self.kind == "ftcl" and cfg.pairs == "in-batch")
-        if in_batch and cfg.batch_size < 2:
+        if self.objective.pairs_in_batch and cfg.batch_size < 2:
             raise ValueError(f"--batch-size {cfg.batch_size}: a batch of one video holds no pair, so the in-batch "
                              f"FSD and LCS terms would be 0 in every step; use 2 or more (FTCL's release pair set "
                              f"counts its batch in pairs and takes 1)")
