@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ftcl.config import Config
 from ftcl.data import load_dataset
-from ftcl.train.loggers import EpochLoggers
+from ftcl.train.loggers import EpochLoggers, require_loggers
 from ftcl.train.loop import Trainer, resumed_config
 from ftcl.train.rundir import RunDirectory
 
@@ -49,6 +49,7 @@ def train_one(options, run_dir, device, seed=None, resume=None, config=None, dat
     `config` (default options.config), with `seed` when given; `datasets` as in shared_dataset.
     Returns the Trainer."""
     resume = options.resume if resume is None else resume
+    require_loggers(options.tensorboard, options.wandb)
     with RunDirectory(run_dir) as held:
         if resume:
             config = resumed_config(run_dir, options.kind, options.epochs, options.data_dir)

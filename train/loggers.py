@@ -21,6 +21,16 @@ def _require(module, flag, package):
                           f"(pip install {package})") from None
 
 
+def require_loggers(tensorboard=False, wandb=False):
+    """Refuse (LoggerError) a logger whose package is not installed: called before a run removes or
+    writes anything."""
+    if tensorboard:
+        _require("tensorboard", "--tensorboard", "tensorboard")
+        _require("torch.utils.tensorboard", "--tensorboard", "tensorboard")
+    if wandb:
+        _require("wandb", "--wandb", "wandb")
+
+
 class EpochLoggers:
     """Per-epoch scalars to the loggers asked for. run_dir: where TensorBoard writes (RUN/tb) and
     wandb keeps its files; name: the run's name for wandb; config: a dict logged once."""

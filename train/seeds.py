@@ -10,6 +10,7 @@ import pandas as pd
 from ftcl.tool import atomic_write, markdown
 from ftcl.checkpoint import CheckpointError
 from ftcl.train.launch import shared_dataset, train_one
+from ftcl.train.loggers import require_loggers
 from ftcl.train.loop import Trainer, resumed_config
 from ftcl.train.rundir import RunDirectory
 
@@ -46,6 +47,7 @@ def train_seeds(options, run_dir, seeds, device):
     """Train (or resume) one baseline per seed in RUN/seed-K (options: train.launch.RunOptions).
     Returns the Markdown summary."""
     rows, trainers, datasets = [], {}, {}
+    require_loggers(options.tensorboard, options.wandb)
     with RunDirectory(run_dir) as held:
         if not options.resume:
             held.claim_new(options.overwrite)

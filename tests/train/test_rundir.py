@@ -29,15 +29,19 @@ def test_a_new_run_never_overwrites_a_run(data, baseline_run, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("seeds", [[], ["--seeds", "2"]], ids=["one-run", "seeds"])
-def test_overwrite_keeps_the_old_run_when_the_new_one_cannot_start(data, baseline_run, tmp_path, capsys, seeds):
+def test_overwrite_keeps_the_old_run_when_the_new_one_cannot_start(data, baseline_run, tmp_path, capsys, seeds,
+                                                                    monkeypatch):
     """--overwrite removes the old run only once the new one is ready to train: a missing --init or
-    data directory leaves every old file as it was."""
+    data directory, or a logger whose package is not installed, leaves every old file as it was."""
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # not installed
+    monkeypatch.setitem(sys.modules, "wandb", None)
     run = tmp_path / "run"
     shutil.copytree(baseline_run, run)
     if seeds:
         shutil.copytree(baseline_run, run / "seed-0")
     before = _snapshot(run)
-    for broken in (["--init", str(tmp_path / "missing.pt")], ["--data-dir", str(tmp_path / "no-data")]):
+    for broken in (["--init", str(tmp_path / "missing.pt")], ["--data-dir", str(tmp_path / "no-data")],
+                   ["--tensorboard"], ["--wandb"]):
         argv = ["baseline", "--data-dir", str(data), "--run-dir", str(run), "--overwrite", *seeds, *TRAIN, *broken]
         assert train_cli.main(argv) == 2
         assert capsys.readouterr().err.splitlines()[-1].startswith("error: ")
