@@ -83,15 +83,23 @@ def main(argv=None):
     except (DataError, CheckpointError, evaluation.EvaluationInputError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    written, created = [], []
     try:
-        written = [out_path]
-        tool.write_json_atomic(out_path, result.results)
+        # A file named by a flag is never replaced without --overwrite, even one another run wrote
+        # since the check above; the default results path beside the source is.
+        replace_out = args.overwrite or not args.out
+        tool.write_json_atomic(out_path, result.results, replace=replace_out)
+        written.append(out_path)
+        created += [] if replace_out else [out_path]
         if args.save_outputs:
-            save_outputs(args.save_outputs, result, config)
+            save_outputs(args.save_outputs, result, config, replace=args.overwrite)
             written.append(Path(args.save_outputs))
+            created += [] if args.overwrite else [Path(args.save_outputs)]
         if args.plot:
             written += plot_videos(args.plot, result, ground_truth, config, plot_ids)
     except OSError as err:
+        for path in created:  # a refused write leaves no new file of this run behind
+            path.unlink(missing_ok=True)
         print(tool.error_line(err), file=sys.stderr)
         return 2
     for path in written:

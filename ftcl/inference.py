@@ -146,8 +146,9 @@ def evaluate_model(model, split, ground_truth, config, device, batch_size=16, pr
     return score_outputs(outputs, split.labels, split.ids, ground_truth, config, fixed_nms, workers)
 
 
-def save_outputs(path, evaluation_, config):
-    """Per-video outputs as one .npz (concatenated over time with offsets), written atomically."""
+def save_outputs(path, evaluation_, config, replace=True):
+    """Per-video outputs as one .npz (concatenated over time with offsets), written atomically;
+    replace=False never replaces an existing file (tool.atomic_write)."""
     ids = evaluation_.ids
     outs = [evaluation_.outputs[v] for v in ids]
     offsets = np.cumsum([0] + [len(o.attention) for o in outs])
@@ -156,7 +157,7 @@ def save_outputs(path, evaluation_, config):
               "video_scores": np.stack([o.video_scores for o in outs]),
               "original_snippets": np.array([o.original_snippets for o in outs]),
               "labels": evaluation_.labels, "config": np.array(json.dumps(config.to_dict()))}
-    with tool.atomic_write(path, "wb") as f:
+    with tool.atomic_write(path, "wb", replace=replace) as f:
         np.savez(f, **arrays)
 
 

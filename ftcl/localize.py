@@ -94,7 +94,7 @@ def main(argv=None):
                             f"{config.feature_dim}-d")
         results = localize_files(model, config, split, device, args.batch_size, default_workers())
         if args.out:
-            tool.write_json_atomic(args.out, results)
+            tool.write_json_atomic(args.out, results, replace=args.overwrite)
     except (DataError, CheckpointError, evaluation.EvaluationInputError, ValueError, OSError) as err:
         print(tool.error_line(err), file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@ whose usage mistakes are one line on stderr and exit status 2, the one-line erro
 the ending of a tool whose reader closed the pipe, and files written whole or not at all."""
 import argparse
 import contextlib
+import errno
 import json
 import math
 import os
@@ -116,9 +117,12 @@ def _dir_mode():
 
 
 @contextlib.contextmanager
-def atomic_write(path, mode="w"):
+def atomic_write(path, mode="w", replace=True):
     """Open a temporary file beside path; on success rename it onto path, on failure remove it.
-    The file gets the permissions a plain open() would give it (mkstemp's are 0600)."""
+    replace=False: a file at path is never replaced, even one that appeared while this one was being
+    written (the final step links the new file into place, which fails atomically where one exists):
+    FileExistsError naming path. The file gets the permissions a plain open() would give it
+    (mkstemp's are 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -129,12 +133,32 @@ def atomic_write(path, mode="w"):
         os.fchmod(fd, _file_mode())
         with os.fdopen(fd, mode) as f:
             yield f
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _link_new(tmp, path)
     except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(err, OSError) and err.errno is not None and err.filename in (None, tmp):
             raise _naming(err, path) from err
         raise
+
+
+def _link_new(tmp, path):
+    """Put tmp at path unless path exists, atomically; tmp is gone afterwards."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(errno.EEXIST, "exists; never replaced unless you add --overwrite", str(path)) from None
+    except OSError as err:
+        if err.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        # A file system without hard links: the check and the rename are two steps there.
+        if path.exists():
+            raise FileExistsError(errno.EEXIST, "exists; never replaced unless you add --overwrite", str(path)) from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
 
 
 def _naming(err, path):
@@ -162,11 +186,11 @@ def atomic_directory(path, make_room=None):
         raise
 
 
-def write_json_atomic(path, obj):
-    """Write JSON to a temporary file beside path, then rename: never a half-written file.
-    (json.dumps: its C encoder is several times faster than json.dump's chunked one.)"""
+def write_json_atomic(path, obj, replace=True):
+    """Write JSON to a temporary file beside path, then rename: never a half-written file; replace as
+    in atomic_write. (json.dumps: its C encoder is several times faster than json.dump's chunked one.)"""
     text = json.dumps(obj)
-    with atomic_write(path) as f:
+    with atomic_write(path, replace=replace) as f:
         f.write(text)
 
 

@@ -83,7 +83,7 @@ def main(argv=None):
             raise CurvesError(f"{out}: exists; --out never replaces a file unless you add --overwrite")
         fig = curves_figure(run_metrics(args.runs), columns)
         try:
-            with atomic_write(out, "wb") as f:
+            with atomic_write(out, "wb", replace=args.overwrite or not args.out) as f:
                 fig.savefig(f, dpi=100, format="png")
         finally:
             fig.clf()

@@ -36,9 +36,36 @@ def test_a_failed_write_names_the_file_asked_for_and_leaves_no_temporary(tmp_pat
         raise OSError(errno.ENOSPC, "No space left on device", src)
 
     monkeypatch.setattr(os, "replace", full)
+    monkeypatch.setattr(os, "link", full)
     assert ftcl_evaluate.main([str(baseline_run / "best.pt"), "--out", str(out), "--json"]) == 2
     one_line_error(capsys, f"error: {out}: No space left on device")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("module,working,argv", [
+    ("ftcl.evaluate", "evaluate_model", ["{run}/best.pt", "--out", "{out}", "--json"]),
+    ("ftcl.evaluate", "evaluate_model", ["{run}/best.pt", "--out", "{tmp}/new.json", "--save-outputs", "{out}"]),
+    ("ftcl.localize", "localize_files", ["{run}/best.pt", "{data}/test", "--out", "{out}"]),
+    ("ftcl.train.curves", "curves_figure", ["{run}", "--out", "{out}"]),
+], ids=["evaluate", "evaluate-save-outputs", "localize", "curves"])
+def test_a_file_written_meanwhile_is_never_replaced(module, working, argv, data, baseline_run, tmp_path, monkeypatch,
+                                                     capsys):
+    """Two runs given the same --out: the one that finishes second is refused, atomically, and leaves
+    the first one's file (and no new file of its own) as it was."""
+    import importlib
+    cli_module = importlib.import_module(module)
+    out = tmp_path / "out"
+    real = getattr(cli_module, working)
+
+    def meanwhile(*args, **kwargs):
+        out.write_bytes(b"the other run's")  # after the tool's check, before its write
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cli_module, working, meanwhile)
+    assert cli_module.main([a.format(run=baseline_run, data=data, out=out, tmp=tmp_path) for a in argv]) == 2
+    one_line_error(capsys, f"error: {out}: exists; never replaced unless you add --overwrite")
+    assert out.read_bytes() == b"the other run's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 @pytest.mark.parametrize("module,failing,argv", [
@@ -107,3 +134,22 @@ def test_clis_report_unwritable_paths_in_one_line(tiny_data, tmp_path, capsys):
     assert code == 2 and str(blocker) in err and err.count("\n") == 1
     assert synthetic.main(["--out", str(blocker / "syn"), "--train-videos", "1", "--test-videos", "1"]) == 2
     assert str(blocker) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("hard_links", [True, False], ids=["hard-links", "no-hard-links"])
+def test_atomic_write_without_replace(tmp_path, monkeypatch, hard_links):
+    """replace=False writes a new file whole and refuses an existing one, also on a file system
+    without hard links; no temporary file stays behind either way."""
+    import errno
+    if not hard_links:
+        def refused(src, dst):
+            raise OSError(errno.EPERM, "Operation not permitted", src)
+        monkeypatch.setattr(os, "link", refused)
+    path = tmp_path / "new.json"
+    tool.write_json_atomic(path, {"a": 1}, replace=False)
+    assert json.loads(path.read_text()) == {"a": 1}
+    with pytest.raises(FileExistsError, match="never replaced") as caught:
+        tool.write_json_atomic(path, {"a": 2}, replace=False)
+    assert caught.value.filename == str(path) and json.loads(path.read_text()) == {"a": 1}
+    tool.write_json_atomic(path, {"a": 3})
+    assert json.loads(path.read_text()) == {"a": 3} and [p.name for p in tmp_path.iterdir()] == ["new.json"]
