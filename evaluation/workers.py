@@ -4,6 +4,8 @@ until the process exits."""
 import atexit
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -38,9 +40,24 @@ def _executor(workers):
         # what the caller imported, where spawn and forkserver re-import the caller's __main__ (torch
         # included) in every worker. Workers only run numpy on the outputs, never CUDA.
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        _pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+        _pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
+                                    initializer=_exit_with_parent, initargs=(os.getpid(),))
         _pool_size = workers
     return _pool
+
+
+# How often a worker looks whether its parent still lives, in seconds.
+PARENT_CHECK_SECONDS = 0.5
+
+
+def _exit_with_parent(parent):
+    """Worker initializer: end this worker once its parent is gone. A parent killed with SIGKILL
+    cannot stop its pool, and an orphaned worker would keep whatever it inherited (files, locks)."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(0)
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def start(workers):

@@ -15,6 +15,22 @@ RUN_DIRS = ("tb",)
 LOCK_NAME = ".lock"
 
 
+# The lock files of the run directories this process holds. A forked child (an evaluation worker)
+# closes its copies at once: flock locks belong to the open file, so a child that outlived a
+# SIGKILLed parent would otherwise keep the run directory locked.
+_held_locks = set()
+
+
+def _close_inherited_locks():
+    for lock in _held_locks:
+        lock.close()
+    _held_locks.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
 class RunDirError(ValueError):
     """The run directory cannot be used; the message is one line naming it and why."""
 
@@ -55,6 +71,7 @@ class RunDirectory:
         lock.write(f"{os.getpid()}\n")
         lock.flush()
         self._lock = lock
+        _held_locks.add(lock)
         return self
 
     def __exit__(self, *exc):
@@ -69,6 +86,7 @@ class RunDirectory:
                         self.path.rmdir()
                     except OSError:  # something else was put there: not ours to remove
                         pass
+            _held_locks.discard(self._lock)
             self._lock.close()
             self._lock = None
         return False

@@ -70,6 +70,42 @@ def test_two_runs_never_share_a_directory(data, tmp_path, capsys):
         pass
 
 
+@pytest.mark.skipif(not (hasattr(os, "pidfd_open") and os.path.isdir("/proc/self/task")),
+                    reason="needs Linux pidfds and /proc")
+def test_a_killed_run_with_evaluation_workers_leaves_no_lock(data, tmp_path):
+    """kill -9 of a trainer whose proposal workers run: --resume can take the directory at once (the
+    workers never held its lock), and the workers end by themselves."""
+    import select
+    import signal
+    run = tmp_path / "run"
+    script = ("import sys\nfrom ftcl.evaluation import workers\nreal = workers.start\n"
+              "def start(n):\n    real(n)\n    print('workers', flush=True)\n"
+              "workers.start = start\nfrom ftcl.train import cli\n"
+              f"cli.main(['baseline', '--data-dir', {str(data)!r}, '--run-dir', {str(run)!r}, '--epochs', '100000', "
+              "'--sample-snippets', '16', '--batch-size', '4', '--no-progress'])\n")
+    trainer = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "FTCL_EVAL_WORKERS": "2"})
+    try:
+        assert trainer.stdout.readline().strip() == "workers"
+        children = open(f"/proc/{trainer.pid}/task/{trainer.pid}/children").read().split()
+        assert len(children) >= 2, children
+        handles = [os.pidfd_open(int(pid)) for pid in children]
+    finally:
+        trainer.kill()
+        trainer.wait()
+    with RunDirectory(run):  # free at once, though the workers may still be ending
+        pass
+    try:
+        pending = list(handles)
+        while pending:  # a pidfd turns readable when its process ends
+            ready, _, _ = select.select(pending, [], [], 30.0)
+            assert ready, f"{len(pending)} evaluation workers outlived their killed parent"
+            pending = [h for h in pending if h not in ready]
+    finally:
+        for handle in handles:
+            os.close(handle)
+
+
 @pytest.mark.parametrize("seeds", [[], ["--seeds", "2"]], ids=["one-run", "seeds"])
 def test_a_refused_start_leaves_no_run_directory_behind(data, tmp_path, capsys, monkeypatch, seeds):
     """A run refused before it writes anything removes the lock file and the directory it made; a
