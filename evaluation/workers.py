@@ -4,6 +4,7 @@ until the process exits."""
 import atexit
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -52,7 +53,9 @@ PARENT_CHECK_SECONDS = 0.5
 
 def _exit_with_parent(parent):
     """Worker initializer: end this worker once its parent is gone. A parent killed with SIGKILL
-    cannot stop its pool, and an orphaned worker would keep whatever it inherited (files, locks)."""
+    cannot stop its pool, and an orphaned worker would keep whatever it inherited (files, locks).
+    Ctrl-C reaches the whole process group: the parent alone handles it (and stops the pool)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     def watch():
         while os.getppid() == parent:
             time.sleep(PARENT_CHECK_SECONDS)

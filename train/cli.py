@@ -18,7 +18,7 @@ from ftcl.data import DataError
 from ftcl.evaluation import EvaluationInputError
 from ftcl.evaluation.workers import default_workers
 from ftcl.seed import resolve_device
-from ftcl.train.launch import RunOptions, train_one
+from ftcl.train.launch import RunOptions, seeds_flag, train_one
 from ftcl.train.loggers import LoggerError
 from ftcl.train.loop import TrainingStopped
 from ftcl.train.rundir import RunDirError
@@ -154,10 +154,16 @@ def main(argv=None):
         return 3
     except KeyboardInterrupt:
         # The run waited for the epoch end in progress: last.pt holds the last finished epoch.
-        where = Path(args.run_dir) / "seed-K" / "last.pt" if args.seeds else Path(args.run_dir) / "last.pt"
-        again = f"--seeds {','.join(map(str, args.seeds))} " if args.seeds else ""
-        print(f"interrupted: {where} holds the last finished epoch; continue with "
-              f"`python -m train {args.kind} --run-dir {args.run_dir} {again}--resume`", file=sys.stderr)
+        again = f"`python -m train {args.kind} --run-dir {args.run_dir}"
+        if args.seeds:
+            print(f"interrupted: continue with {again} --seeds {seeds_flag(args.seeds)} --resume` (each seed goes on "
+                  f"from its last finished epoch; one with none starts over)", file=sys.stderr)
+        elif (Path(args.run_dir) / "last.pt").is_file():
+            print(f"interrupted: {Path(args.run_dir) / 'last.pt'} holds the last finished epoch; continue with "
+                  f"{again} --resume`", file=sys.stderr)
+        else:
+            print(f"interrupted before the first epoch ended: nothing to resume; start again with {again} "
+                  f"--overwrite ...` and the run's flags", file=sys.stderr)
         return 130
     if args.seeds:
         print(summary)  # outside the try: a closed stdout is the reader's doing, not a failed run

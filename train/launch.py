@@ -4,6 +4,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ftcl.checkpoint import CheckpointError
 from ftcl.config import Config
 from ftcl.data import load_dataset
 from ftcl.train.loggers import EpochLoggers, require_loggers
@@ -44,6 +45,26 @@ def shared_dataset(config, datasets):
     return datasets[key]
 
 
+def seeds_flag(seeds):
+    """The --seeds value that names these seeds: a count for 0 ... n-1, else a comma list."""
+    return str(len(seeds)) if list(seeds) == list(range(len(seeds))) else ",".join(map(str, seeds))
+
+
+def refuse_unresumable(run_dir):
+    """A one-line CheckpointError when RUN has no last.pt for a plain --resume, saying what to do."""
+    run_dir = Path(run_dir)
+    if (run_dir / "last.pt").exists():
+        return
+    seeds = sorted(int(p.name.removeprefix("seed-")) for p in run_dir.glob("seed-*")
+                   if p.is_dir() and p.name.removeprefix("seed-").isdigit())
+    if seeds:
+        raise CheckpointError(f"{run_dir}: holds the runs of --seeds (seed-{', seed-'.join(map(str, seeds))}), not one "
+                              f"run; resume them with --seeds {seeds_flag(seeds)} --resume")
+    if (run_dir / "config.json").is_file():
+        raise CheckpointError(f"{run_dir}: no epoch of this run finished, so there is nothing to resume; "
+                              f"start it again with --overwrite")
+
+
 def train_one(options, run_dir, device, seed=None, resume=None, config=None, datasets=None):
     """Train one run in run_dir: resume it (resume=True, default options.resume), or start it from
     `config` (default options.config), with `seed` when given; `datasets` as in shared_dataset.
@@ -52,6 +73,7 @@ def train_one(options, run_dir, device, seed=None, resume=None, config=None, dat
     require_loggers(options.tensorboard, options.wandb)
     with RunDirectory(run_dir) as held:
         if resume:
+            refuse_unresumable(run_dir)
             config = resumed_config(run_dir, options.kind, options.epochs, options.data_dir)
         else:
             held.claim_new(options.overwrite)

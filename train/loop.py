@@ -506,11 +506,25 @@ def resumed_config(run_dir, kind, epochs=None, data_dir=None):
     if ckpt.get("kind") != kind:
         raise CheckpointError(f"{path}: a {ckpt.get('kind')} run, not {kind}; resume it with `python -m train "
                               f"{ckpt.get('kind')} --resume`")
-    config = Config.from_dict(ckpt["config"])
+    if epochs is not None and epochs < ckpt["epoch"]:
+        raise ValueError(f"--epochs {epochs}: below the {ckpt['epoch']} epochs {run_dir} has done already")
+    return with_resume_flags(Config.from_dict(ckpt["config"]), kind, epochs, data_dir)
+
+
+def with_resume_flags(config, kind, epochs=None, data_dir=None):
+    """config with what --resume may change applied: --epochs (the stage's epoch count) and
+    --data-dir."""
     if epochs is not None:
-        if epochs < ckpt["epoch"]:
-            raise ValueError(f"--epochs {epochs}: below the {ckpt['epoch']} epochs {run_dir} has done already")
         setattr(config, "ftcl_epochs" if kind == "ftcl" else "epochs", epochs)
     if data_dir is not None:
         config.data_dir = str(data_dir)
     return config
+
+
+def stored_config(run_dir):
+    """The Config of RUN/config.json (written when a run starts, before its first epoch)."""
+    path = Path(run_dir) / "config.json"
+    try:
+        return Config.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError) as err:
+        raise CheckpointError(f"{path}: not a readable run config ({err.__class__.__name__})") from None

@@ -1,6 +1,7 @@
 """Several baselines, one per seed (ACM-Net training is unstable across seeds): RUN/seed-K runs, a
 summary table (RUN/seeds.csv, printed as Markdown) and RUN/best.pt pointing at the best seed."""
 import copy
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from ftcl.tool import atomic_write, markdown
 from ftcl.checkpoint import CheckpointError
 from ftcl.train.launch import shared_dataset, train_one
 from ftcl.train.loggers import require_loggers
-from ftcl.train.loop import Trainer, resumed_config
+from ftcl.train.loop import Trainer, resumed_config, stored_config, with_resume_flags
 from ftcl.train.rundir import RunDirectory
 
 
@@ -43,6 +44,18 @@ def _point_best(run_dir, seed_dir):
     os.replace(tmp, link)
 
 
+def _resume_template(run_dir, options):
+    """The Config the seeds of a resumed --seeds run share: that of a seed's last.pt, else (no seed
+    finished an epoch) of a seed's config.json; --epochs and --data-dir applied."""
+    started = sorted(run_dir.glob("seed-*/last.pt"))
+    if started:
+        return resumed_config(started[0].parent, options.kind, options.epochs, options.data_dir)
+    begun = sorted(run_dir.glob("seed-*/config.json"))
+    if not begun:
+        raise CheckpointError(f"{run_dir}: no seed-K run to resume; start one with --seeds (no --resume)")
+    return with_resume_flags(stored_config(begun[0].parent), options.kind, options.epochs, options.data_dir)
+
+
 def train_seeds(options, run_dir, seeds, device):
     """Train (or resume) one baseline per seed in RUN/seed-K (options: train.launch.RunOptions).
     Returns the Markdown summary."""
@@ -57,20 +70,19 @@ def train_seeds(options, run_dir, seeds, device):
                 if options.init:
                     check.init_from(options.init)
                 held.replace_previous()
-        template = options.config
-        if options.resume:
-            started = sorted(run_dir.glob("seed-*/last.pt"))
-            if not started:
-                raise CheckpointError(f"{run_dir}: no seed-K/last.pt to resume")
-            template = resumed_config(started[0].parent, options.kind, options.epochs, options.data_dir)
+        template = _resume_template(run_dir, options) if options.resume else options.config
         for seed in seeds:
             seed_dir = run_dir / f"seed-{seed}"
             print(f"== seed {seed} -> {seed_dir}", file=sys.stderr)
             if options.resume and (seed_dir / "last.pt").is_file():
                 trainer = train_one(options, seed_dir, device, resume=True, datasets=datasets)
             else:
-                trainer = train_one(options, seed_dir, device, seed=seed, resume=False,
-                                    config=copy.deepcopy(template), datasets=datasets)
+                # --resume of a seed that finished no epoch (or never began) starts it over.
+                restart = options.resume and seed_dir.exists()
+                if restart:
+                    print(f"seed {seed}: no finished epoch to resume; starting it over", file=sys.stderr)
+                trainer = train_one(dataclasses.replace(options, overwrite=options.overwrite or restart), seed_dir,
+                                    device, seed=seed, resume=False, config=copy.deepcopy(template), datasets=datasets)
             trainers[seed] = trainer
             rows.append(_seed_row(seed, trainer))
         frame = summary_frame(rows)

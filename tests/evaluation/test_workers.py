@@ -96,3 +96,17 @@ def test_worker_processes_start_from_the_calling_thread():
     assert len(started) == 2
     assert set(workers.map_chunks(_worker_pid, list(range(6)), 2)) <= started and os.getpid() not in started
     workers.shutdown()
+
+
+def _sigint_ignored(_):
+    import signal
+    return signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
+def test_workers_leave_ctrl_c_to_their_parent():
+    """Ctrl-C reaches the whole process group; a worker that took it would die with a traceback."""
+    from ftcl.evaluation import workers
+    try:
+        assert workers.map_chunks(_sigint_ignored, list(range(8)), 2) == [True] * 8
+    finally:
+        workers.shutdown()

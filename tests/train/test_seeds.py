@@ -53,3 +53,70 @@ def test_seeds_read_the_data_once_per_call(tiny_data, tmp_path, monkeypatch):
         assert len(loads) == 1, argv
     for seed in (0, 3):
         assert len(pd.read_csv(tmp_path / "seeds" / f"seed-{seed}" / "metrics.csv")) == 2
+
+
+@pytest.mark.parametrize("unfinished", [[1], [0, 1]], ids=["one-seed", "every-seed"])
+def test_resume_starts_over_a_seed_that_finished_no_epoch(data, tmp_path, capsys, unfinished):
+    """A seed killed in its first epoch leaves only config.json: --seeds --resume starts that seed over
+    (the others go on), even when no seed has a checkpoint."""
+    from tests.helpers import TRAIN
+    run = tmp_path / "seeds"
+    assert train_cli.main(["baseline", "--data-dir", str(data), "--run-dir", str(run), "--seeds", "2", *TRAIN]) == 0
+    kept = {seed: (run / f"seed-{seed}" / "last.pt").read_bytes() for seed in (0, 1) if seed not in unfinished}
+    for seed in unfinished:
+        for path in (run / f"seed-{seed}").iterdir():
+            if path.name != "config.json":
+                path.unlink()
+    capsys.readouterr()
+    assert train_cli.main(["baseline", "--run-dir", str(run), "--seeds", "2", "--resume", "--epochs", "2",
+                           "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    for seed in (0, 1):
+        assert (f"seed {seed}: no finished epoch to resume; starting it over" in err) == (seed in unfinished)
+        assert pd.read_csv(run / f"seed-{seed}" / "metrics.csv")["epoch"].tolist() == [1, 2]
+        assert json.loads((run / f"seed-{seed}" / "config.json").read_text())["seed"] == seed
+    for seed, before in kept.items():
+        assert (run / f"seed-{seed}" / "last.pt").read_bytes() != before  # went on to epoch 2
+
+
+def test_plain_resume_of_unresumable_directories_says_what_to_do(data, tmp_path, capsys):
+    from tests.helpers import TRAIN, one_line_error
+    run = tmp_path / "seeds"
+    assert train_cli.main(["baseline", "--data-dir", str(data), "--run-dir", str(run), "--seeds", "0,2", *TRAIN]) == 0
+    capsys.readouterr()
+    assert train_cli.main(["baseline", "--run-dir", str(run), "--resume", "--no-progress"]) == 2
+    one_line_error(capsys, str(run), "seed-0, seed-2", "--seeds 0,2 --resume")
+    unfinished = run / "seed-2"
+    for path in unfinished.iterdir():
+        if path.name != "config.json":
+            path.unlink()
+    assert train_cli.main(["baseline", "--run-dir", str(unfinished), "--resume", "--no-progress"]) == 2
+    one_line_error(capsys, str(unfinished), "no epoch of this run finished", "--overwrite")
+    assert sorted(p.name for p in unfinished.iterdir()) == [".lock", "config.json"]
+
+
+@pytest.mark.parametrize("seeds,finished", [([], False), ([], True), (["--seeds", "3"], False)],
+                         ids=["before-an-epoch", "after-an-epoch", "seeds"])
+def test_an_interrupt_says_how_to_go_on(data, tmp_path, capsys, monkeypatch, seeds, finished):
+    import ftcl.train.seeds
+    run = tmp_path / "run"
+    run.mkdir()
+    if finished:
+        (run / "last.pt").write_bytes(b"")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_cli, "train_one", interrupted)
+    monkeypatch.setattr(ftcl.train.seeds, "train_one", interrupted)
+    assert train_cli.main(["baseline", "--data-dir", str(data), "--run-dir", str(run), *seeds, "--no-progress"]) == 130
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[:-1] == ([f"== seed 0 -> {run / 'seed-0'}"] if seeds else []) and "Traceback" not in lines[-1]
+    err = lines[-1]
+    assert err.startswith("interrupted"), err
+    if seeds:
+        assert "--seeds 3 --resume" in err and "one with none starts over" in err
+    elif finished:
+        assert f"{run / 'last.pt'} holds the last finished epoch" in err and "--resume" in err
+    else:
+        assert "last.pt" not in err and "nothing to resume" in err and "--overwrite" in err
