@@ -86,8 +86,9 @@ def state_dimensions(state):
 
 
 def load_weights(model, state, path):
-    """Load state into model, checking every key and shape first (a one-line CheckpointError naming
-    the key otherwise). Keys under OPTIONAL_PREFIXES may be missing. Returns the missing keys."""
+    """Load state into model, checking every key, shape and value first (a one-line CheckpointError
+    naming the key otherwise: a NaN or infinite weight would make every score NaN). Keys under
+    OPTIONAL_PREFIXES may be missing. Returns the missing keys."""
     expected = model.state_dict()
     for key in state:
         if key not in expected:
@@ -95,6 +96,9 @@ def load_weights(model, state, path):
         if tuple(state[key].shape) != tuple(expected[key].shape):
             raise CheckpointError(f"{path}: key {key!r} has shape {tuple(state[key].shape)}, the model needs "
                                   f"{tuple(expected[key].shape)} (other feature dimension or class count?)")
+        if state[key].is_floating_point() and not torch.isfinite(state[key]).all():
+            raise CheckpointError(f"{path}: weight {key!r} holds NaN or infinite values (saved from a diverged "
+                                  f"run?); it cannot score anything")
     missing = [k for k in expected if k not in state]
     for key in missing:
         if not key.startswith(OPTIONAL_PREFIXES):
