@@ -76,7 +76,12 @@ def read_database(path):
     """Every video of an ActivityNet-style gt.json ({"database": {vid: {"subset", "duration",
     "annotations": [{"label", "segment"}]}}}), checked entry by entry. Returns {vid: VideoInfo}.
     Any malformed entry raises EvaluationInputError naming the file and the video."""
-    data = _read_json(path, "ground-truth")
+    return parse_database(_read_json(path, "ground-truth"), path)
+
+
+def parse_database(data, path):
+    """read_database() of a gt.json object already in memory; path names it in the messages (a
+    converter checks what it is about to write exactly as a reader of the file will)."""
     database = data.get("database") if isinstance(data, dict) else None
     if not isinstance(database, dict):
         raise EvaluationInputError(f"{path}: no 'database' object (expected ActivityNet-style ground truth)")

@@ -13,6 +13,8 @@ Thumos14reduced: subset "validation" is the train split, "test" the test split; 
 "training" and "validation". The object arrays are pickles: they are read with a restricted
 unpickler that admits numpy arrays, dtypes and strings only. DST_DIR is built beside itself and
 renamed into place; bad input is one line naming the file and the video, and nothing is left behind.
+Everything is checked as the loader will check it before anything is written. Annotations that end
+past their video's stated duration (THUMOS14's own gt.json has 92) are kept, with one note line.
 """
 import io
 import json
@@ -24,8 +26,9 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from ftcl import tool
-from ftcl.tool import atomic_directory
-from ftcl.config import Config
+from ftcl.data import DataError, check_feature_array
+from ftcl.evaluation.io import EvaluationInputError, parse_database
+from ftcl.tool import atomic_directory, reported_as
 
 SUBSETS = {"Thumos14reduced": ("validation", "test"), "ActivityNet1.2": ("training", "validation")}
 ANNOTATION_FILES = ("videoname", "classlist", "subset", "segments", "labels", "duration")
@@ -71,6 +74,15 @@ def load_npy(path):
     return array
 
 
+def _number(value):
+    """value as a finite float, or None (NaN, infinite, not a number)."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
+
+
 def _text(value):
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
@@ -104,19 +116,20 @@ def _read_source(src, name):
     return arrays, features, ann_dir, features_path
 
 
-def convert_wtalc(src, dst, name="Thumos14reduced", config=None):
-    """Write DST in this project's layout from a W-TALC directory. Returns a summary dict."""
+def convert_wtalc(src, dst, name="Thumos14reduced"):
+    """Write DST in this project's layout from a W-TALC directory, after checking all of it as the
+    loader will. Returns a summary dict (counts, feature_dim, past_duration: the annotations that end
+    past their video's stated duration, kept as they are)."""
     if name not in SUBSETS:
         raise ConvertError(f"--name {name!r}: unknown; choose {' or '.join(SUBSETS)}")
     dst = Path(dst)
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
         raise ConvertError(f"{dst}: exists and is not an empty directory; choose another DST_DIR")
     arrays, features, ann_dir, features_path = _read_source(src, name)
-    seconds_per_snippet = (config or Config()).seconds_per_snippet
     train_subset, test_subset = SUBSETS[name]
     classes = [_text(c) for c in arrays["classlist"]]
     database, splits = {}, {"train": [], "test": []}
-    entries = []
+    entries, past_duration = [], []
     for k, raw_vid in enumerate(arrays["videoname"]):
         vid = _text(raw_vid)
         _check_video_name(vid, ann_dir / "videoname.npy")
@@ -125,35 +138,46 @@ def convert_wtalc(src, dst, name="Thumos14reduced", config=None):
             raise ConvertError(f"{ann_dir / 'subset.npy'}: video {vid} has subset {subset!r}; {name} has "
                                f"{train_subset!r} and {test_subset!r}")
         feats = features[k]
-        if not isinstance(feats, np.ndarray) or feats.ndim != 2 or feats.dtype.kind != "f" or len(feats) < 1:
-            raise ConvertError(f"{features_path}: video {vid}: features must be a [T, D] float array, got "
-                               f"{getattr(feats, 'shape', type(feats).__name__)}")
-        try:
-            duration = float(arrays["duration"][k])
-        except (TypeError, ValueError):
-            raise ConvertError(f"{ann_dir / 'duration.npy'}: video {vid}: duration {arrays['duration'][k]!r} "
-                               f"is not a number") from None
+        if not isinstance(feats, np.ndarray):
+            raise ConvertError(f"{features_path}: video {vid}: features must be a [T, D] array, got "
+                               f"{type(feats).__name__}")
+        # The loader's own checks (real numbers, [T, D], every value finite), before anything is written.
+        shape = check_feature_array(feats, features_path, f"video {vid}")
+        if entries and shape[1] != entries[0][2].shape[1]:
+            raise ConvertError(f"{features_path}: video {vid}: {shape[1]}-d features, but video {entries[0][1]} "
+                               f"has {entries[0][2].shape[1]}-d; one data set has one feature dimension")
+        raw = arrays["duration"][k]
+        duration = _number(raw)
+        if duration is None or duration < 0:
+            shown = raw.item() if isinstance(raw, np.generic) else raw
+            raise ConvertError(f"{ann_dir / 'duration.npy'}: video {vid}: duration {shown!r} is not a finite "
+                               f"number >= 0")
         segments, labels = list(arrays["segments"][k]), list(arrays["labels"][k])
         if len(segments) != len(labels):
             raise ConvertError(f"{ann_dir / 'segments.npy'}: video {vid}: {len(segments)} segments but "
                                f"{len(labels)} labels in labels.npy")
-        # A segment may end up to one snippet past the stated duration (rounding in the source).
-        limit = max(duration, len(feats) * seconds_per_snippet) + seconds_per_snippet
         annotations = []
         for segment, label in zip(segments, labels):
             label = _text(label)
             if label not in classes:
                 raise ConvertError(f"{ann_dir / 'labels.npy'}: video {vid}: label {label!r} is not in classlist.npy")
             try:
-                start, end = (float(x) for x in segment)
+                start, end = (_number(x) for x in segment)
             except (TypeError, ValueError):
                 raise ConvertError(f"{ann_dir / 'segments.npy'}: video {vid}: segment {segment!r} is not "
                                    f"[start, end]") from None
-            if not (0 <= start <= end <= limit):
-                raise ConvertError(f"{ann_dir / 'segments.npy'}: video {vid}: segment [{start:g}, {end:g}] lies "
-                                   f"outside the video (0 to {duration:g} s)")
+            if start is None or end is None or not 0 <= start <= end:
+                raise ConvertError(f"{ann_dir / 'segments.npy'}: video {vid}: segment {list(segment)!r} is not a "
+                                   f"segment (two finite numbers, 0 <= start <= end)")
+            if end > duration:
+                # Kept as the source has it (THUMOS14's own gt.json has 92 such): the loader and the
+                # evaluator take segments past the stated duration.
+                past_duration.append(f"{vid}: [{start:g}, {end:g}] s of {duration:g} s")
             annotations.append({"segment": [start, end], "label": label})
         split = "train" if subset == train_subset else "test"
+        if split == "train" and not annotations:
+            raise ConvertError(f"{ann_dir / 'segments.npy'}: training video {vid} has no annotations; weak labels "
+                               f"need at least one class per training video")
         database[vid] = {"subset": subset, "duration": duration, "annotations": annotations}
         splits[split].append(vid)
         entries.append((split, vid, feats))
@@ -161,16 +185,21 @@ def convert_wtalc(src, dst, name="Thumos14reduced", config=None):
         raise ConvertError(f"{ann_dir / 'videoname.npy'}: a video name appears twice")
     if not splits["train"] or not splits["test"]:
         raise ConvertError(f"{ann_dir / 'subset.npy'}: no {'train' if not splits['train'] else 'test'} videos")
+    gt = {"version": f"converted from W-TALC {name}", "database": database}
+    parse_database(gt, dst / "gt.json")  # what every reader of gt.json checks
     with atomic_directory(dst, make_room=lambda path: path.rmdir()) as tmp:
         for split in splits:
             (tmp / split).mkdir()
-            (tmp / f"split_{split}.txt").write_text("\n".join(splits[split]) + "\n")
+            with reported_as(dst / f"split_{split}.txt"):
+                (tmp / f"split_{split}.txt").write_text("\n".join(splits[split]) + "\n")
         for split, vid, feats in entries:
-            np.save(tmp / split / f"{vid}.npy", feats)
-        (tmp / "gt.json").write_text(json.dumps({"version": f"converted from W-TALC {name}", "database": database}))
+            with reported_as(dst / split / f"{vid}.npy"):
+                np.save(tmp / split / f"{vid}.npy", feats)
+        with reported_as(dst / "gt.json"):
+            (tmp / "gt.json").write_text(json.dumps(gt))
     return {"videos": len(entries), "train": len(splits["train"]), "test": len(splits["test"]),
             "classes": len({a["label"] for v in database.values() for a in v["annotations"]}),
-            "feature_dim": int(entries[0][2].shape[1])}
+            "feature_dim": int(entries[0][2].shape[1]), "past_duration": past_duration}
 
 
 def main(argv=None):
@@ -183,9 +212,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         summary = convert_wtalc(args.src, args.dst, args.name)
-    except (ConvertError, OSError) as err:
+    except (ConvertError, DataError, EvaluationInputError, OSError) as err:
         print(tool.error_line(err), file=sys.stderr)
         return 2
+    if summary["past_duration"]:
+        past = summary["past_duration"]
+        print(f"note: {len(past)} annotation{'s' if len(past) > 1 else ''} end past the video's stated duration "
+              f"(e.g. {past[0]}); kept as the source has them", file=sys.stderr)
     preset = "thumos14" if args.name == "Thumos14reduced" else "activitynet12"
     print(f"wrote {args.dst}: {summary['train']} train and {summary['test']} test videos, {summary['classes']} classes, "
           f"{summary['feature_dim']}-d features; train with --data-dir {args.dst} --preset {preset}")

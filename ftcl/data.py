@@ -125,6 +125,11 @@ def check_features(path, what):
         raise DataError(f"{path}: not a readable .npy array ({what})") from None
     if not isinstance(array, np.ndarray):
         raise DataError(f"{path}: holds several arrays, not one .npy array ({what})")
+    return check_feature_array(array, path, what)
+
+
+def check_feature_array(array, path, what):
+    """check_features() of an array in memory (or memory-mapped); path and what name it."""
     kind = array.dtype.kind
     if kind == "c":
         raise DataError(f"{path}: complex features ({array.dtype}); expected real numbers ({what})")

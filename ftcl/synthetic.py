@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ftcl import tool
-from ftcl.tool import atomic_directory
+from ftcl.tool import atomic_directory, reported_as
 from ftcl.config import Config
 
 MARKER = ".ftcl-synthetic"
@@ -186,15 +186,18 @@ def generate(out_dir, *, shape="thumos14", seed=0, feature_dim=256, config=None,
                 if lengths is not None:
                     length = max(int(lengths[k][v]), 12)
                 features, annotations = _video(rng, world, classes_of_video, length, feature_dim, spec.long_instances)
-                np.save(tmp / split / f"{vid}.npy", features)
+                with reported_as(out_dir / split / f"{vid}.npy"):
+                    np.save(tmp / split / f"{vid}.npy", features)
                 duration = length * seconds_per_snippet + float(rng.uniform(0, seconds_per_snippet))
                 database[vid] = {
                     "subset": subset, "duration": duration, "frames": int(round(duration * FRAMES_PER_SECOND)),
                     "annotations": [{"segment": [round(s * seconds_per_snippet, 2), round(e * seconds_per_snippet, 2)],
                                      "label": names[c]} for c, s, e in annotations]}
                 ids.append(vid)
-            (tmp / f"split_{split}.txt").write_text("\n".join(ids) + "\n")
-        (tmp / "gt.json").write_text(json.dumps({"version": f"synthetic {shape}", "taxonomy": [], "database": database}))
+            with reported_as(out_dir / f"split_{split}.txt"):
+                (tmp / f"split_{split}.txt").write_text("\n".join(ids) + "\n")
+        with reported_as(out_dir / "gt.json"):
+            (tmp / "gt.json").write_text(json.dumps({"version": f"synthetic {shape}", "taxonomy": [], "database": database}))
         (tmp / MARKER).write_text(json.dumps({"shape": shape, "seed": seed, "feature_dim": feature_dim,
                                               **spec.__dict__}) + "\n")
     return out_dir

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -116,6 +117,52 @@ def _dir_mode():
     return 0o777 & ~_umask()
 
 
+# A file or directory being built for PATH is PARENT/.NAME.partial.HOST.PID.RANDOM: a later write of
+# the same PATH removes one whose process (on this host) is gone, e.g. killed with SIGKILL.
+_PARTIAL = ".partial."
+
+
+def _partial_prefix(path):
+    return f".{path.name}{_PARTIAL}{socket.gethostname()}.{os.getpid()}."
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but another user's
+        return True
+    return True
+
+
+def remove_stale_partials(path):
+    """Remove what a killed writer of `path` left beside it (a hidden partial file or directory of a
+    process of this host that no longer runs). Returns the paths removed."""
+    path = Path(path)
+    prefix, host, removed = f".{path.name}{_PARTIAL}", socket.gethostname(), []
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        try:
+            owner, pid, _ = entry.name[len(prefix):].rsplit(".", 2)
+            pid = int(pid)
+        except ValueError:
+            continue
+        if owner != host or pid == os.getpid() or _process_alive(pid):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode="w", replace=True):
     """Open a temporary file beside path; on success rename it onto path, on failure remove it.
@@ -125,8 +172,9 @@ def atomic_write(path, mode="w", replace=True):
     (mkstemp's are 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_partial_prefix(path), dir=path.parent)
     except OSError as err:
         raise _naming(err, path) from err
     try:
@@ -161,6 +209,16 @@ def _link_new(tmp, path):
     os.unlink(tmp)
 
 
+@contextlib.contextmanager
+def reported_as(path):
+    """An OSError inside is reported for path: the file the user will look for, not the temporary
+    one being written (a write error of a full disk names no file at all)."""
+    try:
+        yield
+    except OSError as err:
+        raise type(err)(err.errno, err.strerror or str(err), str(path)) from None
+
+
 def _naming(err, path):
     """The OSError err about a temporary file, reported for the path the user named."""
     return type(err)(err.errno, err.strerror, str(path))
@@ -174,7 +232,8 @@ def atomic_directory(path, make_room=None):
     gives (mkdtemp's are 0700)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    remove_stale_partials(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_partial_prefix(path), dir=path.parent))
     try:
         os.chmod(tmp, _dir_mode())
         yield tmp
