@@ -23,10 +23,16 @@ def _arange(start, stop, step):
     return tuple(np.arange(start, stop, step).tolist())
 
 
+# Far above any useful temperature (the release uses 0.1), far below float32 overflow at any table size
+# training builds.
+MAX_GAMMA = 1e6
+
+
 def _gamma(text):
-    """argparse type of a smooth-max temperature: 0 or at least the DP ops' smallest (kernels.MIN_GAMMA)."""
+    """argparse type of a smooth-max temperature: 0, or from the DP ops' smallest (kernels.MIN_GAMMA)
+    to MAX_GAMMA."""
     from ftcl.kernels.api import MIN_GAMMA  # imported when a flag is parsed, not with the config
-    return tool.temperature(MIN_GAMMA)(text)
+    return tool.temperature(MIN_GAMMA, MAX_GAMMA)(text)
 
 
 # ACM-Net's ActivityNet recipe (its main_act.py and config): 75 snippets, strong regularisation, and

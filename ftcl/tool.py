@@ -70,12 +70,14 @@ def number(low, low_inclusive=True, high=None, what=""):
     return parse
 
 
-def temperature(smallest):
-    """argparse type: 0 (the hard max) or a finite temperature >= smallest."""
+def temperature(smallest, largest=None):
+    """argparse type: 0 (the hard max) or a finite temperature in [smallest, largest]."""
     def parse(text):
         value = number(0)(text)
         if 0 < value < smallest:
             raise argparse.ArgumentTypeError(f"must be 0 (the hard max) or >= {smallest:g}, got {text}")
+        if largest is not None and value > largest:
+            raise argparse.ArgumentTypeError(f"must be <= {largest:g}, got {text}")
         return value
     return parse
 

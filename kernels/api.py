@@ -39,6 +39,16 @@ def _check_gamma(gamma):
     return gamma
 
 
+def _check_gamma_fits(gamma, shape, dtype):
+    """The smooth max adds at most gamma * ln 3 per step of a path (N + M steps): refuse a gamma whose
+    table could overflow the compute dtype (and turn into NaN gradients)."""
+    n_rows, n_cols = shape[1], shape[2]
+    bound = gamma * (n_rows + n_cols) * math.log(3)
+    if bound > torch.finfo(dtype).max / 4:
+        raise ValueError(f"gamma {gamma:g} is too large for a {n_rows} x {n_cols} table in {dtype}: the smooth max "
+                         f"adds up to gamma * (N + M) * ln 3 = {bound:.3g}, past the range of {dtype}")
+
+
 def _check_lengths(lengths, shape, device):
     """None, or an int64 [B, 2] tensor of (n, m) with 1 <= n <= N, 1 <= m <= M, on `device`."""
     if lengths is None:
@@ -105,8 +115,9 @@ def fsd(match, gap, *, gamma=0.1, lengths=None, backend="auto"):
     gamma = _check_gamma(gamma)
     lengths = _check_lengths(lengths, match.shape, match.device)
     backend = _pick_backend(backend, (match, gap))
+    dtype = wavefront._compute_dtype(match, gap)
+    _check_gamma_fits(gamma, match.shape, dtype)
     if backend == "naive":
-        dtype = wavefront._compute_dtype(match, gap)
         full = lengths if lengths is not None else _full_lengths(match.shape, match.device)
         return naive.fsd_naive(match.to(dtype), gap.to(dtype), gamma, full.tolist())
     if backend == "torch":
@@ -137,6 +148,7 @@ def lcs(sim, *, threshold=0.92, gamma=0.0, lengths=None, backend="auto"):
     gamma = _check_gamma(gamma)
     lengths = _check_lengths(lengths, sim.shape, sim.device)
     backend = _pick_backend(backend, (sim,))
+    _check_gamma_fits(gamma, sim.shape, wavefront._compute_dtype(sim))
     if backend == "naive":
         full = lengths if lengths is not None else _full_lengths(sim.shape, sim.device)
         return naive.lcs_naive(sim.to(wavefront._compute_dtype(sim)), threshold, gamma, full.tolist())

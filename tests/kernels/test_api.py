@@ -1,4 +1,6 @@
 """kernels.fsd / kernels.lcs: every backend against the naive per-cell specification in float64."""
+import math
+
 import pytest
 import torch
 
@@ -338,6 +340,31 @@ def test_fsd_hard_max_ties_take_the_first_candidate(backend, family):
     gap[1] = 1.0
     upstream = torch.tensor([1.0, 0.5], dtype=torch.float64)
     _fsd_check(match, gap, upstream, 0.0, None, backend, torch.float32, 0, 0)
+
+
+@pytest.mark.parametrize("backend", ["naive", "torch", "triton"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_a_gamma_that_would_overflow_is_refused(backend, dtype):
+    """A gamma whose table could pass the compute dtype's range (values inf, gradients NaN) is
+    refused; the largest accepted one gives finite values and gradients on a full-size table."""
+    if backend == "triton" and dtype == torch.float64:
+        pytest.skip("the Triton backend computes in float32")
+    n_rows, n_cols = 7, 5
+    gen = torch.Generator().manual_seed(3)
+    match, gap, sim = (torch.rand(2, n_rows, n_cols, generator=gen, dtype=dtype) for _ in range(3))
+    compute = torch.float64 if dtype == torch.float64 and backend != "triton" else torch.float32
+    # The bound the check uses, from first principles: ln 3 per step of the longest path.
+    largest = torch.finfo(compute).max / 4 / ((n_rows + n_cols) * math.log(3))
+    for op in (lambda g: kernels.fsd(match, gap, gamma=g, backend=backend),
+               lambda g: kernels.lcs(sim, threshold=0.5, gamma=g, backend=backend)):
+        with pytest.raises(ValueError, match=f"too large for a {n_rows} x {n_cols} table in {compute}"):
+            op(largest * 1.01)
+        inputs = [t.detach().requires_grad_() for t in (match, gap, sim)]
+        match, gap, sim = inputs
+        value = op(largest * 0.99)
+        value.sum().backward()
+        assert torch.isfinite(value).all()
+        assert all(t.grad is None or torch.isfinite(t.grad).all() for t in inputs)
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])
