@@ -97,6 +97,11 @@ class Config:
     eval_every: int = option(1, "evaluate the test split every N epochs (and after the last)", tool.positive_int)
     seed: int = option(0, "seed of every random draw of the run", tool.seed)
     max_nan_steps: int = 20  # consecutive NaN losses before a run stops
+    # A run "at chance": training accuracy 0 and the instance loss within plateau_margin of ln(C + 1).
+    plateau_epochs: int = option(10, "epochs in a row at chance (training accuracy 0, instance loss within "
+                                     "0.05 of ln(C + 1)) before the log says so; training is not changed",
+                                 tool.positive_int)
+    plateau_margin: float = 0.05
 
     # ACM-Net losses.
     branch_weights: tuple = (1.0, 1.0, 1.0)  # instance, context, background classification

@@ -2,7 +2,8 @@
 
 Training curves of one or more runs of `python -m train` from their metrics.csv: one panel per
 column, one line per run, over epochs (a `--seeds` directory counts as its seed-K runs). Epochs that
-were not evaluated (--eval-every) leave gaps in the mAP columns. Writes RUN/curves.png for one run;
+were not evaluated (--eval-every) leave gaps in the mAP columns; epochs a run sat at chance (the
+plateau column) are marked with x. Writes RUN/curves.png for one run;
 several runs need --out. A file named with --out is never replaced unless --overwrite.
 """
 import sys
@@ -55,7 +56,13 @@ def curves_figure(runs, columns):
     for ax, column in zip(axes[:, 0], columns):
         for label, frame in runs.items():
             values = frame[["epoch", column]].dropna()  # mAP columns are empty on epochs not evaluated
-            ax.plot(values["epoch"], values[column], marker="." if len(values) < 60 else None, lw=1, label=label)
+            (line,) = ax.plot(values["epoch"], values[column], marker="." if len(values) < 60 else None, lw=1,
+                              label=label)
+            if "plateau" in frame:  # epochs the run sat at chance (train.loop's plateau column)
+                flat = values[frame.loc[values.index, "plateau"].fillna(0).astype(bool)]
+                if len(flat):
+                    ax.plot(flat["epoch"], flat[column], "x", color=line.get_color(), ms=5,
+                            label=f"{label}: at chance" if column == columns[0] else None)
         ax.set_ylabel(column)
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=7)

@@ -216,6 +216,7 @@ class Trainer:
         self.best_eval = None
         self.nan_steps = 0
         self.nan_streak = 0
+        self.plateau_streak = 0  # epochs in a row at chance (train_acc 0, instance loss ~ ln(C + 1))
         self.rows = []
         self._eval_batches = None
         self._train_cache = None
@@ -283,6 +284,7 @@ class Trainer:
         load_optimizer_state(self.optimizer, ckpt["optimizer_state_dict"])
         self.epoch, self.best, self.nan_steps = ckpt["epoch"], ckpt["best"], ckpt["nan_steps"]
         self.nan_streak = ckpt.get("nan_streak", 0)
+        self.plateau_streak = ckpt.get("plateau_streak", 0)
         self.best_eval = ckpt.get("best_eval")
         torch.set_rng_state(ckpt["rng"]["torch"])
         if torch.cuda.is_available() and ckpt["rng"].get("cuda"):
@@ -300,7 +302,8 @@ class Trainer:
         if copy:
             state = cpu_copy(state)
         return {"format": FORMAT, "kind": self.kind, "epoch": self.epoch, "best": None, "best_eval": None,
-                "nan_steps": self.nan_steps, "nan_streak": self.nan_streak, "config": self.config.to_dict(), **state,
+                "nan_steps": self.nan_steps, "nan_streak": self.nan_streak,
+                "plateau_streak": self.plateau_streak, "config": self.config.to_dict(), **state,
                 "rng": {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state,
                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}}
 
@@ -394,7 +397,7 @@ class Trainer:
                 self.epoch += 1
                 row = {"epoch": self.epoch, **means, "weighted_lcs": self.config.lambda_lcs * means["lcs"],
                        "weighted_fsd": self.config.lambda_fsd * means["fsd"], "train_acc": accuracy,
-                       "nan_steps": self.nan_steps}
+                       "nan_steps": self.nan_steps, "plateau": int(self._on_plateau(means["inst"], accuracy))}
                 evaluating = self.epoch % self.config.eval_every == 0 or self.epoch == self.total_epochs
                 outputs = self.eval_outputs() if evaluating else None
                 seconds = time.perf_counter() - t0
@@ -402,6 +405,20 @@ class Trainer:
         finally:
             ends.close()
         return self.last_eval
+
+    def _on_plateau(self, instance_loss, accuracy):
+        """Whether the run has sat at chance for config.plateau_epochs epochs in a row: training
+        accuracy 0 and the instance classification loss within config.plateau_margin of ln(C + 1),
+        its value while the attention is flat. Says so once per plateau; training is not changed."""
+        chance = math.log(self.config.num_classes + 1)
+        at_chance = accuracy == 0 and abs(instance_loss - chance) <= self.config.plateau_margin
+        self.plateau_streak = self.plateau_streak + 1 if at_chance else 0
+        if self.plateau_streak == self.config.plateau_epochs:
+            self._say(f"plateau: {self.plateau_streak} epochs up to epoch {self.epoch} at chance (training accuracy 0, "
+                      f"instance loss {instance_loss:.3f} ~ ln({self.config.num_classes} + 1) = {chance:.3f}): the "
+                      f"attention is still flat; training goes on unchanged, and runs often leave it later; to get "
+                      f"out sooner try --seeds, more epochs, a larger --lr, or --objective acm (metrics.csv: plateau)")
+        return self.plateau_streak >= self.config.plateau_epochs
 
     def _end_epoch(self, row, outputs, payload, seconds):
         """Score the epoch's outputs (None: no evaluation this epoch), then write its checkpoint(s),
@@ -444,6 +461,13 @@ class Trainer:
     def _log(self, message):
         if self.progress:
             tqdm.write(message, file=sys.stderr)
+
+    def _say(self, message):
+        """A line the user must see, progress bars or not."""
+        if self.progress:
+            tqdm.write(message, file=sys.stderr)
+        else:
+            print(message, file=sys.stderr, flush=True)
 
 
 class _EpochEnds:

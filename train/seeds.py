@@ -18,7 +18,9 @@ from ftcl.train.rundir import RunDirectory
 
 def _seed_row(seed, trainer):
     best = trainer.best_eval or {}
-    row = {"seed": seed, "best epoch": best.get("epoch")}
+    # Epochs the run sat at chance (metrics.csv's plateau column): a seed that never left it scores ~0.
+    plateau = sum(int(row.get("plateau", 0)) for row in trainer.rows)
+    row = {"seed": seed, "best epoch": best.get("epoch"), "plateau epochs": plateau}
     for t, m in zip(best.get("tiou", []), best.get("mAP", [])):
         row[f"mAP@{t:.2f}"] = 100 * m
     for key, value in (best.get("average") or {}).items():
@@ -29,9 +31,10 @@ def _seed_row(seed, trainer):
 def summary_frame(rows):
     """Per-seed rows plus the mean and the (sample) standard deviation of every mAP column."""
     frame = pd.DataFrame(rows)
-    numeric = frame.drop(columns=["seed", "best epoch"])
+    numeric = frame.drop(columns=["seed", "best epoch", "plateau epochs"], errors="ignore")
     stats = pd.DataFrame([{"seed": "mean", **numeric.mean().to_dict()}, {"seed": "std", **numeric.std(ddof=1).to_dict()}])
-    frame = frame.astype({"seed": str, "best epoch": "Int64"})
+    frame = frame.astype({"seed": str, "best epoch": "Int64", **({"plateau epochs": "Int64"} if "plateau epochs" in frame
+                                                                 else {})})
     return pd.concat([frame, stats], ignore_index=True)
 
 

@@ -33,6 +33,19 @@ def test_each_panel_plots_every_run_as_recorded(tmp_path):
     assert (loss_ax.get_ylabel(), map_ax.get_ylabel()) == ("loss", "avg0.1:0.7")
 
 
+def test_epochs_at_chance_are_marked_on_every_panel(tmp_path):
+    run = _run(tmp_path / "run", [3.0, 2.9, 2.8, 1.0], [0.0, np.nan, 0.0, 9.0])
+    frame = pd.read_csv(run / "metrics.csv")
+    frame["plateau"] = [0, 1, 1, 0]
+    frame.to_csv(run / "metrics.csv", index=False)
+    fig = curves.curves_figure(curves.run_metrics([run]), ["loss", "avg0.1:0.7"])
+    loss_ax, map_ax = fig.axes
+    line, marks = loss_ax.lines
+    assert marks.get_marker() == "x" and marks.get_color() == line.get_color() and "at chance" in marks.get_label()
+    np.testing.assert_array_equal(marks.get_xydata(), [[2, 2.9], [3, 2.8]])
+    np.testing.assert_array_equal(map_ax.lines[1].get_xydata(), [[3, 0.0]])  # epoch 2 was not evaluated
+
+
 def test_cli_writes_the_png_and_never_replaces_a_named_file(tmp_path, capsys):
     run = _run(tmp_path / "run", [3.0, 2.0], [1.0, 2.0])
     assert curves.main([str(run)]) == 0

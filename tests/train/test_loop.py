@@ -466,3 +466,47 @@ def test_batches_that_can_hold_no_pair_are_refused(tiny_data, tmp_path):
     for kind, options in (("baseline", {"objective": "acm"}), ("ftcl", {"pairs": "release"})):
         Trainer(kind, tiny_config(tiny_data, batch_size=1, **options), tmp_path / kind, torch.device("cpu"),
                 progress=False)
+
+
+@pytest.fixture(scope="module")
+def many_classes(tmp_path_factory):
+    """20 classes, as THUMOS14: an untrained model scores every video ~1/21 per class, below the
+    0.25 class threshold, so training accuracy is 0 and the instance loss ~ln(C + 1)."""
+    return synthetic.generate(tmp_path_factory.mktemp("plateau") / "twenty", seed=5, num_classes=20,
+                              train_videos=40, test_videos=6, feature_dim=16, min_length=20, max_length=40)
+
+
+def test_a_run_at_chance_is_told_and_recorded(many_classes, tiny_data, tmp_path, capsys):
+    """A run whose weights cannot move (lr 1e-9) sits at chance: after --plateau-epochs epochs the log
+    says so in one line and metrics.csv's plateau column turns 1; training is unchanged by it (same
+    metrics as with the detection out of reach). A run that learns (train accuracy > 0) is never flagged."""
+    import math
+
+    import pandas as pd
+    common = ["baseline", "--sample-snippets", "32", "--batch-size", "4", "--no-progress", "--epochs", "5"]
+    flat = ["--data-dir", str(many_classes), "--lr", "1e-9"]
+    assert train_cli.main([*common, *flat, "--run-dir", str(tmp_path / "flat"), "--plateau-epochs", "3"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("plateau:")]
+    assert len(lines) == 1 and "3 epochs up to epoch 3 at chance" in lines[0] and "--objective acm" in lines[0]
+    frame = pd.read_csv(tmp_path / "flat" / "metrics.csv")
+    chance = math.log(len(json.loads((tmp_path / "flat" / "config.json").read_text())["classes"]) + 1)
+    at_chance = (frame["train_acc"] == 0) & ((frame["inst"] - chance).abs() <= 0.05)
+    assert at_chance.all(), frame[["inst", "train_acc"]]
+    assert frame["plateau"].tolist() == [0, 0, 1, 1, 1]
+    assert train_cli.main([*common, *flat, "--run-dir", str(tmp_path / "unflagged"), "--plateau-epochs", "6"]) == 0
+    assert "plateau:" not in capsys.readouterr().err
+    unflagged = pd.read_csv(tmp_path / "unflagged" / "metrics.csv")
+    assert unflagged["plateau"].tolist() == [0] * 5
+    pd.testing.assert_frame_equal(frame.drop(columns=["plateau", "seconds"]),
+                                  unflagged.drop(columns=["plateau", "seconds"]))
+    # A resumed run keeps its streak: flagged from the same epoch as the uninterrupted run.
+    resumed = tmp_path / "resumed"
+    assert train_cli.main([*common[:-1], "2", *flat, "--run-dir", str(resumed), "--plateau-epochs", "3"]) == 0
+    assert train_cli.main(["baseline", "--run-dir", str(resumed), "--resume", "--epochs", "5", "--no-progress"]) == 0
+    assert pd.read_csv(resumed / "metrics.csv")["plateau"].tolist() == [0, 0, 1, 1, 1]
+    capsys.readouterr()
+    assert train_cli.main([*common, "--data-dir", str(tiny_data), "--run-dir", str(tmp_path / "learns"),
+                           "--plateau-epochs", "1"]) == 0
+    learns = pd.read_csv(tmp_path / "learns" / "metrics.csv")
+    assert (learns["train_acc"] > 0).all() and learns["plateau"].tolist() == [0] * 5
+    assert "plateau:" not in capsys.readouterr().err

@@ -24,6 +24,8 @@ def test_seeds_train_one_baseline_each_and_point_best_at_the_best(tiny_data, tmp
     assert "| mean" in printed and f"best seed {best_seed}" in printed
     for seed in (0, 1):
         assert json.loads((run / f"seed-{seed}" / "config.json").read_text())["seed"] == seed
+        plateau = pd.read_csv(run / f"seed-{seed}" / "metrics.csv")["plateau"].sum()
+        assert frame.iloc[seed]["plateau epochs"] == plateau
     code = train_cli.main(["ftcl", "--data-dir", str(tiny_data), "--run-dir", str(tmp_path / "ftcl"), "--init",
                            str(run / "best.pt"), "--epochs", "1", "--sample-snippets", "32", "--batch-size", "4",
                            "--no-progress"])
