@@ -5,6 +5,7 @@ proposal procedure, the evaluation and the synthetic generator read it from a Co
 with `option(...)` is also a flag of `python -m train` (--lcs-len for lcs_len, unless it names
 another), with its help and value check: adding a hyper-parameter is one field here (and its test).
 """
+import argparse
 import dataclasses
 from dataclasses import dataclass, field
 
@@ -28,6 +29,18 @@ def _arange(start, stop, step):
 MAX_GAMMA = 1e6
 
 
+def _branch_weights(text):
+    """argparse type: the instance, context and background classification weights, "5,1,1"."""
+    parts = text.split(",")
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected three comma-separated weights (instance,context,background), "
+                                         f"got {text!r}")
+    try:
+        return tuple(tool.number(0)(part.strip()) for part in parts)
+    except argparse.ArgumentTypeError as err:
+        raise argparse.ArgumentTypeError(f"{err} (in {text!r})") from None
+
+
 def _gamma(text):
     """argparse type of a smooth-max temperature: 0, or from the DP ops' smallest (kernels.MIN_GAMMA)
     to MAX_GAMMA."""
@@ -35,15 +48,21 @@ def _gamma(text):
     return tool.temperature(MIN_GAMMA, MAX_GAMMA)(text)
 
 
-# ACM-Net's ActivityNet recipe (its main_act.py and config): 75 snippets, strong regularisation, and
-# its own test procedure: CAS and attention runs at 0.005 ... 0.02 scored on 0.7 CAS + 0.3 attention
-# with 0.15 flanks, the attention runs adding 0.25 x the video score; NMS 0.9.
+# ActivityNet, where the FTCL release has no code: ACM-Net's recipe (its main_act.py and config; its
+# ACMLoss with dataset="ActivityNet": classification weights 5/1/1) with its own test procedure (CAS and
+# attention runs at 0.005 ... 0.02 scored on 0.7 CAS + 0.3 attention with 0.15 flanks, the attention
+# runs adding 0.25 x the video score; NMS 0.9), evaluated on every second epoch from the first
+# (main_act.py: epoch_idx % 2 == 0) for its 1000 epochs (config.py), ACM-Net alone in the baseline stage
+# (no release defines in-batch FSD / LCS terms there), batch 64 (the FTCL README's ActivityNet command).
+# The FTCL stage keeps the classification weights 1/1/1: the release builds its FTCLLoss with the
+# default dataset="THUMOS14" whatever the data.
 _ACTIVITYNET = dict(
     sample_snippets=75, embedding_dropout=True, topk_divisors=(2, 10, 10), weight_decay=1e-3,
     branch_weights=(5.0, 1.0, 1.0), lambda_guide=5e-3, lambda_feat=5e-5, lambda_sparse=0.0,
     cls_threshold=0.10, cas_thresholds=(0.005, 0.01, 0.015, 0.02), att_thresholds=(0.005, 0.01, 0.015, 0.02),
     oic_outer_ratio=0.15, oic_video_score_weights=(0.0, 0.25), oic_score_mix=(0.7, 0.3), nms_iou=0.90,
-    tiou=_arange(0.5, 1.0, 0.05), selection_average="0.5:0.95")
+    tiou=_arange(0.5, 1.0, 0.05), selection_average="0.5:0.95",
+    eval_every=2, epochs=1000, batch_size=64, objective="acm")
 
 # Each preset: the Config values it changes from the defaults (the release's THUMOS14 recipe).
 PRESETS = {
@@ -94,7 +113,8 @@ class Config:
     epochs: int = option(500, "epochs to train", tool.positive_int, flag="--epochs", stage="baseline",
                          on_resume=True)
     ftcl_epochs: int = option(25, "epochs to train", tool.positive_int, flag="--epochs", stage="ftcl", on_resume=True)
-    eval_every: int = option(1, "evaluate the test split every N epochs (and after the last)", tool.positive_int)
+    eval_every: int = option(1, "evaluate the test split on epochs 1, 1 + N, 1 + 2N, ... (ACM-Net's epoch_idx % N == "
+                                "0) and after the last", tool.positive_int)
     seed: int = option(0, "seed of every random draw of the run", tool.seed)
     max_nan_steps: int = 20  # consecutive NaN losses before a run stops
     # A run "at chance": training accuracy 0 and the instance loss within plateau_margin of ln(C + 1).
@@ -104,7 +124,11 @@ class Config:
     plateau_margin: float = 0.05
 
     # ACM-Net losses.
-    branch_weights: tuple = (1.0, 1.0, 1.0)  # instance, context, background classification
+    branch_weights: tuple = option((1.0, 1.0, 1.0), "weights of the instance, context and background classification "
+                                                    "losses", _branch_weights, stage="baseline")
+    ftcl_branch_weights: tuple = option((1.0, 1.0, 1.0), "weights of the instance, context and background "
+                                                         "classification losses", _branch_weights,
+                                        flag="--branch-weights", stage="ftcl")
     lambda_guide: float = 2e-3
     lambda_feat: float = 5e-5
     lambda_sparse: float = 2e-4
@@ -157,6 +181,9 @@ class Config:
     def from_dict(cls, data):
         """Rebuild a config, ignoring unknown keys (newer or older versions) and restoring tuples."""
         names = {f.name: f for f in dataclasses.fields(cls)}
+        if "branch_weights" in data and "ftcl_branch_weights" not in data:
+            # Written before the stages had their own weights: both stages used branch_weights.
+            data = {**data, "ftcl_branch_weights": data["branch_weights"]}
         kwargs = {}
         for key, value in data.items():
             if key in names:

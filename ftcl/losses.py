@@ -18,9 +18,10 @@ RELEASE_BASELINE_LOG_EPS = 1e-45
 LOG_EPS = 1e-10
 
 
-def acm_loss(out, labels, config, log_eps=LOG_EPS):
-    """ACM-Net loss of a batch. out: ModelOutput; labels: [B, C] multi-hot. Returns (total, terms)
-    with terms a dict of detached scalars (inst, cont, back, guide, feat, sparse).
+def acm_loss(out, labels, config, log_eps=LOG_EPS, stage="baseline"):
+    """ACM-Net loss of a batch. out: ModelOutput; labels: [B, C] multi-hot; stage: whose classification
+    weights apply (config.branch_weights, or config.ftcl_branch_weights for "ftcl"). Returns (total,
+    terms) with terms a dict of detached scalars (inst, cont, back, guide, feat, sparse).
 
     The three classification terms are -mean_b sum_c log(p_bc + log_eps) t_bc with the targets t of the
     release: instance [y, 0] / |y|, context [y, 1] / (|y| + 1), background [0, 1]; written without
@@ -39,7 +40,7 @@ def acm_loss(out, labels, config, log_eps=LOG_EPS):
             + (config.feat_margin - norm_cont + norm_back).clamp_min(0) + norm_back).pow(2).mean()
     # The release averages the per-video sums over the two branches too: mean over [B, 2].
     sparse = out.attention[:, :, :2].sum(dim=1).mean()
-    w_inst, w_cont, w_back = config.branch_weights
+    w_inst, w_cont, w_back = config.ftcl_branch_weights if stage == "ftcl" else config.branch_weights
     total = (w_inst * inst + w_cont * cont + w_back * back + config.lambda_guide * guide
              + config.lambda_feat * feat + config.lambda_sparse * sparse)
     terms = {"inst": inst, "cont": cont, "back": back, "guide": guide, "feat": feat, "sparse": sparse}
@@ -121,7 +122,7 @@ def ftcl_loss(out, labels, config, backend="auto"):
     if out.scores_inst.shape[0] % 2:
         raise ValueError(f"ftcl_loss takes 2P videos (the pairs' first videos, then their second), got "
                          f"{out.scores_inst.shape[0]}")
-    loss, terms = acm_loss(out, labels, config)
+    loss, terms = acm_loss(out, labels, config, stage="ftcl")
     labels_a, labels_b = _halves(labels)
     positive = (labels_a * labels_b).sum(dim=1) > 0
     (lcs_a, lcs_b), (action_a, action_b) = _halves(out.lcs_candidates), _halves(out.fsd_action)
@@ -142,13 +143,15 @@ def pair_sides(out, pairs):
     return PairSide(lcs_a, action_a), PairSide(lcs_b, action_b, out.fsd_background.index_select(0, pairs[:, 1]))
 
 
-def in_batch_loss(out, labels, pairs, positive, config, log_eps=LOG_EPS, rescale_lcs=True, backend="auto"):
+def in_batch_loss(out, labels, pairs, positive, config, log_eps=LOG_EPS, rescale_lcs=True, backend="auto",
+                  stage="baseline"):
     """The release's baseline objective (its ACMLoss): the ACM-Net loss of a batch of videos plus
     lambda_lcs * LCS contrast + lambda_fsd * FSD contrast over pairs inside the batch (see
     ftcl.data.in_batch_pairs); a batch without pairs adds nothing.
     out: ModelOutput of B videos; labels: [B, C]; pairs: int [P, 2] tensor; positive: [P] bool tensor.
-    Returns (total, terms) with terms detached (ACM terms, lcs, fsd: the unweighted contrasts)."""
-    loss, terms = acm_loss(out, labels, config, log_eps)
+    stage: whose classification weights apply (acm_loss). Returns (total, terms) with terms detached
+    (ACM terms, lcs, fsd: the unweighted contrasts)."""
+    loss, terms = acm_loss(out, labels, config, log_eps, stage)
     terms.update(lcs=loss.new_zeros(()), fsd=loss.new_zeros(()))
     if len(pairs):
         weighted, lcs_term, fsd_term = contrastive_terms(*pair_sides(out, pairs), positive, config, backend,

@@ -54,17 +54,23 @@ def _dest(flag):
     return flag.lstrip("-").replace("-", "_")
 
 
+def _shown(value):
+    if isinstance(value, tuple):
+        return ",".join(map(_shown, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _help(fields):
     """A flag's help: its field's, with the default (per stage where two stages' fields share it)."""
     meta = fields[0].metadata
     if meta["negate"] or fields[0].default == "":
-        return meta["help"]
+        return meta["help"].replace("%", "%%")
     if len(fields) > 1:
-        default = ", ".join(f"{f.default:g} {f.metadata['stage']}" for f in fields)
+        default = ", ".join(f"{_shown(f.default)} {f.metadata['stage']}" for f in fields)
     else:
-        default = f"{fields[0].default:g}" if isinstance(fields[0].default, float) else f"{fields[0].default}"
+        default = _shown(fields[0].default)
     only = f"; {meta['stage']} only" if meta["stage"] and len(fields) == 1 else ""
-    return f"{meta['help']} (default {default}{only})"
+    return f"{meta['help']} (default {default}{only})".replace("%", "%%")  # argparse formats help with %
 
 
 def build_parser():

@@ -146,13 +146,13 @@ def _acm_step(trainer, videos):
     return loss, terms, _all_correct(out.scores_inst, labels, trainer.config.cls_threshold)
 
 
-def _in_batch_step(log_eps, rescale_lcs):
+def _in_batch_step(log_eps, rescale_lcs, stage):
     def step(trainer, videos):
         out, labels = _video_forward(trainer, videos)
         pairs, positive = in_batch_pairs(trainer.train_split.labels[videos], trainer.rng)
         loss, terms = losses.in_batch_loss(out, labels, to_device(pairs, trainer.device),
                                            to_device(positive, trainer.device), trainer.config,
-                                           log_eps=log_eps, rescale_lcs=rescale_lcs)
+                                           log_eps=log_eps, rescale_lcs=rescale_lcs, stage=stage)
         return loss, terms, _all_correct(out.scores_inst, labels, trainer.config.cls_threshold)
     return step
 
@@ -167,6 +167,12 @@ def _release_pair_step(trainer, batch):
     return loss, terms, correct_a & correct_b
 
 
+def evaluated_epoch(epoch, every, total):
+    """Whether epoch (1-based) is evaluated: 1, 1 + every, 1 + 2 every, ... (ACM-Net's epoch_idx %
+    every == 0 on its 0-based epochs) and the last."""
+    return (epoch - 1) % every == 0 or epoch == total
+
+
 def objective_of(kind, config):
     """The Objective of a run: baseline "release" (ACM-Net + the release's in-batch FSD / LCS terms,
     its log(p + 1e-45)), baseline "acm" (ACM-Net alone), FTCL on the release's pair set, or FTCL on
@@ -174,10 +180,10 @@ def objective_of(kind, config):
     if kind == "baseline":
         if config.objective == "acm":
             return Objective("acm", _video_batches, _acm_step)
-        return Objective("release", _video_batches, _in_batch_step(losses.RELEASE_BASELINE_LOG_EPS, True),
+        return Objective("release", _video_batches, _in_batch_step(losses.RELEASE_BASELINE_LOG_EPS, True, "baseline"),
                          pairs_in_batch=True)
     if config.pairs == "in-batch":
-        return Objective("ftcl-in-batch", _video_batches, _in_batch_step(losses.LOG_EPS, False), pairs_in_batch=True)
+        return Objective("ftcl-in-batch", _video_batches, _in_batch_step(losses.LOG_EPS, False, "ftcl"), pairs_in_batch=True)
     return Objective("ftcl-release-pairs", _release_pair_batches, _release_pair_step)
 
 
@@ -398,7 +404,7 @@ class Trainer:
                 row = {"epoch": self.epoch, **means, "weighted_lcs": self.config.lambda_lcs * means["lcs"],
                        "weighted_fsd": self.config.lambda_fsd * means["fsd"], "train_acc": accuracy,
                        "nan_steps": self.nan_steps, "plateau": int(self._on_plateau(means["inst"], accuracy))}
-                evaluating = self.epoch % self.config.eval_every == 0 or self.epoch == self.total_epochs
+                evaluating = evaluated_epoch(self.epoch, self.config.eval_every, self.total_epochs)
                 outputs = self.eval_outputs() if evaluating else None
                 seconds = time.perf_counter() - t0
                 ends.submit(self._end_epoch, row, outputs, self._payload(copy=self.overlap), seconds)

@@ -60,3 +60,37 @@ def test_presets_are_the_values_they_change():
         assert all(getattr(made, key) == getattr(config.Config(), key) for key in unchanged), name
     with pytest.raises(ValueError, match="unknown preset"):
         config.preset("kinetics")
+
+
+@pytest.mark.parametrize("name", ["activitynet13", "activitynet12"])
+def test_activitynet_presets_train_as_acm_net_does(name):
+    """Where the FTCL release has no ActivityNet code: ACM-Net's 1000 epochs, evaluated on every second
+    epoch, ACM-Net alone in the baseline with its 5/1/1 classification weights; batch 64 (the FTCL
+    README's command); the FTCL stage's weights 1/1/1 (the release's FTCLLoss as it builds it)."""
+    made = config.preset(name)
+    assert (made.epochs, made.eval_every, made.batch_size, made.objective) == (1000, 2, 64, "acm")
+    assert made.branch_weights == (5.0, 1.0, 1.0) and made.ftcl_branch_weights == (1.0, 1.0, 1.0)
+    thumos = config.preset("thumos14")
+    assert (thumos.epochs, thumos.eval_every, thumos.batch_size, thumos.objective) == (500, 1, 16, "release")
+    parser = train_cli.build_parser()
+    argv = ["--data-dir", "d", "--run-dir", "r", "--preset", name, "--eval-every", "3", "--batch-size", "8",
+            "--branch-weights", "2,1,0.5"]
+    base = train_cli.run_options(parser.parse_args(["baseline", *argv, "--objective", "release"])).config
+    assert (base.eval_every, base.batch_size, base.objective, base.branch_weights) == (3, 8, "release", (2, 1, 0.5))
+    ftcl = train_cli.run_options(parser.parse_args(["ftcl", "--init", "x.pt", *argv])).config
+    assert ftcl.ftcl_branch_weights == (2, 1, 0.5) and ftcl.branch_weights == (5.0, 1.0, 1.0)
+
+
+def test_a_config_from_before_per_stage_weights_keeps_its_weights_in_both_stages():
+    old = config.preset("activitynet13").to_dict()
+    del old["ftcl_branch_weights"]
+    assert config.Config.from_dict(old).ftcl_branch_weights == (5.0, 1.0, 1.0)
+
+
+@pytest.mark.parametrize("kind", ["baseline", "ftcl"])
+def test_help_lists_every_flag(kind, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train_cli.main([kind, "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert all(flag in out for flag in train_cli.config_flags())

@@ -124,9 +124,12 @@ def test_ftcl_loss_combines_acm_and_contrasts():
     a, b = out.select(slice(0, 2)), out.select(slice(2, None))
     labels_a = torch.tensor([[1.0, 0, 0, 0, 0], [0, 1.0, 0, 0, 0]])
     labels_b = torch.tensor([[1.0, 0, 0, 0, 0], [0, 0, 1.0, 0, 0]])
-    config = Config(lcs_threshold=0.5)
+    # The FTCL stage weighs the classification terms with ftcl_branch_weights, not the baseline's.
+    config = Config(lcs_threshold=0.5, branch_weights=(7.0, 1.0, 1.0), ftcl_branch_weights=(3.0, 1.0, 2.0))
     total, terms = losses.ftcl_loss(out, torch.cat([labels_a, labels_b]), config)
-    acm = (losses.acm_loss(a, labels_a, config)[0] + losses.acm_loss(b, labels_b, config)[0]) / 2
+    acm_terms = [losses.acm_loss(side, labels, config)[1] for side, labels in ((a, labels_a), (b, labels_b))]
+    acm = sum(3 * t["inst"] + t["cont"] + 2 * t["back"] + config.lambda_guide * t["guide"]
+              + config.lambda_feat * t["feat"] + config.lambda_sparse * t["sparse"] for t in acm_terms) / 2
     fsd, lcs = losses.pair_terms(a, b, torch.tensor([True, False]), config)
     want = acm + 0.1 * (lcs[1] - lcs[0]) + 0.8 * (fsd[1] - fsd[0])
     assert total.item() == pytest.approx(want.item(), rel=1e-5)

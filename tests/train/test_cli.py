@@ -53,7 +53,8 @@ def test_resume_takes_data_dir_and_refuses_what_it_cannot_honour(data, baseline_
 
 @pytest.mark.parametrize("flag,value,message", [
     ("--fsd-gamma", "inf", "argument --fsd-gamma"), ("--lcs-gamma", "1e-40", "argument --lcs-gamma"),
-    ("--fsd-gamma", "1e7", "must be <= 1e+06"),
+    ("--fsd-gamma", "1e7", "must be <= 1e+06"), ("--branch-weights", "1,2", "three comma-separated weights"),
+    ("--branch-weights", "1,-2,1", "argument --branch-weights"),
     ("--lr", "nan", "argument --lr"), ("--weight-decay", "-1", "argument --weight-decay"),
     ("--seeds", "0,0", "argument --seeds"), ("--epochs", "0", "argument --epochs"),
     ("--seed", "-1", "argument --seed: must be in [0, 4294967295]"), ("--seed", "4294967296", "argument --seed"),

@@ -510,3 +510,20 @@ def test_a_run_at_chance_is_told_and_recorded(many_classes, tiny_data, tmp_path,
     learns = pd.read_csv(tmp_path / "learns" / "metrics.csv")
     assert (learns["train_acc"] > 0).all() and learns["plateau"].tolist() == [0] * 5
     assert "plateau:" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("epochs,every,evaluated", [(5, 2, [1, 3, 5]), (4, 2, [1, 3, 4]), (4, 1, [1, 2, 3, 4]),
+                                                     (7, 3, [1, 4, 7]), (2, 5, [1, 2])])
+def test_evaluation_cadence_is_acm_nets(data, tmp_path, epochs, every, evaluated):
+    """--eval-every N evaluates epochs 1, 1 + N, ... (ACM-Net's epoch_idx % N == 0 on 0-based epochs)
+    and the last; only those epochs have mAP in metrics.csv."""
+    import pandas as pd
+    from ftcl.train.loop import evaluated_epoch
+    assert [e for e in range(1, epochs + 1) if evaluated_epoch(e, every, epochs)] == evaluated
+    if (epochs, every) == (5, 2):
+        run = tmp_path / "run"
+        assert train_cli.main(["baseline", "--data-dir", str(data), "--run-dir", str(run), "--epochs", str(epochs),
+                               "--eval-every", str(every), "--sample-snippets", "16", "--batch-size", "4",
+                               "--no-progress"]) == 0
+        frame = pd.read_csv(run / "metrics.csv")
+        assert frame.loc[frame["avg0.1:0.7"].notna(), "epoch"].tolist() == evaluated
