@@ -5,6 +5,8 @@ import operator
 import torch
 
 from ftcl.kernels import cosine, naive, triton_dp, wavefront
+from ftcl.kernels.soft_dtw import naive as soft_dtw_naive
+from ftcl.kernels.soft_dtw import wavefront as soft_dtw_wavefront
 
 BACKENDS = ("auto", "naive", "torch", "triton")
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -155,6 +157,73 @@ def lcs(sim, *, threshold=0.92, gamma=0.0, lengths=None, backend="auto"):
     if backend == "torch":
         return wavefront.LCSFunction.apply(sim, threshold, gamma, lengths)
     return triton_dp.LCSTriton.apply(sim, threshold, gamma, lengths)
+
+
+SOFT_DTW_BACKENDS = ("auto", "naive", "torch")
+
+
+def _check_band(band):
+    if band is None:
+        return None
+    try:  # any integer type (numpy's too), never a bool
+        radius = None if isinstance(band, bool) else operator.index(band)
+    except TypeError:
+        radius = None
+    if radius is None or radius < 0:
+        raise ValueError(f"band must be None or a whole number >= 0 (the Sakoe-Chiba radius), got {band!r}")
+    return radius
+
+
+def soft_dtw(cost, *, gamma=1.0, lengths=None, band=None, backend="auto"):
+    """Soft-DTW (Cuturi & Blondel, 2017) of each pair of a batch of cost matrices.
+
+    R[0, 0] = 0, R[i, 0] = R[0, j] = +inf and, 1-indexed, R[i, j] = cost[i, j] + min_gamma(R[i-1, j-1],
+    R[i-1, j], R[i, j-1]) with min_gamma(x) = -gamma * logsumexp(-x / gamma) (the hard min, first
+    minimum winning: DTW, at gamma = 0). The value is R[n, m]; its gradient with respect to the cost
+    is the expected alignment. Unnormalised, as tslearn.metrics.soft_dtw.
+
+    Args:
+        cost: [B, N, M] float16/bfloat16/float32 (float64 on the naive and torch backends).
+        gamma: smoothing temperature >= 0 (0: DTW; else at least kernels.api.MIN_GAMMA).
+        lengths: optional integer [B, 2] of per-pair (n, m); the value is R[n, m] of each pair.
+        band: optional Sakoe-Chiba radius (tslearn's sakoe_chiba_mask on each pair's n x m): cells
+            with i - j outside [-band - max(0, m - n), band + max(0, n - m)] are +inf.
+        backend: "auto" (torch) | "naive" | "torch".
+
+    Returns:
+        [B] float32 (float64 for float64 inputs), differentiable w.r.t. cost.
+    """
+    _check_table("cost", cost)
+    gamma = _check_gamma(gamma)
+    lengths = _check_lengths(lengths, cost.shape, cost.device)
+    band = _check_band(band)
+    if backend not in SOFT_DTW_BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(SOFT_DTW_BACKENDS)} for soft_dtw; got {backend!r}")
+    dtype = wavefront._compute_dtype(cost)
+    _check_gamma_fits(gamma, cost.shape, dtype)
+    if backend == "naive":
+        full = lengths if lengths is not None else _full_lengths(cost.shape, cost.device)
+        return soft_dtw_naive.soft_dtw_naive(cost.to(dtype), gamma, full.tolist(), band)
+    return soft_dtw_wavefront.SoftDTWFunction.apply(cost, gamma, lengths, band)
+
+
+def squared_euclidean(x, y):
+    """[B, N, M] squared Euclidean distances |x_i - y_j|^2 of x [B, N, D] and y [B, M, D] (clamped at
+    0 against rounding), differentiable."""
+    _check_float_3d("x", x, "[B, N, D]")
+    _check_float_3d("y", y, "[B, M, D]")
+    if x.shape[0] != y.shape[0] or x.shape[2] != y.shape[2]:
+        raise ValueError(f"x and y must agree in B and D, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if x.device != y.device or x.dtype != y.dtype:
+        raise ValueError(f"x and y must share a device and a dtype, got {x.device}/{x.dtype} and {y.device}/{y.dtype}")
+    squares = x.pow(2).sum(dim=2, keepdim=True) + y.pow(2).sum(dim=2).unsqueeze(1)  # [B, N, M]
+    return torch.baddbmm(squares, x, y.mT, alpha=-2).clamp_min(0)
+
+
+def soft_dtw_sequences(x, y, *, gamma=1.0, lengths=None, band=None, backend="auto"):
+    """soft_dtw of the squared Euclidean cost between sequences x [B, N, D] and y [B, M, D] (what
+    tslearn.metrics.soft_dtw computes for one pair). Returns [B], differentiable w.r.t. x and y."""
+    return soft_dtw(squared_euclidean(x, y), gamma=gamma, lengths=lengths, band=band, backend=backend)
 
 
 COSINE_BACKENDS = ("auto", "torch", "triton")

@@ -1,0 +1,156 @@
+"""kernels.soft_dtw: the torch backend against the naive loops, and both against tslearn, in float64."""
+import numpy as np
+import pytest
+import torch
+
+from ftcl import kernels
+
+# (B, N, M): N or M = 1, N != M both ways, long thin tables, square.
+SHAPES = [pytest.param(2, 1, 6, id="B2-N1-M6"), pytest.param(2, 6, 1, id="B2-N6-M1"),
+          pytest.param(3, 7, 4, id="B3-N7-M4"), pytest.param(2, 4, 9, id="B2-N4-M9"),
+          pytest.param(1, 2, 17, id="B1-N2-M17"), pytest.param(2, 8, 8, id="B2-N8-M8")]
+GAMMAS = [pytest.param(0.0, id="dtw"), pytest.param(0.01, id="g0.01"), pytest.param(0.1, id="g0.1"),
+          pytest.param(1.0, id="g1")]
+BANDS = [pytest.param(None, id="no-band"), pytest.param(0, id="band0"), pytest.param(2, id="band2")]
+
+
+def _case(seed, batch, n_rows, n_cols, dim=3):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, n_rows, dim, generator=gen, dtype=torch.float64)
+    y = torch.randn(batch, n_cols, dim, generator=gen, dtype=torch.float64)
+    lengths = torch.stack([torch.randint(1, n_rows + 1, (batch,), generator=gen),
+                           torch.randint(1, n_cols + 1, (batch,), generator=gen)], dim=1)
+    return x, y, lengths, torch.randn(batch, generator=gen, dtype=torch.float64)
+
+
+def _value_and_grad(cost, upstream, **kw):
+    cost = cost.detach().requires_grad_()
+    value = kernels.soft_dtw(cost, **kw)
+    (grad,) = torch.autograd.grad((value * upstream).sum(), cost)
+    return value, grad
+
+
+@pytest.mark.parametrize("band", BANDS)
+@pytest.mark.parametrize("gamma", GAMMAS)
+@pytest.mark.parametrize("batch,n_rows,n_cols", SHAPES)
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_torch_backend_equals_the_naive_loops(batch, n_rows, n_cols, gamma, band, with_lengths):
+    x, y, lengths, upstream = _case(n_rows * 100 + n_cols, batch, n_rows, n_cols)
+    cost = kernels.squared_euclidean(x, y)
+    if with_lengths:  # padding holds anything: it must not leak into the answer
+        inside = ((torch.arange(n_rows)[None, :, None] < lengths[:, :1, None])
+                  & (torch.arange(n_cols)[None, None, :] < lengths[:, 1:, None]))
+        cost = torch.where(inside, cost, torch.full_like(cost, 1e30))
+    kw = dict(gamma=gamma, band=band, lengths=lengths if with_lengths else None)
+    value, grad = _value_and_grad(cost, upstream, backend="torch", **kw)
+    want, want_grad = _value_and_grad(cost, upstream, backend="naive", **kw)
+    assert torch.isfinite(value).all()
+    torch.testing.assert_close(value, want, rtol=0, atol=1e-10)
+    torch.testing.assert_close(grad, want_grad, rtol=0, atol=1e-10)
+
+
+def _tslearn():
+    return pytest.importorskip("tslearn.metrics", reason="tslearn (a test extra) is not installed")
+
+
+def _tslearn_band_cost(cost, radius):
+    """cost with the cells outside tslearn's Sakoe-Chiba mask priced out (1e8: exp(-1e8 / gamma)
+    underflows to 0, so no alignment through them counts)."""
+    metrics = _tslearn()
+    n, m = cost.shape
+    mask = np.asarray(metrics.sakoe_chiba_mask(n, m, radius))  # True inside (older tslearn: 0 inside, inf out)
+    return np.where(mask if mask.dtype == bool else np.isfinite(mask), cost, 1e8)
+
+
+@pytest.mark.parametrize("band", BANDS)
+@pytest.mark.parametrize("gamma", [g for g in GAMMAS if g.values[0] > 0])
+@pytest.mark.parametrize("batch,n_rows,n_cols", SHAPES)
+def test_values_and_alignments_equal_tslearns(batch, n_rows, n_cols, gamma, band):
+    """Per pair (and per-pair lengths: tslearn on the sequences cut to them): the value equals
+    tslearn.metrics.soft_dtw and the gradient with respect to the cost its expected alignment
+    (SoftDTW.grad), to 1e-10. (The naive loops equal the torch backend: the test above.)"""
+    metrics = _tslearn()
+    from tslearn.metrics.softdtw_variants import SoftDTW
+    x, y, lengths, _ = _case(7 * n_rows + n_cols, batch, n_rows, n_cols)
+    for backend in ("torch",):
+        for cut in (None, lengths):
+            cost = kernels.squared_euclidean(x, y).detach().requires_grad_()
+            value = kernels.soft_dtw(cost, gamma=gamma, band=band, lengths=cut, backend=backend)
+            grads = [torch.autograd.grad(value[b], cost, retain_graph=True)[0][b] for b in range(batch)]
+            for b in range(batch):
+                n, m = (n_rows, n_cols) if cut is None else cut[b].tolist()
+                xb, yb = x[b, :n].numpy(), y[b, :m].numpy()
+                pair_cost = cost[b, :n, :m].detach().numpy()
+                if band is None:
+                    assert abs(value[b].item() - metrics.soft_dtw(xb, yb, gamma=gamma)) <= 1e-10
+                    alignment, _ = metrics.soft_dtw_alignment(xb, yb, gamma=gamma)
+                else:
+                    reference = SoftDTW(_tslearn_band_cost(pair_cost, band), gamma=gamma)
+                    assert abs(value[b].item() - reference.compute()) <= 1e-10
+                    alignment = reference.grad()
+                np.testing.assert_allclose(grads[b][:n, :m].numpy(), alignment, rtol=0, atol=1e-10)
+                assert not grads[b][n:].any() and not grads[b][:, m:].any()
+
+
+@pytest.mark.parametrize("band", BANDS)
+@pytest.mark.parametrize("batch,n_rows,n_cols", SHAPES)
+def test_gamma_zero_is_dtw(batch, n_rows, n_cols, band):
+    """At gamma = 0 the value is DTW's: tslearn.metrics.dtw squared (tslearn takes the root), with
+    its Sakoe-Chiba constraint for a band."""
+    metrics = _tslearn()
+    x, y, _, _ = _case(3 * n_rows + n_cols, batch, n_rows, n_cols)
+    value = kernels.soft_dtw_sequences(x, y, gamma=0.0, band=band)
+    for b in range(batch):
+        constraint = {} if band is None else dict(global_constraint="sakoe_chiba", sakoe_chiba_radius=band)
+        want = metrics.dtw(x[b].numpy(), y[b].numpy(), **constraint) ** 2
+        assert abs(value[b].item() - want) <= 1e-10 * max(1.0, want)
+
+
+@pytest.mark.parametrize("backend", ["naive", "torch"])
+@pytest.mark.parametrize("band", [None, 1])
+def test_gradcheck_through_the_sequences(backend, band):
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 4, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(2, 5, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: kernels.soft_dtw_sequences(a, b, gamma=0.5, band=band,
+                                                                            backend=backend), (x, y))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_low_precision_inputs_compute_in_float32(dtype):
+    x, y, lengths, upstream = _case(11, 3, 9, 6)
+    cost64 = kernels.squared_euclidean(x, y)
+    want, want_grad = _value_and_grad(cost64, upstream, gamma=0.1, lengths=lengths)
+    cost = cost64.to(dtype)
+    value, grad = _value_and_grad(cost, upstream, gamma=0.1, lengths=lengths)
+    assert value.dtype == torch.float32 and grad.dtype == dtype
+    # Against float64 on the inputs as rounded to `dtype`: only float32's arithmetic differs.
+    want, want_grad = _value_and_grad(cost.double(), upstream, gamma=0.1, lengths=lengths)
+    torch.testing.assert_close(value.double(), want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grad.double(), want_grad, rtol=1e-2, atol=1e-3)
+
+
+def test_second_derivatives_are_refused_on_the_torch_backend():
+    x, y, _, _ = _case(2, 2, 4, 5)
+    x.requires_grad_()
+    cost = kernels.squared_euclidean(x, y)
+    value = kernels.soft_dtw(cost, gamma=0.1)
+    with pytest.raises(RuntimeError, match="no second derivative"):
+        torch.autograd.grad(value.sum(), x, create_graph=True)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(band=-1), "band must be None or a whole number >= 0"), (dict(band=1.5), "band must be"),
+    (dict(band=True), "band must be"), (dict(backend="triton"), "backend must be one of auto, naive, torch"),
+    (dict(gamma=-1.0), "gamma must be a finite number >= 0"), (dict(gamma=1e-9), "is below"),
+    (dict(gamma=1e300), "too large"),
+])
+def test_bad_arguments_are_one_line_errors(kwargs, message):
+    cost = torch.rand(2, 3, 4)
+    with pytest.raises(ValueError, match=message):
+        kernels.soft_dtw(cost, **kwargs)
+
+
+def test_sequences_must_agree():
+    with pytest.raises(ValueError, match="agree in B and D"):
+        kernels.soft_dtw_sequences(torch.rand(2, 3, 4), torch.rand(2, 5, 3))
