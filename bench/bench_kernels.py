@@ -139,7 +139,7 @@ def test_torch_backend_cpu(benchmark, op, batch, length):
 @pytest.mark.parametrize("batch,length", GRID, ids=[f"B{b}-L{n}" for b, n in GRID])
 @pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
 @pytest.mark.parametrize("op", ["fsd", "lcs"])
-def test_triton_grid(benchmark, monkeypatch, op, mode, batch, length):
+def test_triton_grid(benchmark, op, mode, batch, length):
     """The Triton kernels on the GPU: do_bench median ms, Gcell/s, peak memory and speed-up over the
     block-per-pair CUDA reference; forward + backward also replayed from a CUDA graph (graph_ms: what
     the kernels take once the host's Python call is out of the way, as in a captured training step);
@@ -160,9 +160,8 @@ def test_triton_grid(benchmark, monkeypatch, op, mode, batch, length):
         graph_ms = gpu_ms(replay)
         benchmark.extra_info.update(graph_ms=graph_ms, vs_cuda_ref_graph=reference / graph_ms if reference else None)
     if os.environ.get("FTCL_BENCH_FAMILIES") == "1" and mode == "fwd+bwd":  # the other family, same point
-        other = "chunks" if triton_dp.IMPLEMENTATION == "rows" else "rows"
-        with monkeypatch.context() as patch:
-            patch.setattr(triton_dp, "IMPLEMENTATION", other)
+        other = "chunks" if kernels.settings().family == "rows" else "rows"
+        with kernels.configure(family=other):
             if triton_dp.kernel_family(length) == other:
                 other_ms = gpu_ms(runner(op, mode, batch, length, "triton", "cuda"))
                 benchmark.extra_info.update({f"{other}_ms": other_ms})
@@ -208,38 +207,37 @@ PREFETCH_DEPTHS = [1, 2, 4]
 
 @pytest.mark.parametrize("batch,length", TUNING_GRID, ids=[f"B{b}-L{n}" for b, n in TUNING_GRID])
 @pytest.mark.parametrize("op", ["fsd", "lcs"])
-def test_rows_prefetch_depth(benchmark, monkeypatch, op, batch, length):
-    """The rows kernels with their inputs loaded 1, 2 or 4 diagonals ahead (ROWS_PREFETCH; 2 at most
-    past 1024 rows), forward + backward on the tables as the API lays them out (diagonal-major past
-    SKEW_MIN_CELLS), in the same case; results must be identical."""
+def test_rows_prefetch_depth(benchmark, op, batch, length):
+    """The rows kernels with their inputs loaded 1, 2 or 4 diagonals ahead (Settings.fsd_prefetch /
+    lcs_prefetch; 2 at most past 1024 rows), forward + backward on the tables as the API lays them out
+    (diagonal-major past Settings.skew_min_cells), in the same case; results must be identical."""
     if DEVICE != "cuda":
         pytest.skip("needs a CUDA GPU")
-    monkeypatch.setattr(triton_dp, "IMPLEMENTATION", "rows")
     times, want = {}, None
     for depth in PREFETCH_DEPTHS:
-        monkeypatch.setattr(triton_dp, "ROWS_PREFETCH", {op: depth})
-        run = runner(op, "fwd+bwd", batch, length, "triton", "cuda")
-        got = run()
-        if want is None:
-            want = got
-        for g, w in zip(got, want):
-            torch.testing.assert_close(g, w, rtol=0, atol=0)
-        times[depth] = gpu_ms(run)
+        with kernels.configure(family="rows", **{f"{op}_prefetch": depth}):
+            run = runner(op, "fwd+bwd", batch, length, "triton", "cuda")
+            got = run()
+            if want is None:
+                want = got
+            for g, w in zip(got, want):
+                torch.testing.assert_close(g, w, rtol=0, atol=0)
+            times[depth] = gpu_ms(run)
     best = min(times, key=times.get)
     benchmark.extra_info.update(op=op, mode="fwd+bwd", B=batch, L=length, **{f"prefetch_{d}_ms": t for d, t in
                                                                                times.items()},
                                 best_prefetch=best, best_speedup=times[1] / times[best])
-    monkeypatch.setattr(triton_dp, "ROWS_PREFETCH", {op: best})
-    benchmark.pedantic(synchronized(runner(op, "fwd+bwd", batch, length, "triton", "cuda")), rounds=5,
-                       warmup_rounds=1)
+    with kernels.configure(family="rows", **{f"{op}_prefetch": best}):
+        benchmark.pedantic(synchronized(runner(op, "fwd+bwd", batch, length, "triton", "cuda")), rounds=5,
+                           warmup_rounds=1)
 
 
 @pytest.mark.parametrize("batch,length", TUNING_GRID, ids=[f"B{b}-L{n}" for b, n in TUNING_GRID])
 @pytest.mark.parametrize("op", ["fsd", "lcs"])
-def test_triton_skewed_tables(benchmark, monkeypatch, op, batch, length):
+def test_triton_skewed_tables(benchmark, op, batch, length):
     """Tuning lead (a) inside the API: forward + backward with the tables copied diagonal-major and
-    the gradients written diagonal-major (kernels.triton_dp.SKEW_MIN_CELLS and the thresholds beside
-    it reached), against row-major tables (SKEW_MIN_CELLS None) in the same case; the copies are
+    the gradients written diagonal-major (Settings.skew_min_cells and the thresholds beside it
+    reached), against row-major tables (skew_min_cells None) in the same case; the copies are
     included. Results must be identical.
     copy_ms: the inputs' copies alone (skew_kernel), torch_copy_ms: the same by torch's strided copy."""
     if DEVICE != "cuda":
@@ -248,20 +246,19 @@ def test_triton_skewed_tables(benchmark, monkeypatch, op, batch, length):
     copy_ms = gpu_ms(lambda: [triton_dp.to_diagonal_major(x) for x in inputs])
     torch_copy_ms = gpu_ms(lambda: [triton_dp.diagonal_major_empty(x.shape, x.dtype, x.device).copy_(x)
                                     for x in inputs])
-    monkeypatch.setattr(triton_dp, "SKEW_MIN_CELLS", None)
-    row_major = runner(op, "fwd+bwd", batch, length, "triton", "cuda")
-    want = row_major()
-    row_ms = gpu_ms(row_major)
-    monkeypatch.setattr(triton_dp, "SKEW_MIN_CELLS", 1)
-    monkeypatch.setattr(triton_dp, "SKEW_MIN_DIAGONALS", 0)
-    skewed = runner(op, "fwd+bwd", batch, length, "triton", "cuda")
-    for got, expected in zip(skewed(), want):
-        torch.testing.assert_close(got, expected, rtol=0, atol=0)
-    skewed_ms = gpu_ms(skewed)
-    benchmark.extra_info.update(op=op, mode="fwd+bwd", B=batch, L=length, row_major_ms=row_ms, skewed_ms=skewed_ms,
-                                speedup=row_ms / skewed_ms, peak_mib=peak_mib(skewed), copy_ms=copy_ms,
-                                torch_copy_ms=torch_copy_ms)
-    benchmark.pedantic(synchronized(skewed), rounds=5, warmup_rounds=1)
+    with kernels.configure(skew_min_cells=None):
+        row_major = runner(op, "fwd+bwd", batch, length, "triton", "cuda")
+        want = row_major()
+        row_ms = gpu_ms(row_major)
+    with kernels.configure(skew_min_cells=1, skew_min_diagonals=0):
+        skewed = runner(op, "fwd+bwd", batch, length, "triton", "cuda")
+        for got, expected in zip(skewed(), want):
+            torch.testing.assert_close(got, expected, rtol=0, atol=0)
+        skewed_ms = gpu_ms(skewed)
+        benchmark.extra_info.update(op=op, mode="fwd+bwd", B=batch, L=length, row_major_ms=row_ms,
+                                    skewed_ms=skewed_ms, speedup=row_ms / skewed_ms, peak_mib=peak_mib(skewed),
+                                    copy_ms=copy_ms, torch_copy_ms=torch_copy_ms)
+        benchmark.pedantic(synchronized(skewed), rounds=5, warmup_rounds=1)
 
 
 def host_ms(fn, calls=20):
@@ -301,18 +298,18 @@ SKEW_GRID = [(2048, 128), (256, 512), (64, 2048)]
 
 @pytest.mark.parametrize("batch,length", SKEW_GRID, ids=[f"B{b}-L{n}" for b, n in SKEW_GRID])
 @pytest.mark.parametrize("op", ["fsd", "lcs"])
-def test_triton_diagonal_major_inputs(benchmark, monkeypatch, op, batch, length):
+def test_triton_diagonal_major_inputs(benchmark, op, batch, length):
     """Tuning lead (a), its load side: the forward pass on inputs stored diagonal-major (every
     anti-diagonal one contiguous run) against the same values row-major, where a diagonal's lanes
-    read M - 1 elements apart (SKEW_MIN_CELLS None: no copy; the diagonal-major inputs are read as
+    read M - 1 elements apart (skew_min_cells None: no copy; the diagonal-major inputs are read as
     they are). A ratio well above 1 says the producer should write them skewed."""
     if DEVICE != "cuda":
         pytest.skip("needs a CUDA GPU")
-    monkeypatch.setattr(triton_dp, "SKEW_MIN_CELLS", None)
-    row_major = runner(op, "fwd", batch, length, "triton", "cuda")
-    skewed = runner(op, "fwd", batch, length, "triton", "cuda", layout="diagonal-major")
-    torch.testing.assert_close(skewed(), row_major(), rtol=0, atol=0)
-    row_ms, skewed_ms = gpu_ms(row_major), gpu_ms(skewed)
-    benchmark.extra_info.update(op=op, mode="fwd", B=batch, L=length, row_major_ms=row_ms, diagonal_major_ms=skewed_ms,
-                                speedup=row_ms / skewed_ms)
-    benchmark.pedantic(synchronized(skewed), rounds=5, warmup_rounds=1)
+    with kernels.configure(skew_min_cells=None):
+        row_major = runner(op, "fwd", batch, length, "triton", "cuda")
+        skewed = runner(op, "fwd", batch, length, "triton", "cuda", layout="diagonal-major")
+        torch.testing.assert_close(skewed(), row_major(), rtol=0, atol=0)
+        row_ms, skewed_ms = gpu_ms(row_major), gpu_ms(skewed)
+        benchmark.extra_info.update(op=op, mode="fwd", B=batch, L=length, row_major_ms=row_ms,
+                                    diagonal_major_ms=skewed_ms, speedup=row_ms / skewed_ms)
+        benchmark.pedantic(synchronized(skewed), rounds=5, warmup_rounds=1)

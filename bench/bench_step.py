@@ -1,7 +1,6 @@
 """Benchmark of one training step: FTCL (16 pairs) against ACM-Net on the same 32 videos, and the
 release's baseline step (ACM-Net + in-batch FSD / LCS). Forward, backward and optimizer step at the
 release's sizes on a GPU (750 snippets x 2048-d); on a CPU at the synthetic set's 256-d."""
-import functools
 import os
 
 import numpy as np
@@ -65,13 +64,16 @@ def _steps(device, feature_dim, **kw):
 
 @pytest.mark.parametrize("step", ["acm-32-videos", "ftcl-16-pairs", "release-baseline-16-videos",
                                   "ftcl-16-pairs-triton-cosine"])
-def test_training_step(benchmark, step, monkeypatch):
+def test_training_step(benchmark, step):
     """The last case is the FTCL step with the Triton producer of the similarities (GPU only): whether
-    kernels.pairwise_cosine's "auto" should pick it."""
-    if step.endswith("triton-cosine"):
-        if DEVICE != "cuda":
-            pytest.skip("needs a CUDA GPU")
-        monkeypatch.setattr(kernels, "pairwise_cosine", functools.partial(kernels.pairwise_cosine, backend="triton"))
+    kernels.pairwise_cosine's "auto" (Settings.cosine_auto) should pick it."""
+    if step.endswith("triton-cosine") and DEVICE != "cuda":
+        pytest.skip("needs a CUDA GPU")
+    with kernels.configure(cosine_auto="triton" if step.endswith("triton-cosine") else "torch"):
+        _time_step(benchmark, step)
+
+
+def _time_step(benchmark, step):
     run = _steps(DEVICE, DIM)[step.removesuffix("-triton-cosine")]
     benchmark.extra_info.update(step=step, device=DEVICE, feature_dim=DIM, snippets=750)
     if DEVICE == "cuda":

@@ -81,12 +81,13 @@ def rows_configs():
     """(BLOCK, num_warps, PREFETCH) of the rows kernels to compile: the smallest and the largest block
     at each op's default prefetch depth, and the deepest the API launches at 1024 and at the largest
     block, where extra registers are likeliest to spill."""
-    from ftcl.kernels.triton_dp import MAX_ROWS_BLOCK, ROWS_PREFETCH, _rows_launch_config, rows_prefetch
+    from ftcl.kernels.settings import ROWS_BLOCK_LIMIT, Settings
+    from ftcl.kernels.triton_dp import rows_launch_config, rows_prefetch
     configs = []
-    defaults = sorted(set(ROWS_PREFETCH.values()))
-    deepest = [(1024, 4), (MAX_ROWS_BLOCK, 4)]
-    for rows, depth in [(rows, d) for rows in (1, MAX_ROWS_BLOCK) for d in defaults] + deepest:
-        block, warps = _rows_launch_config(rows)
+    defaults = sorted({Settings().fsd_prefetch, Settings().lcs_prefetch})
+    deepest = [(1024, 4), (ROWS_BLOCK_LIMIT, 4)]
+    for rows, depth in [(rows, d) for rows in (1, ROWS_BLOCK_LIMIT) for d in defaults] + deepest:
+        block, warps = rows_launch_config(rows)
         config = (block, warps, rows_prefetch(block, depth))
         if config not in configs:
             configs.append(config)
@@ -97,8 +98,10 @@ def variants():
     """Every (kernel, cc, dtype, hard, has_lengths, block, num_warps) the API can launch, at the
     smallest and the largest block."""
     from ftcl.kernels.cosine import MAX_ROWS, launch_config
-    from ftcl.kernels.triton_dp import _MAX_BLOCK, SKEW_TILE, _launch_config
-    blocks = [_launch_config(1, 1) + (None,), _launch_config(_MAX_BLOCK, _MAX_BLOCK) + (None,)]
+    from ftcl.kernels.settings import Settings
+    from ftcl.kernels.triton_dp import chunks_launch_config
+    largest, skew_tile = Settings().max_chunk_block, Settings().skew_tile
+    blocks = [chunks_launch_config(1, 1, largest) + (None,), chunks_launch_config(largest, largest, largest) + (None,)]
     rows_blocks = rows_configs()
     dp = [(kernel, cc, dtype, hard, lengths, block, warps, prefetch)
           for family, family_blocks in ((KERNELS, blocks), (ROWS_KERNELS, rows_blocks))
@@ -108,7 +111,7 @@ def variants():
     cosine = [(kernel, cc, dtype, None, None, (block_n, block_m), warps, None)
               for kernel, cc, dtype, (block_n, block_m, warps) in itertools.product(COSINE_KERNELS, TARGETS, DTYPES,
                                                                                      tiles)]
-    skew = [(kernel, cc, dtype, None, None, SKEW_TILE, 4, None)
+    skew = [(kernel, cc, dtype, None, None, skew_tile, 4, None)
             for kernel, cc, dtype in itertools.product(SKEW_KERNELS, TARGETS, DTYPES)]
     return dp + cosine + skew
 

@@ -10,10 +10,13 @@ soft_dtw is Cuturi & Blondel's soft-DTW on the same wavefront (naive and torch b
 Backends: "naive" (per-cell loops, the specification), "torch" (vectorised anti-diagonal wavefront,
 the CPU path), "triton" (one program per pair; CUDA, or CPU under TRITON_INTERPRET=1), "auto".
 pairwise_cosine produces their inputs (torch, or Triton: one launch forward, one backward).
+The Triton kernels' tuning (kernel family, prefetch depths, diagonal-major copies) is one Settings
+object: kernels.settings() reads it, `with kernels.configure(family="chunks"): ...` changes it.
 This package depends on nothing else in the repository.
 """
+from ftcl.kernels.settings import Settings, configure, settings
 from ftcl.kernels.api import (BACKENDS, COSINE_BACKENDS, SOFT_DTW_BACKENDS, fsd, lcs, pairwise_cosine, soft_dtw,
                               soft_dtw_sequences, squared_euclidean)
 
-__all__ = ["BACKENDS", "COSINE_BACKENDS", "SOFT_DTW_BACKENDS", "fsd", "lcs", "pairwise_cosine", "soft_dtw",
-           "soft_dtw_sequences", "squared_euclidean"]
+__all__ = ["BACKENDS", "COSINE_BACKENDS", "SOFT_DTW_BACKENDS", "Settings", "configure", "fsd", "lcs",
+           "pairwise_cosine", "settings", "soft_dtw", "soft_dtw_sequences", "squared_euclidean"]

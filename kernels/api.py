@@ -5,6 +5,7 @@ import operator
 import torch
 
 from ftcl.kernels import cosine, naive, triton_dp, wavefront
+from ftcl.kernels.settings import settings as current_settings
 from ftcl.kernels.soft_dtw import naive as soft_dtw_naive
 from ftcl.kernels.soft_dtw import wavefront as soft_dtw_wavefront
 
@@ -117,7 +118,7 @@ def fsd(match, gap, *, gamma=0.1, lengths=None, backend="auto"):
     gamma = _check_gamma(gamma)
     lengths = _check_lengths(lengths, match.shape, match.device)
     backend = _pick_backend(backend, (match, gap))
-    dtype = wavefront._compute_dtype(match, gap)
+    dtype = wavefront.compute_dtype(match, gap)
     _check_gamma_fits(gamma, match.shape, dtype)
     if backend == "naive":
         full = lengths if lengths is not None else _full_lengths(match.shape, match.device)
@@ -150,10 +151,10 @@ def lcs(sim, *, threshold=0.92, gamma=0.0, lengths=None, backend="auto"):
     gamma = _check_gamma(gamma)
     lengths = _check_lengths(lengths, sim.shape, sim.device)
     backend = _pick_backend(backend, (sim,))
-    _check_gamma_fits(gamma, sim.shape, wavefront._compute_dtype(sim))
+    _check_gamma_fits(gamma, sim.shape, wavefront.compute_dtype(sim))
     if backend == "naive":
         full = lengths if lengths is not None else _full_lengths(sim.shape, sim.device)
-        return naive.lcs_naive(sim.to(wavefront._compute_dtype(sim)), threshold, gamma, full.tolist())
+        return naive.lcs_naive(sim.to(wavefront.compute_dtype(sim)), threshold, gamma, full.tolist())
     if backend == "torch":
         return wavefront.LCSFunction.apply(sim, threshold, gamma, lengths)
     return triton_dp.LCSTriton.apply(sim, threshold, gamma, lengths)
@@ -199,7 +200,7 @@ def soft_dtw(cost, *, gamma=1.0, lengths=None, band=None, backend="auto"):
     band = _check_band(band)
     if backend not in SOFT_DTW_BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(SOFT_DTW_BACKENDS)} for soft_dtw; got {backend!r}")
-    dtype = wavefront._compute_dtype(cost)
+    dtype = wavefront.compute_dtype(cost)
     _check_gamma_fits(gamma, cost.shape, dtype)
     if backend == "naive":
         full = lengths if lengths is not None else _full_lengths(cost.shape, cost.device)
@@ -237,8 +238,8 @@ def pairwise_cosine(a, b, *, parts=1, eps=1e-8, backend="auto"):
         a: [B, N, D], b: [B, M, D] float tensors on one device; D divisible by parts.
         parts: number of column chunks.
         eps: lower bound of |a_i| |b_j| (as the release's cosine similarity).
-        backend: "auto" (torch, until the Triton producer has been measured on a GPU:
-            bench/RESULTS.md), "torch" (one bmm forward, one baddbmm per input backward), "triton"
+        backend: "auto" (CUDA tensors: Settings.cosine_auto, torch until the Triton producer has been
+            measured faster on a GPU: bench/RESULTS.md; else torch), "torch" (one bmm forward, one baddbmm per input backward), "triton"
             (one launch forward, one backward; CUDA, or CPU under TRITON_INTERPRET=1; N, M <= 32;
             computes in float32).
 
@@ -263,6 +264,8 @@ def pairwise_cosine(a, b, *, parts=1, eps=1e-8, backend="auto"):
         raise ValueError(f"eps must be a finite number > 0, got {eps}")
     if backend not in COSINE_BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(COSINE_BACKENDS)}; got {backend!r}")
+    if backend == "auto" and a.is_cuda:
+        backend = current_settings().cosine_auto
     if backend == "triton":
         if max(a.shape[1], b.shape[1]) > cosine.MAX_ROWS:
             raise ValueError(f"backend 'triton' takes at most {cosine.MAX_ROWS} rows per side, got "

@@ -4,10 +4,11 @@ Each program sweeps its pair's n x m table one anti-diagonal d = i + j at a time
 The table is stored diagonal-major and compact (N*M float32 per pair): the forward writes it, the
 backward recomputes each cell's soft-max weights from it. Two families (kernel_family):
 
-- "rows" (tables of up to MAX_ROWS_BLOCK rows): lane k holds row k + 1 on every diagonal, so a
+- "rows" (tables of up to Settings.max_rows rows): lane k holds row k + 1 on every diagonal, so a
   cell's left neighbour is the lane's own last value, and its upper and diagonal neighbours are the
   row above's last two, moved one lane down per diagonal (tl.gather). Nothing is exchanged through
-  global memory within a launch; the inputs of ROWS_PREFETCH diagonals ahead are loaded while this
+  global memory within a launch; the inputs of a few diagonals ahead (Settings.fsd_prefetch,
+  lcs_prefetch) are loaded while this
   one is computed.
   Backward is the reverse wavefront with the adjoints in registers the same way: a cell's left push
   stays in its lane, its up and diagonal pushes move one lane up (one shift carries both).
@@ -16,13 +17,14 @@ backward recomputes each cell's soft-max weights from it. Two families (kernel_f
   the predecessors through small per-pair ring buffers (3 + 2 + 2 rows of N + 2 floats).
 
 Inputs are read and gradients written with any strides: row-major by default, diagonal-major (each
-diagonal one contiguous run) for the tables SKEW_MIN_CELLS selects.
+diagonal one contiguous run) for the tables `skews` selects.
 """
 import os
 
 import torch
 
 from ftcl.kernels.autograd import refuse_second_derivative
+from ftcl.kernels.settings import settings as current_settings
 
 try:
     import triton
@@ -30,24 +32,8 @@ try:
 except ImportError:  # the other backends work without Triton
     triton = None
 
-_MAX_BLOCK = 1024
-# "rows" or "chunks" (see kernel_family); the benchmarks switch it to compare the two.
-IMPLEMENTATION = "rows"
-MAX_ROWS_BLOCK = 2048  # BLOCK 4096 spills (ptxas stack frames at 16 and 32 warps)
-# Tables are copied diagonal-major before the kernels read them, and their gradients written
-# diagonal-major, so that each diagonal is one contiguous run instead of one element per row, when a
-# pair has at least SKEW_MIN_CELLS cells (and is at most twice as tall as wide) and the sweep is long
-# (SKEW_MIN_DIAGONALS anti-diagonals) or the batch big (SKEW_MIN_BATCH_CELLS cells in all); None:
-# never. On an H200 (bench/RESULTS.md, run 3) forward + backward with the copies ran faster from
-# 128 x 128 cells on (FSD 2.2x-3.3x, LCS 1.6x-2.1x at the large points), except FSD at 16 and 256
-# pairs of 128 x 128 (255 diagonals, 4M cells), which the two copies' launches made 2x slower when
-# called eagerly: there the kernels take less time than the host.
-SKEW_MIN_CELLS = 128 * 128
-SKEW_MIN_DIAGONALS = 512
-SKEW_MIN_BATCH_CELLS = 1 << 23
-# How many diagonals ahead the rows kernels load their inputs (1-4; at most 2 past 1024 rows), per
-# op: the fastest on run 3's diagonal-major tables (LCS 4: 3-6 % over 1; FSD 1: 4 was 2-4 % slower).
-ROWS_PREFETCH = {"fsd": 1, "lcs": 4}
+# Tuning choices (the family, prefetch depths, when tables are copied diagonal-major) live in
+# kernels.settings; each op's forward reads them and keeps them for its backward.
 _LOG2E = 1.4426950408889634
 
 if triton is not None:
@@ -672,13 +658,13 @@ def _no_lengths(device):
     return _NO_LENGTHS[device]
 
 
-def _launch_config(n_rows, n_cols):
+def chunks_launch_config(n_rows, n_cols, max_block=1024):
     """BLOCK and num_warps of the "chunks" kernels: lanes over the diagonal, BLOCK rows at a time."""
-    block = min(next_power_of_2(min(n_rows, n_cols)), _MAX_BLOCK)
+    block = min(next_power_of_2(min(n_rows, n_cols)), max_block)
     return block, max(1, min(block // 64, 8))
 
 
-def _rows_launch_config(n_rows):
+def rows_launch_config(n_rows):
     """BLOCK and num_warps of the "rows" kernels: one lane per row, so BLOCK >= N; one row per thread
     up to 16 warps (the fastest of 1-16 warps at every point swept on an H100: bench/RESULTS.md)."""
     block = max(next_power_of_2(n_rows), 16)
@@ -691,24 +677,35 @@ def rows_prefetch(block, requested):
     return requested if block <= 1024 else min(requested, 2)
 
 
-def _rows_options(block, op):
-    return {"PREFETCH": rows_prefetch(block, ROWS_PREFETCH[op])}
+def _rows_options(block, op, settings):
+    return {"PREFETCH": rows_prefetch(block, settings.prefetch(op))}
 
 
-def kernel_family(n_rows):
+def kernel_family(n_rows, settings=None):
     """Which kernels a table of n_rows rows runs on: "rows" (the previous diagonals stay in
-    registers, passed one lane down per diagonal) up to MAX_ROWS_BLOCK rows when IMPLEMENTATION is
-    "rows", else "chunks" (the previous diagonals are re-read from the table in global memory)."""
-    return "rows" if IMPLEMENTATION == "rows" and n_rows <= MAX_ROWS_BLOCK else "chunks"
+    registers, passed one lane down per diagonal) up to settings.max_rows rows when settings.family
+    is "rows", else "chunks" (the previous diagonals are re-read from the table in global memory)."""
+    settings = settings or current_settings()
+    return "rows" if settings.family == "rows" and n_rows <= settings.max_rows else "chunks"
 
 
-def skews(shape):
-    """Whether a [B, N, M] table is read and differentiated diagonal-major (SKEW_MIN_CELLS and the
-    two thresholds beside it)."""
+def skews(shape, settings=None):
+    """Whether a [B, N, M] table is read and differentiated diagonal-major: at least
+    settings.skew_min_cells cells per pair (None: never), at most twice as tall as wide, and a long
+    sweep (skew_min_diagonals anti-diagonals) or a big batch (skew_min_batch_cells cells in all)."""
+    settings = settings or current_settings()
     batch, n_rows, n_cols = shape
-    if SKEW_MIN_CELLS is None or n_rows * n_cols < SKEW_MIN_CELLS or n_rows > 2 * n_cols:
+    if settings.skew_min_cells is None or n_rows * n_cols < settings.skew_min_cells or n_rows > 2 * n_cols:
         return False
-    return n_rows + n_cols - 1 >= SKEW_MIN_DIAGONALS or batch * n_rows * n_cols >= SKEW_MIN_BATCH_CELLS
+    return (n_rows + n_cols - 1 >= settings.skew_min_diagonals
+            or batch * n_rows * n_cols >= settings.skew_min_batch_cells)
+
+
+def kernels_for(op, family):
+    """(forward, backward) Triton kernels of op ("fsd" or "lcs") in family ("rows" or "chunks")."""
+    if op == "fsd":
+        return (fsd_fwd_rows_kernel, fsd_bwd_rows_kernel) if family == "rows" else (fsd_fwd_kernel, fsd_bwd_kernel)
+    return (lcs_fwd_rows_kernel, lcs_bwd_rows_kernel) if family == "rows" else (lcs_fwd_kernel, lcs_bwd_kernel)
 
 
 def _diagonal_major_strides(shape):
@@ -726,7 +723,6 @@ def diagonal_major_empty(shape, dtype, device, zero=False):
     return buffer.as_strided(shape, strides)
 
 
-SKEW_TILE = (32, 64)  # rows x diagonals of a skew_kernel tile
 
 
 def runs_on(x):
@@ -744,7 +740,7 @@ def is_diagonal_major(x):
             and (n_cols == 1 or x.stride(2) == col_stride))
 
 
-def to_diagonal_major(x):
+def to_diagonal_major(x, settings=None):
     """x [B, N, M] diagonal-major (see diagonal_major_empty): x itself when it already is (a producer
     that writes that layout pays no copy), else a copy. Where the Triton kernels run, one skew_kernel
     launch, whose reads and writes are both coalesced; torch's strided copy, which writes one element
@@ -757,7 +753,7 @@ def to_diagonal_major(x):
         return out.copy_(x)
     if x.stride(2) != 1:
         x = x.contiguous()
-    tile_i, tile_d = SKEW_TILE
+    tile_i, tile_d = (settings or current_settings()).skew_tile
     grid = (batch, (tile_i - 1 + n_cols + tile_d - 1) // tile_d, (n_rows + tile_i - 1) // tile_i)
     skew_kernel[grid](x, out, x.stride(0), x.stride(1), n_rows, n_cols, TILE_I=tile_i, TILE_D=tile_d, num_warps=4)
     return out
@@ -775,25 +771,31 @@ def _inv_gamma_log2(gamma):
     return _LOG2E / gamma if gamma > 0 else 0.0
 
 
-def _launch_args(lengths, shape, device):
+def _launch_args(lengths, shape, device, settings):
     """Launch pieces shared by all kernels: (family, lengths argument, HAS_LENGTHS, BLOCK, num_warps)."""
     _, n_rows, n_cols = shape
-    family = kernel_family(n_rows)
-    block, num_warps = _rows_launch_config(n_rows) if family == "rows" else _launch_config(n_rows, n_cols)
+    family = kernel_family(n_rows, settings)
+    block, num_warps = (rows_launch_config(n_rows) if family == "rows"
+                        else chunks_launch_config(n_rows, n_cols, settings.max_chunk_block))
+    if family == "chunks" and settings.chunk_block is not None:
+        block = settings.chunk_block
+    num_warps = settings.num_warps or num_warps
     if lengths is None:
         return family, _no_lengths(device), False, block, num_warps
     return family, lengths.contiguous(), True, block, num_warps
 
 
-def fsd_fwd(match, gap, gamma, lengths):
+def fsd_fwd(match, gap, gamma, lengths, settings=None):
     """Returns (values [B] float32, table [B, N*M] float32)."""
+    settings = settings or current_settings()
     batch, n_rows, n_cols = match.shape
     table = torch.empty(batch, n_rows * n_cols, dtype=torch.float32, device=match.device)
     out = torch.empty(batch, dtype=torch.float32, device=match.device)
     if batch == 0:
         return out, table
-    family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, match.shape, match.device)
-    kernel, extra = (fsd_fwd_rows_kernel, _rows_options(block, "fsd")) if family == "rows" else (fsd_fwd_kernel, {})
+    family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, match.shape, match.device, settings)
+    kernel = kernels_for("fsd", family)[0]
+    extra = _rows_options(block, "fsd", settings) if family == "rows" else {}
     kernel[(batch,)](
         match, gap, table, out, len_arg, *match.stride(), *gap.stride(), n_rows, n_cols,
         gamma, _inv_gamma_log2(gamma), HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block,
@@ -801,59 +803,65 @@ def fsd_fwd(match, gap, gamma, lengths):
     return out, table
 
 
-def fsd_bwd(grad_out, gap, table, gamma, lengths, match_dtype, skew=False):
+def fsd_bwd(grad_out, gap, table, gamma, lengths, match_dtype, skew=False, settings=None):
     """Gradients [B, N, M] of sum(grad_out * value) w.r.t. match and gap (diagonal-major when skew)."""
+    settings = settings or current_settings()
     batch, n_rows, n_cols = gap.shape
     # The kernel writes every cell inside each pair's (n, m); only cells outside need zeros.
     grad_match = _gradient_like(gap.shape, match_dtype, gap.device, lengths, skew)
     grad_gap = _gradient_like(gap.shape, gap.dtype, gap.device, lengths, skew)
     if batch == 0:
         return grad_match, grad_gap
-    family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, gap.shape, gap.device)
+    family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, gap.shape, gap.device, settings)
     grad_out = grad_out.float().contiguous()
     options = dict(HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block, num_warps=num_warps)
+    backward = kernels_for("fsd", family)[1]
     if family == "rows":
-        fsd_bwd_rows_kernel[(batch,)](gap, table, grad_out, grad_match, grad_gap, len_arg, *gap.stride(),
+        backward[(batch,)](gap, table, grad_out, grad_match, grad_gap, len_arg, *gap.stride(),
                                       *grad_match.stride(), n_rows, n_cols, _inv_gamma_log2(gamma), **options,
-                                      **_rows_options(block, "fsd"))
+                                      **_rows_options(block, "fsd", settings))
         return grad_match, grad_gap
     ring = torch.empty(batch, 7, n_rows + 2, dtype=torch.float32, device=gap.device)
-    fsd_bwd_kernel[(batch,)](gap, table, grad_out, grad_match, grad_gap, ring, len_arg, *gap.stride(),
+    backward[(batch,)](gap, table, grad_out, grad_match, grad_gap, ring, len_arg, *gap.stride(),
                              *grad_match.stride(), n_rows, n_cols, _inv_gamma_log2(gamma), **options)
     return grad_match, grad_gap
 
 
-def lcs_fwd(sim, threshold, gamma, lengths):
+def lcs_fwd(sim, threshold, gamma, lengths, settings=None):
     """Returns (values [B] float32, table [B, N*M] float32)."""
+    settings = settings or current_settings()
     batch, n_rows, n_cols = sim.shape
     table = torch.empty(batch, n_rows * n_cols, dtype=torch.float32, device=sim.device)
     out = torch.empty(batch, dtype=torch.float32, device=sim.device)
     if batch == 0:
         return out, table
-    family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, sim.shape, sim.device)
-    kernel, extra = (lcs_fwd_rows_kernel, _rows_options(block, "lcs")) if family == "rows" else (lcs_fwd_kernel, {})
+    family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, sim.shape, sim.device, settings)
+    kernel = kernels_for("lcs", family)[0]
+    extra = _rows_options(block, "lcs", settings) if family == "rows" else {}
     kernel[(batch,)](
         sim, table, out, len_arg, *sim.stride(), n_rows, n_cols, threshold, gamma, _inv_gamma_log2(gamma),
         HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block, num_warps=num_warps, **extra)
     return out, table
 
 
-def lcs_bwd(grad_out, sim, table, threshold, gamma, lengths, skew=False):
+def lcs_bwd(grad_out, sim, table, threshold, gamma, lengths, skew=False, settings=None):
     """Gradient [B, N, M] of sum(grad_out * value) w.r.t. sim (diagonal-major when skew)."""
+    settings = settings or current_settings()
     batch, n_rows, n_cols = sim.shape
     grad_sim = _gradient_like(sim.shape, sim.dtype, sim.device, lengths, skew)  # see fsd_bwd
     if batch == 0:
         return grad_sim
-    family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, sim.shape, sim.device)
+    family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, sim.shape, sim.device, settings)
     grad_out = grad_out.float().contiguous()
     options = dict(HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block, num_warps=num_warps)
+    backward = kernels_for("lcs", family)[1]
     if family == "rows":
-        lcs_bwd_rows_kernel[(batch,)](sim, table, grad_out, grad_sim, len_arg, *sim.stride(), *grad_sim.stride(),
+        backward[(batch,)](sim, table, grad_out, grad_sim, len_arg, *sim.stride(), *grad_sim.stride(),
                                       n_rows, n_cols, threshold, _inv_gamma_log2(gamma), **options,
-                                      **_rows_options(block, "lcs"))
+                                      **_rows_options(block, "lcs", settings))
         return grad_sim
     ring = torch.empty(batch, 7, n_rows + 2, dtype=torch.float32, device=sim.device)
-    lcs_bwd_kernel[(batch,)](sim, table, grad_out, grad_sim, ring, len_arg, *sim.stride(), *grad_sim.stride(),
+    backward[(batch,)](sim, table, grad_out, grad_sim, ring, len_arg, *sim.stride(), *grad_sim.stride(),
                              n_rows, n_cols, threshold, _inv_gamma_log2(gamma), **options)
     return grad_sim
 
@@ -870,10 +878,11 @@ class FSDTriton(torch.autograd.Function):
     @staticmethod
     def forward(ctx, match, gap, gamma, lengths):
         _require_triton()
-        ctx.skew = skews(match.shape)
+        ctx.settings = current_settings()  # the backward launches what this forward chose
+        ctx.skew = skews(match.shape, ctx.settings)
         if ctx.skew:
-            match, gap = to_diagonal_major(match), to_diagonal_major(gap)
-        out, table = fsd_fwd(match, gap, gamma, lengths)
+            match, gap = to_diagonal_major(match, ctx.settings), to_diagonal_major(gap, ctx.settings)
+        out, table = fsd_fwd(match, gap, gamma, lengths, ctx.settings)
         ctx.save_for_backward(gap, table, lengths)
         ctx.gamma, ctx.match_dtype = gamma, match.dtype
         return out
@@ -882,7 +891,8 @@ class FSDTriton(torch.autograd.Function):
     def backward(ctx, grad_out):
         refuse_second_derivative("kernels.fsd (triton backend)")
         gap, table, lengths = ctx.saved_tensors
-        grad_match, grad_gap = fsd_bwd(grad_out, gap, table, ctx.gamma, lengths, ctx.match_dtype, ctx.skew)
+        grad_match, grad_gap = fsd_bwd(grad_out, gap, table, ctx.gamma, lengths, ctx.match_dtype, ctx.skew,
+                                       ctx.settings)
         return grad_match, grad_gap, None, None
 
 
@@ -893,10 +903,11 @@ class LCSTriton(torch.autograd.Function):
     @staticmethod
     def forward(ctx, sim, threshold, gamma, lengths):
         _require_triton()
-        ctx.skew = skews(sim.shape)
+        ctx.settings = current_settings()
+        ctx.skew = skews(sim.shape, ctx.settings)
         if ctx.skew:
-            sim = to_diagonal_major(sim)
-        out, table = lcs_fwd(sim, threshold, gamma, lengths)
+            sim = to_diagonal_major(sim, ctx.settings)
+        out, table = lcs_fwd(sim, threshold, gamma, lengths, ctx.settings)
         ctx.save_for_backward(sim, table, lengths)
         ctx.threshold, ctx.gamma = threshold, gamma
         return out
@@ -905,5 +916,6 @@ class LCSTriton(torch.autograd.Function):
     def backward(ctx, grad_out):
         refuse_second_derivative("kernels.lcs (triton backend)")
         sim, table, lengths = ctx.saved_tensors
-        return lcs_bwd(grad_out, sim, table, ctx.threshold, ctx.gamma, lengths, ctx.skew), None, None, None
+        grad_sim = lcs_bwd(grad_out, sim, table, ctx.threshold, ctx.gamma, lengths, ctx.skew, ctx.settings)
+        return grad_sim, None, None, None
 

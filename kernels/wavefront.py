@@ -25,7 +25,7 @@ def _diagonals(n_rows, n_cols):
     return tuple(spans), torch.tensor(order, dtype=torch.long)
 
 
-def _compute_dtype(*tensors):
+def compute_dtype(*tensors):
     return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
@@ -90,7 +90,7 @@ def _answer(table, end_diag, end_row):
 def fsd_forward(match, gap, gamma, lengths):
     """Returns (values [B], table [B, N+M+1, N+1], skewed match, skewed gap) in the compute dtype."""
     batch, n_rows, n_cols = match.shape
-    dtype = _compute_dtype(match, gap)
+    dtype = compute_dtype(match, gap)
     spans, order = _diagonals(n_rows, n_cols)
     order = order.to(match.device)
     match_s = _to_skewed(match, order, lengths, dtype)
@@ -161,7 +161,7 @@ def fsd_backward(grad_out, table, match_s, gap_s, gamma, lengths, shape):
 def lcs_forward(sim, threshold, gamma, lengths):
     """Returns (values [B], table [B, N+M+1, N+1], skewed sim) in the compute dtype."""
     batch, n_rows, n_cols = sim.shape
-    dtype = _compute_dtype(sim)
+    dtype = compute_dtype(sim)
     spans, order = _diagonals(n_rows, n_cols)
     order = order.to(sim.device)
     sim_s = _to_skewed(sim, order, lengths, dtype)

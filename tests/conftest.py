@@ -45,12 +45,12 @@ def thumos_annotations():
 
 
 @pytest.fixture(params=["rows", "chunks"])
-def family(request, monkeypatch):
+def family(request):
     """Runs a Triton test on both kernel families (kernels.triton_dp.kernel_family): interpreted here,
     compiled on a GPU."""
-    from ftcl.kernels import triton_dp  # after TRITON_INTERPRET is chosen above
-    monkeypatch.setattr(triton_dp, "IMPLEMENTATION", request.param)
-    return request.param
+    from ftcl import kernels  # after TRITON_INTERPRET is chosen above
+    with kernels.configure(family=request.param):
+        yield request.param
 
 
 @pytest.fixture(scope="session")

@@ -76,3 +76,27 @@ def test_hugging_face_kernels_and_ours_import_side_by_side(tmp_path):
             "print(hasattr(kernels, 'get_kernel'), ours.__name__, callable(ours.fsd))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert out.returncode == 0 and out.stdout.split() == ["True", "ftcl.kernels", "True"], out.stderr[-2000:]
+
+
+def test_tests_and_benchmarks_use_the_kernels_public_surface():
+    """The kernels' tuning is set with kernels.configure: no test or benchmark patches a module of
+    ftcl.kernels (setattr on it) or imports one of its private names."""
+    offenders = []
+    for folder in ("bench", "tests"):
+        for path in (ROOT / folder).rglob("*.py"):
+            tree = ast.parse(path.read_text())
+            kernel_modules = {alias.asname or alias.name for node in ast.walk(tree)
+                              if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ftcl.kernels")
+                              for alias in node.names}
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ftcl.kernels"):
+                    offenders += [f"{path.relative_to(ROOT)}: imports {a.name}" for a in node.names
+                                  if a.name.startswith("_")]
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr == "setattr" and node.args and isinstance(node.args[0], ast.Name)
+                        and node.args[0].id in kernel_modules | {"kernels"}):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: setattr on {node.args[0].id}")
+                if (isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
+                        and isinstance(node.value, ast.Name) and node.value.id in kernel_modules):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value.id}.{node.attr}")
+    assert not offenders, offenders

@@ -1,5 +1,4 @@
 """The Sakoe-Chiba band as tslearn.metrics.sakoe_chiba_mask draws it, for tables of any shape."""
-import torch
 
 
 def band_limits(n, m, radius):

@@ -26,7 +26,7 @@ def _skewed_cost(cost, order, lengths, band, dtype):
 def soft_dtw_forward(cost, gamma, lengths, band):
     """Returns (values [B], table [B, N+M+1, N+1], skewed cost) in the compute dtype."""
     batch, n_rows, n_cols = cost.shape
-    dtype = wavefront._compute_dtype(cost)
+    dtype = wavefront.compute_dtype(cost)
     spans, order = wavefront._diagonals(n_rows, n_cols)
     order = order.to(cost.device)
     cost_s = _skewed_cost(cost, order, lengths, band, dtype)

@@ -90,17 +90,6 @@ def _lcs_check(sim, upstream, threshold, gamma, lengths, backend, dtype, rtol, a
     torch.testing.assert_close(got.cpu().double(), ref_grad, rtol=rtol, atol=atol)
 
 
-class _Recording:
-    """A kernel that notes its name when launched."""
-
-    def __init__(self, kernel, name, launched):
-        self.kernel, self.name, self.launched = kernel, name, launched
-
-    def __getitem__(self, grid):
-        self.launched.append(self.name)
-        return self.kernel[grid]
-
-
 def _gradcheck_inputs(seed):
     gen = torch.Generator().manual_seed(seed)
     match = torch.randn(2, 3, 4, generator=gen, dtype=torch.float64, requires_grad=True)
@@ -161,23 +150,25 @@ def test_triton_lcs_matches_naive(batch, n_rows, n_cols, gamma, with_lengths, fa
 
 
 @pytest.mark.parametrize("gamma", [0.0, 0.1], ids=["hard", "g0.1"])
-def test_triton_chunks_long_diagonals(monkeypatch, gamma):
-    """Diagonals longer than the block are processed in several chunks (BLOCK forced to 2)."""
-    monkeypatch.setattr(triton_dp, "IMPLEMENTATION", "chunks")
-    monkeypatch.setattr(triton_dp, "_MAX_BLOCK", 2)
-    match, gap, upstream, gen = _fsd_case(5, 2, 7, 6)
-    lengths = torch.tensor([[7, 6], [5, 6]])
-    _fsd_check(match, gap, upstream, gamma, lengths, "triton", torch.float32, 1e-5, 1e-5)
-    sim, upstream, _ = _lcs_case(6, 2, 6, 7)
-    _lcs_check(sim, upstream, 0.92, gamma, None, "triton", torch.float32, 1e-5, 1e-5)
+def test_triton_chunks_long_diagonals(gamma):
+    """Diagonals longer than the block are processed in several chunks (BLOCK at most 2)."""
+    with kernels.configure(family="chunks", max_chunk_block=2):
+        match, gap, upstream, gen = _fsd_case(5, 2, 7, 6)
+        lengths = torch.tensor([[7, 6], [5, 6]])
+        _fsd_check(match, gap, upstream, gamma, lengths, "triton", torch.float32, 1e-5, 1e-5)
+        sim, upstream, _ = _lcs_case(6, 2, 6, 7)
+        _lcs_check(sim, upstream, 0.92, gamma, None, "triton", torch.float32, 1e-5, 1e-5)
 
 
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
-def test_triton_skewed_tables_match_naive(family, monkeypatch, with_lengths):
-    """Past SKEW_MIN_CELLS the inputs are copied diagonal-major and the gradients are written in that
-    layout: values and gradients still equal the specification's."""
-    monkeypatch.setattr(triton_dp, "SKEW_MIN_CELLS", 1)
-    monkeypatch.setattr(triton_dp, "SKEW_MIN_DIAGONALS", 0)
+def test_triton_skewed_tables_match_naive(family, with_lengths):
+    """Past Settings.skew_min_cells the inputs are copied diagonal-major and the gradients are written
+    in that layout: values and gradients still equal the specification's."""
+    with kernels.configure(skew_min_cells=1, skew_min_diagonals=0):
+        _skewed_tables_match_naive(with_lengths)
+
+
+def _skewed_tables_match_naive(with_lengths):
     for seed, (batch, n_rows, n_cols) in enumerate([(2, 7, 4), (3, 5, 9), (2, 1, 6)]):
         match, gap, upstream, gen = _fsd_case(20 + seed, batch, n_rows, n_cols)
         lengths = _random_lengths(gen, batch, n_rows, n_cols) if with_lengths else None
@@ -188,11 +179,15 @@ def test_triton_skewed_tables_match_naive(family, monkeypatch, with_lengths):
 
 
 @pytest.mark.parametrize("depth", [2, 3, 4])
-def test_rows_kernels_prefetching_further_ahead_match_naive(monkeypatch, depth):
-    """Inputs loaded 2-4 diagonals ahead (ROWS_PREFETCH) are consumed on the right diagonal, also at
-    the ends of short tables (fewer diagonals than the depth) and with per-pair lengths."""
-    monkeypatch.setattr(triton_dp, "IMPLEMENTATION", "rows")
-    monkeypatch.setattr(triton_dp, "ROWS_PREFETCH", {"fsd": depth, "lcs": depth})
+def test_rows_kernels_prefetching_further_ahead_match_naive(depth):
+    """Inputs loaded 2-4 diagonals ahead (Settings.fsd_prefetch / lcs_prefetch) are consumed on the
+    right diagonal, also at the ends of short tables (fewer diagonals than the depth) and with per-pair
+    lengths."""
+    with kernels.configure(family="rows", fsd_prefetch=depth, lcs_prefetch=depth):
+        _prefetching_matches_naive()
+
+
+def _prefetching_matches_naive():
     for seed, (batch, n_rows, n_cols) in enumerate([(2, 7, 4), (3, 1, 2), (2, 2, 9)]):
         match, gap, upstream, gen = _fsd_case(40 + seed, batch, n_rows, n_cols)
         lengths = _random_lengths(gen, batch, n_rows, n_cols)
@@ -213,8 +208,8 @@ def test_launch_sizes_round_up_to_powers_of_two_as_triton_does():
     assert [triton_dp.next_power_of_2(n) for n in range(1, 5000)] == [triton.next_power_of_2(n) for n in range(1, 5000)]
 
 
-def test_skewed_tables_are_the_wide_enough_ones_past_the_threshold(monkeypatch):
-    """Diagonal-major copies are made from SKEW_MIN_CELLS cells per pair on, for tables at most twice
+def test_skewed_tables_are_the_wide_enough_ones_past_the_threshold():
+    """Diagonal-major copies are made from Settings.skew_min_cells cells per pair on, for tables at most twice
     as tall as wide (taller ones would pad each diagonal to N rows: up to N times the memory), and
     there only for long sweeps or big batches; the backward then writes its gradient in that layout
     (strides (N + 1, N))."""
@@ -222,12 +217,11 @@ def test_skewed_tables_are_the_wide_enough_ones_past_the_threshold(monkeypatch):
     assert not triton_dp.skews((16, 128, 128)) and not triton_dp.skews((511, 128, 128))  # short, small
     assert triton_dp.skews((512, 128, 128)) and triton_dp.skews((1, 128, 385))  # 8M cells; 512 diagonals
     assert not triton_dp.skews((1, 128, 384)) and not triton_dp.skews((1024, 1000, 128))  # 511; too tall
-    monkeypatch.setattr(triton_dp, "SKEW_MIN_CELLS", None)
-    assert not triton_dp.skews((64, 2048, 2048))
-    monkeypatch.setattr(triton_dp, "SKEW_MIN_CELLS", 28)
-    monkeypatch.setattr(triton_dp, "SKEW_MIN_DIAGONALS", 0)
-    assert triton_dp.skews((2, 7, 4)) and triton_dp.skews((2, 4, 7))
-    assert not triton_dp.skews((2, 9, 4)) and not triton_dp.skews((2, 3, 9))
+    with kernels.configure(skew_min_cells=None):
+        assert not triton_dp.skews((64, 2048, 2048))
+    settings = kernels.Settings(skew_min_cells=28, skew_min_diagonals=0)
+    assert triton_dp.skews((2, 7, 4), settings) and triton_dp.skews((2, 4, 7), settings)
+    assert not triton_dp.skews((2, 9, 4), settings) and not triton_dp.skews((2, 3, 9), settings)
     sim = torch.rand(2, 7, 4, device=TRITON_DEVICE)
     skewed = triton_dp.to_diagonal_major(sim)
     assert skewed.stride() == (70, 8, 7) and torch.equal(skewed, sim)
@@ -240,7 +234,7 @@ def test_skewed_tables_are_the_wide_enough_ones_past_the_threshold(monkeypatch):
 
 @pytest.mark.parametrize("shape", [(3, 7, 5), (2, 5, 9), (1, 1, 1), (2, 1, 70), (1, 40, 1), (2, 33, 65)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_skew_kernel_places_every_cell_on_its_diagonal(monkeypatch, shape, dtype):
+def test_skew_kernel_places_every_cell_on_its_diagonal(shape, dtype):
     """Cell (i, j) of pair b at b * (N + M - 1) * N + (i + j) * N + i of the buffer, for tiles smaller
     than the table (several tiles per direction) and larger; inputs with a strided last dimension are
     copied first. The reference places the cells one by one."""
@@ -253,10 +247,9 @@ def test_skew_kernel_places_every_cell_on_its_diagonal(monkeypatch, shape, dtype
         for i in range(n_rows):
             for j in range(n_cols):
                 want[b, (i + j) * n_rows + i] = x[b, i, j]
-    for tile in [(2, 4), triton_dp.SKEW_TILE]:
-        monkeypatch.setattr(triton_dp, "SKEW_TILE", tile)
+    for tile in [(2, 4), kernels.Settings().skew_tile]:
         for source in (x, x.contiguous()):
-            got = triton_dp.to_diagonal_major(source.to(TRITON_DEVICE))
+            got = triton_dp.to_diagonal_major(source.to(TRITON_DEVICE), kernels.Settings(skew_tile=tile))
             assert triton_dp.is_diagonal_major(got) and torch.equal(got.cpu(), x)
             assert triton_dp.to_diagonal_major(got) is got  # already diagonal-major: no copy
             buffer = got.as_strided((batch, span), (got.stride(0), 1), got.storage_offset()).cpu()
@@ -276,20 +269,46 @@ def test_diagonal_major_layout_is_recognised_only_where_it_holds():
     assert not triton_dp.is_diagonal_major(torch.empty(3, 2, 1))
 
 
-def test_rows_family_leaves_taller_tables_to_the_chunks(monkeypatch):
-    """Above MAX_ROWS_BLOCK rows (one lane per row would not fit) the chunk kernels take over."""
-    monkeypatch.setattr(triton_dp, "IMPLEMENTATION", "rows")
-    monkeypatch.setattr(triton_dp, "MAX_ROWS_BLOCK", 4)
-    assert triton_dp.kernel_family(4) == "rows" and triton_dp.kernel_family(5) == "chunks"
-    launched = []
-    for name in ("fsd_fwd_kernel", "fsd_bwd_kernel", "fsd_fwd_rows_kernel", "fsd_bwd_rows_kernel"):
-        kernel = getattr(triton_dp, name)
-        monkeypatch.setattr(triton_dp, name, _Recording(kernel, name, launched))
-    match, gap, upstream, _ = _fsd_case(8, 2, 7, 3)
-    _fsd_check(match, gap, upstream, 0.1, None, "triton", torch.float32, 1e-5, 1e-5)
-    match, gap, upstream, _ = _fsd_case(9, 2, 3, 7)
-    _fsd_check(match, gap, upstream, 0.1, None, "triton", torch.float32, 1e-5, 1e-5)
-    assert launched == ["fsd_fwd_kernel", "fsd_bwd_kernel", "fsd_fwd_rows_kernel", "fsd_bwd_rows_kernel"]
+def test_rows_family_leaves_taller_tables_to_the_chunks():
+    """Above Settings.max_rows rows (one lane per row would not fit) the chunk kernels take over."""
+    settings = kernels.Settings(family="rows", max_rows=4)
+    assert triton_dp.kernel_family(4, settings) == "rows" and triton_dp.kernel_family(5, settings) == "chunks"
+    assert triton_dp.kernels_for("fsd", "chunks") == (triton_dp.fsd_fwd_kernel, triton_dp.fsd_bwd_kernel)
+    assert triton_dp.kernels_for("lcs", "rows") == (triton_dp.lcs_fwd_rows_kernel, triton_dp.lcs_bwd_rows_kernel)
+    with kernels.configure(family="rows", max_rows=4):
+        for seed, (n_rows, n_cols) in enumerate([(7, 3), (3, 7)]):  # chunks, then rows
+            match, gap, upstream, _ = _fsd_case(8 + seed, 2, n_rows, n_cols)
+            _fsd_check(match, gap, upstream, 0.1, None, "triton", torch.float32, 1e-5, 1e-5)
+
+
+def test_settings_are_checked_and_restored():
+    before = kernels.settings()
+    with kernels.configure(family="chunks", lcs_prefetch=2) as inside:
+        assert kernels.settings() is inside and (inside.family, inside.lcs_prefetch, inside.fsd_prefetch) == (
+            "chunks", 2, before.fsd_prefetch)
+    assert kernels.settings() is before
+    for bad, message in ((dict(family="columns"), "family must be"), (dict(max_rows=4096), "max_rows"),
+                         (dict(max_chunk_block=3), "power of two"), (dict(fsd_prefetch=5), "fsd_prefetch")):
+        with pytest.raises(ValueError, match=message):
+            with kernels.configure(**bad):
+                pass
+    with pytest.raises(TypeError, match="unknown kernel setting 'implementation'"):
+        with kernels.configure(implementation="rows"):
+            pass
+    assert kernels.settings() is before
+
+
+def test_a_backward_launches_what_its_forward_chose():
+    """The settings are read when the op is called; a backward run after the block still uses them."""
+    match, gap, upstream, _ = _fsd_case(12, 2, 5, 6)
+    match, gap = (x.float().to(TRITON_DEVICE).requires_grad_() for x in (match, gap))
+    with kernels.configure(family="chunks", max_chunk_block=2):
+        value = kernels.fsd(match, gap, backend="triton")
+    assert value.grad_fn.settings.family == "chunks" and kernels.settings().family == "rows"
+    (grad_chunks,) = torch.autograd.grad(value.sum(), match)
+    value = kernels.fsd(match, gap, backend="triton")
+    (grad_rows,) = torch.autograd.grad(value.sum(), match)
+    torch.testing.assert_close(grad_chunks, grad_rows, rtol=1e-5, atol=1e-6)
 
 
 def test_triton_reads_strided_inputs_and_half_precision(family):

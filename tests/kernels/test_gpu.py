@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from ftcl import kernels
-from ftcl.kernels import triton_dp
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(
     not torch.cuda.is_available() or os.environ.get("TRITON_INTERPRET") == "1",
@@ -56,13 +55,16 @@ def test_compiled_kernels_match_float64_wavefront(shape, gamma, family):
 
 @pytest.mark.parametrize("depth,skew", [(2, False), (4, False), (1, True), (4, True)],
                          ids=["prefetch2", "prefetch4", "skewed", "prefetch4-skewed"])
-def test_compiled_rows_options_match_float64_wavefront(monkeypatch, depth, skew):
+def test_compiled_rows_options_match_float64_wavefront(depth, skew):
     """The options measured by the benchmarks before becoming defaults: inputs loaded further ahead
-    (ROWS_PREFETCH; 2 at most past 1024 rows) and diagonal-major tables (SKEW_MIN_CELLS)."""
-    monkeypatch.setattr(triton_dp, "IMPLEMENTATION", "rows")
-    monkeypatch.setattr(triton_dp, "ROWS_PREFETCH", {"fsd": depth, "lcs": depth})
-    monkeypatch.setattr(triton_dp, "SKEW_MIN_CELLS", 1 if skew else None)
-    monkeypatch.setattr(triton_dp, "SKEW_MIN_DIAGONALS", 0)
+    (Settings.fsd_prefetch / lcs_prefetch; 2 at most past 1024 rows) and diagonal-major tables
+    (Settings.skew_min_cells)."""
+    with kernels.configure(family="rows", fsd_prefetch=depth, lcs_prefetch=depth,
+                           skew_min_cells=1 if skew else None, skew_min_diagonals=0):
+        _rows_options_match(depth)
+
+
+def _rows_options_match(depth):
     for shape in [(7, 33, 17), (4, 257, 300), (2, 1500, 1100)]:
         match, gap, sim, upstream = _case(5, *shape)
         lengths = torch.stack([torch.randint(1, shape[1] + 1, (shape[0],)),

@@ -76,7 +76,6 @@ def test_a_killed_run_with_evaluation_workers_leaves_no_lock(data, tmp_path):
     """kill -9 of a trainer whose proposal workers run: --resume can take the directory at once (the
     workers never held its lock), and the workers end by themselves."""
     import select
-    import signal
     run = tmp_path / "run"
     script = ("import sys\nfrom ftcl.evaluation import workers\nreal = workers.start\n"
               "def start(n):\n    real(n)\n    print('workers', flush=True)\n"
