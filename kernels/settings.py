@@ -79,3 +79,13 @@ def configure(**changes):
         yield new
     finally:
         _current.reset(token)
+
+
+@contextlib.contextmanager
+def use_settings(chosen):
+    """Within the block, exactly the Settings `chosen` (what an op's forward saw, for its backward)."""
+    token = _current.set(chosen)
+    try:
+        yield chosen
+    finally:
+        _current.reset(token)

@@ -718,9 +718,18 @@ def _diagonal_major_strides(shape):
 def diagonal_major_empty(shape, dtype, device, zero=False):
     """A [B, N, M] tensor (uninitialised, or zeros) whose anti-diagonals are contiguous
     (_diagonal_major_strides)."""
-    strides = _diagonal_major_strides(shape)
-    buffer = (torch.zeros if zero else torch.empty)(shape[0], strides[0], dtype=dtype, device=device)
-    return buffer.as_strided(shape, strides)
+    return diagonal_major_view(diagonal_major_buffer(shape, dtype, device, zero), shape)
+
+
+def diagonal_major_buffer(shape, dtype, device, zero=False):
+    """The storage [B, (N+M-1)*N] of a diagonal-major [B, N, M] tensor (uninitialised, or zeros)."""
+    return (torch.zeros if zero else torch.empty)(shape[0], _diagonal_major_strides(shape)[0], dtype=dtype,
+                                                   device=device)
+
+
+def diagonal_major_view(buffer, shape):
+    """The diagonal-major [B, N, M] view of a buffer [B, (N+M-1)*N] (diagonal_major_buffer)."""
+    return buffer.as_strided(shape, _diagonal_major_strides(shape))
 
 
 
@@ -785,11 +794,12 @@ def _launch_args(lengths, shape, device, settings):
     return family, lengths.contiguous(), True, block, num_warps
 
 
-def fsd_fwd(match, gap, gamma, lengths, settings=None):
-    """Returns (values [B] float32, table [B, N*M] float32)."""
+def fsd_fwd(match, gap, gamma, lengths, settings=None, zero_table=False):
+    """Returns (values [B] float32, table [B, N*M] float32); zero_table: the cells no pair reaches
+    (outside the lengths) are 0, not left as they were in memory."""
     settings = settings or current_settings()
     batch, n_rows, n_cols = match.shape
-    table = torch.empty(batch, n_rows * n_cols, dtype=torch.float32, device=match.device)
+    table = (torch.zeros if zero_table else torch.empty)(batch, n_rows * n_cols, dtype=torch.float32, device=match.device)
     out = torch.empty(batch, dtype=torch.float32, device=match.device)
     if batch == 0:
         return out, table
@@ -803,13 +813,14 @@ def fsd_fwd(match, gap, gamma, lengths, settings=None):
     return out, table
 
 
-def fsd_bwd(grad_out, gap, table, gamma, lengths, match_dtype, skew=False, settings=None):
-    """Gradients [B, N, M] of sum(grad_out * value) w.r.t. match and gap (diagonal-major when skew)."""
+def fsd_bwd(grad_out, gap, table, gamma, lengths, match_dtype, skew=False, settings=None, out=None):
+    """Gradients [B, N, M] of sum(grad_out * value) w.r.t. match and gap (diagonal-major when skew),
+    written into `out` (two tensors laid out so, zeros outside the lengths) when given."""
     settings = settings or current_settings()
     batch, n_rows, n_cols = gap.shape
     # The kernel writes every cell inside each pair's (n, m); only cells outside need zeros.
-    grad_match = _gradient_like(gap.shape, match_dtype, gap.device, lengths, skew)
-    grad_gap = _gradient_like(gap.shape, gap.dtype, gap.device, lengths, skew)
+    grad_match, grad_gap = out or (_gradient_like(gap.shape, match_dtype, gap.device, lengths, skew),
+                                   _gradient_like(gap.shape, gap.dtype, gap.device, lengths, skew))
     if batch == 0:
         return grad_match, grad_gap
     family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, gap.shape, gap.device, settings)
@@ -817,21 +828,20 @@ def fsd_bwd(grad_out, gap, table, gamma, lengths, match_dtype, skew=False, setti
     options = dict(HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block, num_warps=num_warps)
     backward = kernels_for("fsd", family)[1]
     if family == "rows":
-        backward[(batch,)](gap, table, grad_out, grad_match, grad_gap, len_arg, *gap.stride(),
-                                      *grad_match.stride(), n_rows, n_cols, _inv_gamma_log2(gamma), **options,
-                                      **_rows_options(block, "fsd", settings))
+        backward[(batch,)](gap, table, grad_out, grad_match, grad_gap, len_arg, *gap.stride(), *grad_match.stride(),
+                           n_rows, n_cols, _inv_gamma_log2(gamma), **options, **_rows_options(block, "fsd", settings))
         return grad_match, grad_gap
     ring = torch.empty(batch, 7, n_rows + 2, dtype=torch.float32, device=gap.device)
-    backward[(batch,)](gap, table, grad_out, grad_match, grad_gap, ring, len_arg, *gap.stride(),
-                             *grad_match.stride(), n_rows, n_cols, _inv_gamma_log2(gamma), **options)
+    backward[(batch,)](gap, table, grad_out, grad_match, grad_gap, ring, len_arg, *gap.stride(), *grad_match.stride(),
+                       n_rows, n_cols, _inv_gamma_log2(gamma), **options)
     return grad_match, grad_gap
 
 
-def lcs_fwd(sim, threshold, gamma, lengths, settings=None):
-    """Returns (values [B] float32, table [B, N*M] float32)."""
+def lcs_fwd(sim, threshold, gamma, lengths, settings=None, zero_table=False):
+    """Returns (values [B] float32, table [B, N*M] float32); zero_table as in fsd_fwd."""
     settings = settings or current_settings()
     batch, n_rows, n_cols = sim.shape
-    table = torch.empty(batch, n_rows * n_cols, dtype=torch.float32, device=sim.device)
+    table = (torch.zeros if zero_table else torch.empty)(batch, n_rows * n_cols, dtype=torch.float32, device=sim.device)
     out = torch.empty(batch, dtype=torch.float32, device=sim.device)
     if batch == 0:
         return out, table
@@ -844,11 +854,12 @@ def lcs_fwd(sim, threshold, gamma, lengths, settings=None):
     return out, table
 
 
-def lcs_bwd(grad_out, sim, table, threshold, gamma, lengths, skew=False, settings=None):
-    """Gradient [B, N, M] of sum(grad_out * value) w.r.t. sim (diagonal-major when skew)."""
+def lcs_bwd(grad_out, sim, table, threshold, gamma, lengths, skew=False, settings=None, out=None):
+    """Gradient [B, N, M] of sum(grad_out * value) w.r.t. sim (diagonal-major when skew), written
+    into `out` when given (see fsd_bwd)."""
     settings = settings or current_settings()
     batch, n_rows, n_cols = sim.shape
-    grad_sim = _gradient_like(sim.shape, sim.dtype, sim.device, lengths, skew)  # see fsd_bwd
+    grad_sim = out if out is not None else _gradient_like(sim.shape, sim.dtype, sim.device, lengths, skew)
     if batch == 0:
         return grad_sim
     family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, sim.shape, sim.device, settings)
@@ -857,12 +868,12 @@ def lcs_bwd(grad_out, sim, table, threshold, gamma, lengths, skew=False, setting
     backward = kernels_for("lcs", family)[1]
     if family == "rows":
         backward[(batch,)](sim, table, grad_out, grad_sim, len_arg, *sim.stride(), *grad_sim.stride(),
-                                      n_rows, n_cols, threshold, _inv_gamma_log2(gamma), **options,
-                                      **_rows_options(block, "lcs", settings))
+                           n_rows, n_cols, threshold, _inv_gamma_log2(gamma), **options,
+                           **_rows_options(block, "lcs", settings))
         return grad_sim
     ring = torch.empty(batch, 7, n_rows + 2, dtype=torch.float32, device=sim.device)
     backward[(batch,)](sim, table, grad_out, grad_sim, ring, len_arg, *sim.stride(), *grad_sim.stride(),
-                             n_rows, n_cols, threshold, _inv_gamma_log2(gamma), **options)
+                       n_rows, n_cols, threshold, _inv_gamma_log2(gamma), **options)
     return grad_sim
 
 

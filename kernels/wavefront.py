@@ -132,13 +132,13 @@ class _Pushes:
             ring[slot][:, lo:hi + 1] = value
 
 
-def fsd_backward(grad_out, table, match_s, gap_s, gamma, lengths, shape):
+def fsd_backward(grad_out, table, gap_s, gamma, lengths, shape):
     """Gradients (skewed [B, N*M]) of sum(grad_out * value) w.r.t. match and gap."""
     batch, n_rows, n_cols = shape
     spans, _ = _diagonals(n_rows, n_cols)
     seeds = _Seeds(grad_out.to(table.dtype), lengths, shape)
     pushes = _Pushes(batch, n_rows, table)
-    grad_match = torch.zeros_like(match_s)
+    grad_match = torch.zeros_like(gap_s)
     grad_gap = torch.zeros_like(gap_s)
     for d, lo, hi, off in reversed(spans):
         width = hi - lo + 1
@@ -217,7 +217,7 @@ class FSDFunction(torch.autograd.Function):
     def backward(ctx, grad_out):
         refuse_second_derivative("kernels.fsd (torch backend)")
         table, match_s, gap_s, lengths = ctx.saved_tensors
-        grad_match_s, grad_gap_s = fsd_backward(grad_out, table, match_s, gap_s, ctx.gamma, lengths, ctx.shape)
+        grad_match_s, grad_gap_s = fsd_backward(grad_out, table, gap_s, ctx.gamma, lengths, ctx.shape)
         _, order = _diagonals(ctx.shape[1], ctx.shape[2])
         order = order.to(table.device)
         return (_from_skewed(grad_match_s, order, ctx.shape, ctx.dtypes[0]),

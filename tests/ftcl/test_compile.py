@@ -1,0 +1,45 @@
+"""A whole FTCL training step (model forward, FTCL loss with the registered DP ops, backward) under
+torch.compile(fullgraph=True): no graph break, the values and gradients of eager."""
+import pytest
+import torch
+
+from ftcl import losses
+from ftcl.config import Config
+from tests.helpers import small_model
+
+
+def _step_inputs(seed, pairs=3, snippets=16, feature_dim=12, classes=5):
+    gen = torch.Generator().manual_seed(seed)
+    features = torch.rand(2 * pairs, snippets, feature_dim, generator=gen)
+    first = torch.eye(classes)[torch.randint(classes, (pairs,), generator=gen)]
+    second = torch.cat([first[:1], torch.eye(classes)[torch.randint(classes, (pairs - 1,), generator=gen)]])
+    return features, torch.cat([first, second])  # pair 0 positive by construction
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("compiler", ["aot_eager", "inductor"])
+def test_a_compiled_ftcl_step_equals_eager(compiler):
+    """Tolerance: aot_eager runs eager's kernels (equal to 1e-6); inductor fuses and reorders the
+    float32 arithmetic (1e-4 relative)."""
+    config = Config(lcs_threshold=0.5, fsd_gamma=0.1, lcs_gamma=0.0, lcs_len=4, fsd_len=3, dropout=0.0)
+    features, labels = _step_inputs(0)
+
+    def step(model, x, y):
+        loss, _ = losses.ftcl_loss(model(x), y, config)
+        return loss
+
+    eager_model, compiled_model = small_model(dropout=0.0), small_model(dropout=0.0)
+    compiled_model.load_state_dict(eager_model.state_dict())
+    torch._dynamo.reset()
+    compiled_step = torch.compile(step, fullgraph=True, backend=compiler)
+    want = step(eager_model, features, labels)
+    want.backward()
+    got = compiled_step(compiled_model, features, labels)
+    got.backward()
+    tolerance = dict(rtol=1e-6, atol=1e-6) if compiler == "aot_eager" else dict(rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got, want, **tolerance)
+    for (name, p), q in zip(eager_model.named_parameters(), compiled_model.parameters()):
+        if p.grad is None:
+            assert q.grad is None, name
+        else:
+            torch.testing.assert_close(q.grad, p.grad, **tolerance, msg=name)
