@@ -6,6 +6,7 @@ GPU times come after the Triton grid, as their own cases (extra_info["torch_ms"]
 import os
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -134,6 +135,77 @@ def test_torch_backend_cpu(benchmark, op, batch, length):
         pytest.skip("CPU grid: run on a machine without a GPU")
     benchmark.extra_info.update(op=op, mode="fwd+bwd", B=batch, L=length, backend="torch")
     benchmark.pedantic(runner(op, "fwd+bwd", batch, length, "torch", "cpu"), rounds=5, warmup_rounds=1)
+
+
+SOFT_DTW_IMPLEMENTATIONS = ["ours-torch", "ours-naive", "tslearn", "pysdtw"]
+
+
+def _soft_dtw_costs(batch, length, device, dtype):
+    """Squared Euclidean costs [B, L, L] of random 8-d sequences (the same for every implementation)."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    x, y = (torch.randn(batch, length, 8, generator=gen, device=device, dtype=dtype) for _ in range(2))
+    return kernels.squared_euclidean(x, y)
+
+
+def _soft_dtw_call(implementation, cost, gamma):
+    """forward + backward of soft-DTW on cost [B, L, L]: returns (values [B], gradients [B, L, L])."""
+    if implementation.startswith("ours"):
+        backend = implementation.removeprefix("ours-")
+        leaf = cost.detach().requires_grad_()
+
+        def run():
+            value = kernels.soft_dtw(leaf, gamma=gamma, backend=backend)
+            return value, torch.autograd.grad(value.sum(), leaf)[0]
+        return run
+    if implementation == "tslearn":
+        from tslearn.metrics.softdtw_variants import SoftDTW
+        tables = cost.double().cpu().numpy()
+
+        def run():
+            values, grads = [], []
+            for table in tables:
+                sdtw = SoftDTW(table, gamma=gamma)
+                values.append(sdtw.compute())
+                grads.append(sdtw.grad())
+            return torch.tensor(values), torch.from_numpy(np.stack(grads))
+        return run
+    import pysdtw  # the CUDA peer: its loss takes the sequences' cost through a distance function
+    leaf = cost.detach().requires_grad_()
+    loss = pysdtw.SoftDTW(gamma=gamma, dist_func=lambda x, y: x, use_cuda=leaf.is_cuda)
+
+    def run():
+        value = loss(leaf, leaf)  # dist_func returns the cost itself
+        return value, torch.autograd.grad(value.sum(), leaf)[0]
+    return run
+
+
+@pytest.mark.parametrize("batch,length", GRID, ids=[f"B{b}-L{n}" for b, n in GRID])
+@pytest.mark.parametrize("implementation", SOFT_DTW_IMPLEMENTATIONS)
+def test_soft_dtw(benchmark, implementation, batch, length):
+    """Soft-DTW forward + backward (gamma 1) on the same costs, ours beside the field's: tslearn
+    (float64, numba, one pair at a time; CPU) and pysdtw (CUDA) where they import. Each checks its
+    values and gradients against ours. On the CPU only CPU_GRID (the naive loops only at 16 x 32)."""
+    if DEVICE == "cpu" and (batch, length) not in CPU_GRID:
+        pytest.skip("CPU: the CPU grid only")
+    if implementation == "ours-naive" and (batch, length) != (16, 32):
+        pytest.skip("the per-cell loops: the smallest point only")
+    if implementation == "tslearn" and DEVICE == "cuda":
+        pytest.skip("tslearn runs on the CPU")
+    if implementation == "pysdtw" and DEVICE != "cuda":
+        pytest.skip("pysdtw is a CUDA peer")
+    pytest.importorskip(implementation) if implementation in ("tslearn", "pysdtw") else None
+    dtype = torch.float64 if implementation in ("tslearn", "ours-naive") or DEVICE == "cpu" else torch.float32
+    cost = _soft_dtw_costs(batch, length, DEVICE, dtype)
+    run = _soft_dtw_call(implementation, cost, 1.0)
+    got = run()
+    want = _soft_dtw_call("ours-torch", cost, 1.0)()
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g.to(w), w, rtol=1e-5, atol=1e-5)
+    benchmark.extra_info.update(implementation=implementation, B=batch, L=length, dtype=str(dtype).removeprefix("torch."),
+                                device=DEVICE)
+    if DEVICE == "cuda":
+        benchmark.extra_info["gpu_ms"] = gpu_ms(run)
+    benchmark.pedantic(synchronized(run), rounds=3 if implementation == "ours-naive" else 5, warmup_rounds=1)
 
 
 @pytest.mark.parametrize("batch,length", GRID, ids=[f"B{b}-L{n}" for b, n in GRID])

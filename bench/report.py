@@ -94,6 +94,18 @@ def _torch_cpu(cases, frame):
         columns={"median_ms": "ms"})
 
 
+@table("test_soft_dtw")
+def _soft_dtw(cases, frame):
+    ms = cases["gpu_ms"] if "gpu_ms" in cases else cases["median_ms"]
+    cases = cases.assign(ms=ms.fillna(cases["median_ms"]) if "gpu_ms" in cases else ms)
+    cases = cases.assign(**{"Gcell/s": cases["B"] * cases["L"] ** 2 / cases["ms"] / 1e6})
+    ours = cases[cases["implementation"] == "ours-torch"].set_index(["B", "L"])["ms"]
+    cases = cases.assign(**{"ms / ours-torch ms": [ms_ / ours[(b, n)] if (b, n) in ours else float("nan")
+                                                   for b, n, ms_ in zip(cases["B"], cases["L"], cases["ms"])]})
+    return ("soft-DTW forward + backward (gamma 1), the same costs for every implementation",
+            cases[["implementation", "dtype", "B", "L", "ms", "Gcell/s", "ms / ours-torch ms"]])
+
+
 @table("test_triton_grid")
 def _triton_grid(grid, frame):
     key = ["op", "mode", "B", "L"]
