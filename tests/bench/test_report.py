@@ -42,12 +42,24 @@ def gpu_json(tmp_path):
               gpu_ms=11.0, gpu_kernels=330),
         _case("test_host_fed_step", "ftcl-waits", 16.0, step="ftcl", loop="waits", device="cuda", gpu_ms=15.0),
         _case("test_host_fed_step", "ftcl-no-waits", 12.0, step="ftcl", loop="no-waits", device="cuda", gpu_ms=12.0),
+        _case("test_soft_dtw", "ours-torch-B16-L32", 6.0, implementation="ours-torch", B=16, L=32, dtype="float32",
+              device="cuda", gpu_ms=4.0),
+        _case("test_soft_dtw", "pysdtw-B16-L32", 9.0, implementation="pysdtw", B=16, L=32, dtype="float32",
+              device="cuda", gpu_ms=8.0),
     ]
     path = tmp_path / "latest-kernels.json"
     path.write_text(json.dumps({"machine_info": {"ftcl_device": "NVIDIA H100", "ftcl_torch": "2.11",
                                                  "ftcl_triton": "3.6.0", "ftcl_commit": "abc", "ftcl_date": "d"},
                                 "benchmarks": cases}))
     return path
+
+
+def test_soft_dtw_rows_compare_each_implementation_with_ours(gpu_json):
+    tables = report.tables(gpu_json)
+    frame = next(frame for title, frame in tables.items() if title.startswith("soft-DTW"))
+    peer = frame[frame["implementation"] == "pysdtw"].iloc[0]
+    assert peer["ms"] == 8.0 and peer["ms / ours-torch ms"] == pytest.approx(2.0)
+    assert peer["Gcell/s"] == pytest.approx(16 * 32 * 32 / 8.0 / 1e6)
 
 
 def test_gpu_tables_join_the_torch_times_to_the_triton_grid(gpu_json):
@@ -85,9 +97,9 @@ def test_report_prints_every_table_and_appends_csv_rows(gpu_json, tmp_path, caps
     report.print_report(gpu_json, csv_dir=tmp_path / "csv")
     printed = capsys.readouterr().out
     assert "NVIDIA H100" in printed and "Triton kernels on the GPU" in printed and "Training step" in printed
-    assert "Diagonal-major tables inside the API" in printed
+    assert "Diagonal-major tables inside the API" in printed and "soft-DTW forward + backward" in printed
     rows = pd.read_csv(tmp_path / "csv" / "benchmarks.csv")
-    assert len(rows) == 16 and set(rows["device"]) == {"NVIDIA H100"}
+    assert len(rows) == len(json.loads(gpu_json.read_text())["benchmarks"]) and set(rows["device"]) == {"NVIDIA H100"}
 
 
 def test_grid_without_torch_cases_still_reports(gpu_json):
