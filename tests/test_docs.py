@@ -18,7 +18,7 @@ DOCS = [README] + [ROOT / "docs" / name for name in ("install.md", "data.md", "c
 # What `make train-ftcl` runs on the synthetic set (the Makefile's defaults), before the docs' lines.
 MAKE_TRAIN_FTCL = [
     "python -m ftcl.synthetic --out data/synthetic",
-    "python -m train baseline --data-dir data/synthetic --run-dir runs/synthetic/baseline --epochs 30",
+    "python -m train baseline --data-dir data/synthetic --run-dir runs/synthetic/baseline --epochs 30 --objective acm",
     "python -m train ftcl --data-dir data/synthetic --run-dir runs/synthetic/ftcl --init runs/synthetic/baseline/best.pt "
     "--epochs 3",
 ]
@@ -53,6 +53,7 @@ def test_the_make_train_ftcl_stand_in_matches_the_makefile():
     assert "$(PY) -m train baseline --data-dir $(DATA) --run-dir $(RUNS)/baseline" in makefile
     assert "$(PY) -m train ftcl --data-dir $(DATA) --run-dir $(RUNS)/ftcl --init $(RUNS)/baseline/best.pt" in makefile
     assert re.search(r"^EPOCHS \?= 30$", makefile, re.M) and re.search(r"^FTCL_EPOCHS \?= 3$", makefile, re.M)
+    assert re.search(r"^OBJECTIVE \?= acm$", makefile, re.M) and "$(objective_arg)" in makefile
 
 
 def _shrunk(line):
