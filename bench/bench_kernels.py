@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ftcl import kernels
-from ftcl.kernels import triton_dp
+from ftcl.kernels.shared import launch
 from bench import release_loops
 from bench.common import RESULTS_DIR, cuda_graph, cuda_kernel_count, gpu_ms, on_gpu, peak_mib, synchronized, time_once
 
@@ -40,7 +40,7 @@ def runner(op, mode, batch, length, backend, device, layout="row-major"):
     """A call of one kernel: forward ("fwd") or forward + backward ("fwd+bwd")."""
     inputs = _inputs(op, batch, length, device, False)
     if layout == "diagonal-major":
-        inputs = [triton_dp.to_diagonal_major(x) for x in inputs]
+        inputs = [launch.to_diagonal_major(x) for x in inputs]
     inputs = [x.requires_grad_(mode == "fwd+bwd") for x in inputs]
     call = (lambda: kernels.fsd(*inputs, gamma=0.1, backend=backend)) if op == "fsd" else \
         (lambda: kernels.lcs(*inputs, threshold=0.92, backend=backend))
@@ -226,7 +226,7 @@ def test_triton_grid(benchmark, op, mode, batch, length):
     benchmark.extra_info.update({"op": op, "mode": mode, "B": batch, "L": length, "gpu_ms": ms,
                                  "gcell_s": batch * length * length / ms / 1e6, "peak_mib": peak_mib(run),
                                  "vs_cuda_ref": reference / ms if reference else None,
-                                 "family": triton_dp.kernel_family(length), "host_ms": host_ms(run)})
+                                 "family": launch.kernel_family(length), "host_ms": host_ms(run)})
     if mode == "fwd+bwd":  # the same call replayed from a CUDA graph: the kernels' time without the host's
         replay, _ = cuda_graph(run)
         graph_ms = gpu_ms(replay)
@@ -234,7 +234,7 @@ def test_triton_grid(benchmark, op, mode, batch, length):
     if os.environ.get("FTCL_BENCH_FAMILIES") == "1" and mode == "fwd+bwd":  # the other family, same point
         other = "chunks" if kernels.settings().family == "rows" else "rows"
         with kernels.configure(family=other):
-            if triton_dp.kernel_family(length) == other:
+            if launch.kernel_family(length) == other:
                 other_ms = gpu_ms(runner(op, mode, batch, length, "triton", "cuda"))
                 benchmark.extra_info.update({f"{other}_ms": other_ms})
     benchmark.pedantic(synchronized(run), rounds=10, warmup_rounds=2)
@@ -315,8 +315,8 @@ def test_triton_skewed_tables(benchmark, op, batch, length):
     if DEVICE != "cuda":
         pytest.skip("needs a CUDA GPU")
     inputs = _inputs(op, batch, length, "cuda", False)
-    copy_ms = gpu_ms(lambda: [triton_dp.to_diagonal_major(x) for x in inputs])
-    torch_copy_ms = gpu_ms(lambda: [triton_dp.diagonal_major_empty(x.shape, x.dtype, x.device).copy_(x)
+    copy_ms = gpu_ms(lambda: [launch.to_diagonal_major(x) for x in inputs])
+    torch_copy_ms = gpu_ms(lambda: [launch.diagonal_major_empty(x.shape, x.dtype, x.device).copy_(x)
                                     for x in inputs])
     with kernels.configure(skew_min_cells=None):
         row_major = runner(op, "fwd+bwd", batch, length, "triton", "cuda")

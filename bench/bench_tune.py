@@ -1,6 +1,6 @@
 """Tuning lead (c) of the kernels issue: BLOCK and num_warps per diagonal length, forward +
 backward, each configuration against the default one in the same case: the chunk kernels' BLOCK and
-num_warps (kernels.triton_dp.chunks_launch_config), the rows kernels' num_warps (their BLOCK is the
+num_warps (kernels.shared.launch.chunks_launch_config), the rows kernels' num_warps (their BLOCK is the
 row count rounded up to a power of two; rows_launch_config), set through kernels.configure(chunk_block=,
 num_warps=). GPU only; not part of `python -m bench all` (every configuration compiles its own
 kernels): `python -m bench tune`, or `bash bench/gpu_check.sh tune`."""
@@ -16,7 +16,7 @@ ROWS_WARPS = [1, 2, 4, 8, 16]
 
 def _configs(length):
     """(family, default (BLOCK, num_warps), [(BLOCK or None for the rows kernels, num_warps)])."""
-    from ftcl.kernels.triton_dp import chunks_launch_config, kernel_family, rows_launch_config
+    from ftcl.kernels.shared.launch import chunks_launch_config, kernel_family, rows_launch_config
     if kernel_family(length) == "rows":
         block, warps = rows_launch_config(length)
         return "rows", (block, warps), [(None, w) for w in ROWS_WARPS if 32 * w <= max(32, block)]

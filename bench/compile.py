@@ -82,7 +82,7 @@ def rows_configs():
     at each op's default prefetch depth, and the deepest the API launches at 1024 and at the largest
     block, where extra registers are likeliest to spill."""
     from ftcl.kernels.settings import ROWS_BLOCK_LIMIT, Settings
-    from ftcl.kernels.triton_dp import rows_launch_config, rows_prefetch
+    from ftcl.kernels.shared.launch import rows_launch_config, rows_prefetch
     configs = []
     defaults = sorted({Settings().fsd_prefetch, Settings().lcs_prefetch})
     deepest = [(1024, 4), (ROWS_BLOCK_LIMIT, 4)]
@@ -99,7 +99,7 @@ def variants():
     smallest and the largest block."""
     from ftcl.kernels.cosine import MAX_ROWS, launch_config
     from ftcl.kernels.settings import Settings
-    from ftcl.kernels.triton_dp import chunks_launch_config
+    from ftcl.kernels.shared.launch import chunks_launch_config
     largest, skew_tile = Settings().max_chunk_block, Settings().skew_tile
     blocks = [chunks_launch_config(1, 1, largest) + (None,), chunks_launch_config(largest, largest, largest) + (None,)]
     rows_blocks = rows_configs()
@@ -128,8 +128,12 @@ def compile_one(variant):
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from ftcl.kernels import cosine, triton_dp
+    from ftcl.kernels import cosine
+    from ftcl.kernels.fsd import triton_kernels as fsd_triton
+    from ftcl.kernels.lcs import triton_kernels as lcs_triton
+    from ftcl.kernels.shared import triton as shared_triton
     kernel, cc, dtype, hard, lengths, block, warps, prefetch = variant
+    module = {"fsd": fsd_triton, "lcs": lcs_triton, "skew": shared_triton}.get(kernel.split("_")[0], cosine)
     if kernel in COSINE_KERNELS:
         constexprs = {"BLOCK_N": block[0], "BLOCK_M": block[1], "BLOCK_D": cosine.BLOCK_D}
         block = f"{block[0]}x{block[1]}"
@@ -137,12 +141,12 @@ def compile_one(variant):
     elif kernel in SKEW_KERNELS:
         constexprs = {"TILE_I": block[0], "TILE_D": block[1]}
         block = f"{block[0]}x{block[1]}"
-        source = ASTSource(getattr(triton_dp, kernel), _signature(kernel, dtype), constexprs=constexprs)
+        source = ASTSource(getattr(module, kernel), _signature(kernel, dtype), constexprs=constexprs)
     else:
         constexprs = {"HAS_LENGTHS": lengths, "HARD": hard, "BLOCK": block}
         if prefetch is not None:
             constexprs["PREFETCH"] = prefetch
-        source = ASTSource(getattr(triton_dp, kernel), _signature(kernel, dtype), constexprs=constexprs)
+        source = ASTSource(getattr(module, kernel), _signature(kernel, dtype), constexprs=constexprs)
     compiled = triton.compile(source, target=GPUTarget("cuda", cc, 32), options={"num_warps": warps})
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "kernel.cubin"

@@ -4,9 +4,20 @@ import operator
 
 import torch
 
-from ftcl.kernels import cosine, naive, ops, triton_dp, wavefront
+from ftcl.kernels import cosine
+from ftcl.kernels.fsd import naive as fsd_naive
+from ftcl.kernels.fsd import op as fsd_op
+from ftcl.kernels.fsd import triton_kernels as fsd_triton
+from ftcl.kernels.fsd import wavefront as fsd_wavefront
+from ftcl.kernels.lcs import naive as lcs_naive
+from ftcl.kernels.lcs import op as lcs_op
+from ftcl.kernels.lcs import triton_kernels as lcs_triton
+from ftcl.kernels.lcs import wavefront as lcs_wavefront
 from ftcl.kernels.settings import settings as current_settings
+from ftcl.kernels.shared import launch
+from ftcl.kernels.shared.wavefront import compute_dtype, full_lengths
 from ftcl.kernels.soft_dtw import naive as soft_dtw_naive
+from ftcl.kernels.soft_dtw import op as soft_dtw_op
 from ftcl.kernels.soft_dtw import wavefront as soft_dtw_wavefront
 
 BACKENDS = ("auto", "naive", "torch", "triton")
@@ -15,7 +26,7 @@ _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 def _compiling():
     """Whether torch.compile / torch.export is tracing the call: it then goes through the registered
-    operators of kernels.ops (one opaque op per pass, with fake implementations). Eager calls take
+    operators of kernels/*/op.py (one opaque op per pass, with fake implementations). Eager calls take
     the autograd Functions directly, which skips the dispatcher's Python layers (about 90 us per
     forward + backward of a small table on a 2-core CPU); both run the same code."""
     return torch.compiler.is_compiling()
@@ -99,14 +110,10 @@ def _pick_backend(backend, tensors):
         if any(t.dtype == torch.float64 for t in tensors):
             raise ValueError("backend 'triton' computes in float32; pass float32/float16/bfloat16 "
                              "or use backend='torch' for float64")
-        if not triton_dp.runs_on(tensors[0]):
+        if not launch.runs_on(tensors[0]):
             raise ValueError("backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 set before import)")
     return backend
 
-
-def _full_lengths(shape, device):
-    batch, n_rows, n_cols = shape
-    return torch.tensor([[n_rows, n_cols]], device=device).expand(batch, 2)
 
 
 def fsd(match, gap, *, gamma=0.1, lengths=None, backend="auto"):
@@ -134,17 +141,17 @@ def fsd(match, gap, *, gamma=0.1, lengths=None, backend="auto"):
     gamma = _check_gamma(gamma)
     lengths = _check_lengths(lengths, match.shape, match.device)
     backend = _pick_backend(backend, (match, gap))
-    dtype = wavefront.compute_dtype(match, gap)
+    dtype = compute_dtype(match, gap)
     _check_gamma_fits(gamma, match.shape, dtype)
     if backend == "naive":
-        full = lengths if lengths is not None else _full_lengths(match.shape, match.device)
-        return naive.fsd_naive(match.to(dtype), gap.to(dtype), gamma, full.tolist())
+        full = lengths if lengths is not None else full_lengths(match.shape, match.device)
+        return fsd_naive.fsd_naive(match.to(dtype), gap.to(dtype), gamma, full.tolist())
     if backend == "torch":
-        return ops.fsd(match, gap, gamma, lengths, "torch") if _compiling() else \
-            wavefront.FSDFunction.apply(match, gap, gamma, lengths)
+        return fsd_op.fsd(match, gap, gamma, lengths, "torch") if _compiling() else \
+            fsd_wavefront.FSDFunction.apply(match, gap, gamma, lengths)
     if _compiling():
-        return ops.fsd(match, gap, gamma, lengths, "triton")
-    return triton_dp.FSDTriton.apply(match, gap, gamma, lengths)
+        return fsd_op.fsd(match, gap, gamma, lengths, "triton")
+    return fsd_triton.FSDTriton.apply(match, gap, gamma, lengths)
 
 
 def lcs(sim, *, threshold=0.92, gamma=0.0, lengths=None, backend="auto"):
@@ -170,16 +177,16 @@ def lcs(sim, *, threshold=0.92, gamma=0.0, lengths=None, backend="auto"):
     gamma = _check_gamma(gamma)
     lengths = _check_lengths(lengths, sim.shape, sim.device)
     backend = _pick_backend(backend, (sim,))
-    _check_gamma_fits(gamma, sim.shape, wavefront.compute_dtype(sim))
+    _check_gamma_fits(gamma, sim.shape, compute_dtype(sim))
     if backend == "naive":
-        full = lengths if lengths is not None else _full_lengths(sim.shape, sim.device)
-        return naive.lcs_naive(sim.to(wavefront.compute_dtype(sim)), threshold, gamma, full.tolist())
+        full = lengths if lengths is not None else full_lengths(sim.shape, sim.device)
+        return lcs_naive.lcs_naive(sim.to(compute_dtype(sim)), threshold, gamma, full.tolist())
     if backend == "torch":
-        return ops.lcs(sim, threshold, gamma, lengths, "torch") if _compiling() else \
-            wavefront.LCSFunction.apply(sim, threshold, gamma, lengths)
+        return lcs_op.lcs(sim, threshold, gamma, lengths, "torch") if _compiling() else \
+            lcs_wavefront.LCSFunction.apply(sim, threshold, gamma, lengths)
     if _compiling():
-        return ops.lcs(sim, threshold, gamma, lengths, "triton")
-    return triton_dp.LCSTriton.apply(sim, threshold, gamma, lengths)
+        return lcs_op.lcs(sim, threshold, gamma, lengths, "triton")
+    return lcs_triton.LCSTriton.apply(sim, threshold, gamma, lengths)
 
 
 SOFT_DTW_BACKENDS = ("auto", "naive", "torch")
@@ -222,13 +229,13 @@ def soft_dtw(cost, *, gamma=1.0, lengths=None, band=None, backend="auto"):
     band = _check_band(band)
     if backend not in SOFT_DTW_BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(SOFT_DTW_BACKENDS)} for soft_dtw; got {backend!r}")
-    dtype = wavefront.compute_dtype(cost)
+    dtype = compute_dtype(cost)
     _check_gamma_fits(gamma, cost.shape, dtype)
     if backend == "naive":
-        full = lengths if lengths is not None else _full_lengths(cost.shape, cost.device)
+        full = lengths if lengths is not None else full_lengths(cost.shape, cost.device)
         return soft_dtw_naive.soft_dtw_naive(cost.to(dtype), gamma, full.tolist(), band)
     if _compiling():
-        return ops.soft_dtw(cost, gamma, lengths, band)
+        return soft_dtw_op.soft_dtw(cost, gamma, lengths, band)
     return soft_dtw_wavefront.SoftDTWFunction.apply(cost, gamma, lengths, band)
 
 
@@ -263,9 +270,9 @@ def pairwise_cosine(a, b, *, parts=1, eps=1e-8, backend="auto"):
         parts: number of column chunks.
         eps: lower bound of |a_i| |b_j| (as the release's cosine similarity).
         backend: "auto" (CUDA tensors: Settings.cosine_auto, torch until the Triton producer has been
-            measured faster on a GPU: bench/RESULTS.md; else torch), "torch" (one bmm forward, one baddbmm per input backward), "triton"
-            (one launch forward, one backward; CUDA, or CPU under TRITON_INTERPRET=1; N, M <= 32;
-            computes in float32).
+            measured faster on a GPU: bench/RESULTS.md; else torch), "torch" (one bmm forward, one
+            baddbmm per input backward), "triton" (one launch forward, one backward; CUDA, or CPU
+            under TRITON_INTERPRET=1; N, M <= 32; computes in float32).
 
     Returns:
         [B, parts, N, M], differentiable w.r.t. a and b (float32 on triton, else a's dtype).

@@ -11,8 +11,8 @@ handles N, M <= MAX_ROWS (32; the candidate counts of the method are 5 and 30).
 """
 import torch
 
-from ftcl.kernels.autograd import refuse_second_derivative
-from ftcl.kernels.triton_dp import next_power_of_2
+from ftcl.kernels.shared.autograd import refuse_second_derivative
+from ftcl.kernels.shared.launch import next_power_of_2
 
 try:
     import triton

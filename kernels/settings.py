@@ -20,11 +20,12 @@ class Settings:
     """family: "rows" (up to max_rows rows; taller tables take "chunks") or "chunks" for every
     table. max_rows: the tallest table the rows kernels take (<= ROWS_BLOCK_LIMIT). max_chunk_block:
     the chunks kernels' largest BLOCK (lanes over a diagonal). fsd_prefetch, lcs_prefetch: how many
-    diagonals ahead the rows kernels load their inputs (1-4; at most 2 past 1024 rows). skew_min_cells
-    (None: never), skew_min_diagonals, skew_min_batch_cells: when a table is copied diagonal-major
-    (kernels.triton_dp.skews); skew_tile: rows x diagonals of a tile of that copy. cosine_auto: the
-    backend pairwise_cosine's "auto" takes for CUDA tensors ("torch" or "triton"). chunk_block, num_warps: fixed launch parameters instead of the launch
-    rules' (None; for tuning: the chunks kernels' BLOCK, either family's warps)."""
+    diagonals ahead the rows kernels load their inputs (1-4; at most 2 past 1024 rows).
+    skew_min_cells (None: never), skew_min_diagonals, skew_min_batch_cells: when a table is copied
+    diagonal-major (kernels.shared.launch.skews); skew_tile: rows x diagonals of a tile of that copy.
+    cosine_auto: the backend pairwise_cosine's "auto" takes for CUDA tensors ("torch" or "triton").
+    chunk_block, num_warps: fixed launch parameters instead of the launch rules' (None; for tuning:
+    the chunks kernels' BLOCK, either family's warps)."""
 
     family: str = "rows"
     max_rows: int = ROWS_BLOCK_LIMIT

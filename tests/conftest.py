@@ -46,7 +46,7 @@ def thumos_annotations():
 
 @pytest.fixture(params=["rows", "chunks"])
 def family(request):
-    """Runs a Triton test on both kernel families (kernels.triton_dp.kernel_family): interpreted here,
+    """Runs a Triton test on both kernel families (kernels.shared.launch.kernel_family): interpreted here,
     compiled on a GPU."""
     from ftcl import kernels  # after TRITON_INTERPRET is chosen above
     with kernels.configure(family=request.param):

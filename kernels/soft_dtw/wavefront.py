@@ -1,5 +1,5 @@
 """The "torch" backend of soft-DTW: the vectorised anti-diagonal wavefront of FSD and LCS
-(kernels.wavefront) with soft-DTW's boundary (+inf off the origin) and a soft min.
+(kernels.shared.wavefront) with soft-DTW's boundary (+inf off the origin) and a soft min.
 
 table[b, d, i] = R[i, d - i]; the backward pushes each cell's adjoint times its soft-min weights
 onto its three predecessors, the weights recomputed from the saved table; the gradient with
@@ -7,8 +7,8 @@ respect to the cost is the expected alignment.
 """
 import torch
 
-from ftcl.kernels import wavefront
-from ftcl.kernels.autograd import refuse_second_derivative
+from ftcl.kernels.shared import wavefront
+from ftcl.kernels.shared.autograd import refuse_second_derivative
 from ftcl.kernels.soft_dtw.band import band_mask
 
 

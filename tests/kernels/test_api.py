@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from ftcl import kernels
-from ftcl.kernels import triton_dp
+from ftcl.kernels.fsd import triton_kernels as fsd_triton
+from ftcl.kernels.lcs import triton_kernels as lcs_triton
+from ftcl.kernels.shared import launch
 
 SHAPES = [
     pytest.param(2, 1, 6, id="B2-N1-M6"),
@@ -199,13 +201,13 @@ def _prefetching_matches_naive():
 
 
 def test_rows_prefetch_depth_is_capped_where_threads_hold_several_rows():
-    assert [triton_dp.rows_prefetch(block, 4) for block in (16, 512, 1024, 2048)] == [4, 4, 4, 2]
-    assert [triton_dp.rows_prefetch(block, 1) for block in (16, 2048)] == [1, 1]
+    assert [launch.rows_prefetch(block, 4) for block in (16, 512, 1024, 2048)] == [4, 4, 4, 2]
+    assert [launch.rows_prefetch(block, 1) for block in (16, 2048)] == [1, 1]
 
 
 def test_launch_sizes_round_up_to_powers_of_two_as_triton_does():
     triton = pytest.importorskip("triton")
-    assert [triton_dp.next_power_of_2(n) for n in range(1, 5000)] == [triton.next_power_of_2(n) for n in range(1, 5000)]
+    assert [launch.next_power_of_2(n) for n in range(1, 5000)] == [triton.next_power_of_2(n) for n in range(1, 5000)]
 
 
 def test_skewed_tables_are_the_wide_enough_ones_past_the_threshold():
@@ -213,23 +215,23 @@ def test_skewed_tables_are_the_wide_enough_ones_past_the_threshold():
     as tall as wide (taller ones would pad each diagonal to N rows: up to N times the memory), and
     there only for long sweeps or big batches; the backward then writes its gradient in that layout
     (strides (N + 1, N))."""
-    assert not triton_dp.skews((4096, 64, 64))  # too few cells per pair
-    assert not triton_dp.skews((16, 128, 128)) and not triton_dp.skews((511, 128, 128))  # short, small
-    assert triton_dp.skews((512, 128, 128)) and triton_dp.skews((1, 128, 385))  # 8M cells; 512 diagonals
-    assert not triton_dp.skews((1, 128, 384)) and not triton_dp.skews((1024, 1000, 128))  # 511; too tall
+    assert not launch.skews((4096, 64, 64))  # too few cells per pair
+    assert not launch.skews((16, 128, 128)) and not launch.skews((511, 128, 128))  # short, small
+    assert launch.skews((512, 128, 128)) and launch.skews((1, 128, 385))  # 8M cells; 512 diagonals
+    assert not launch.skews((1, 128, 384)) and not launch.skews((1024, 1000, 128))  # 511; too tall
     with kernels.configure(skew_min_cells=None):
-        assert not triton_dp.skews((64, 2048, 2048))
+        assert not launch.skews((64, 2048, 2048))
     settings = kernels.Settings(skew_min_cells=28, skew_min_diagonals=0)
-    assert triton_dp.skews((2, 7, 4), settings) and triton_dp.skews((2, 4, 7), settings)
-    assert not triton_dp.skews((2, 9, 4), settings) and not triton_dp.skews((2, 3, 9), settings)
+    assert launch.skews((2, 7, 4), settings) and launch.skews((2, 4, 7), settings)
+    assert not launch.skews((2, 9, 4), settings) and not launch.skews((2, 3, 9), settings)
     sim = torch.rand(2, 7, 4, device=TRITON_DEVICE)
-    skewed = triton_dp.to_diagonal_major(sim)
+    skewed = launch.to_diagonal_major(sim)
     assert skewed.stride() == (70, 8, 7) and torch.equal(skewed, sim)
-    _, table = triton_dp.lcs_fwd(skewed, 0.5, 0.0, None)
+    _, table = lcs_triton.lcs_fwd(skewed, 0.5, 0.0, None)
     upstream = torch.randn(2, device=TRITON_DEVICE)
-    grad = triton_dp.lcs_bwd(upstream, skewed, table, 0.5, 0.0, None, skew=True)
+    grad = lcs_triton.lcs_bwd(upstream, skewed, table, 0.5, 0.0, None, skew=True)
     assert grad.stride() == (70, 8, 7)
-    assert torch.equal(grad, triton_dp.lcs_bwd(upstream, sim, table, 0.5, 0.0, None))
+    assert torch.equal(grad, lcs_triton.lcs_bwd(upstream, sim, table, 0.5, 0.0, None))
 
 
 @pytest.mark.parametrize("shape", [(3, 7, 5), (2, 5, 9), (1, 1, 1), (2, 1, 70), (1, 40, 1), (2, 33, 65)])
@@ -249,9 +251,9 @@ def test_skew_kernel_places_every_cell_on_its_diagonal(shape, dtype):
                 want[b, (i + j) * n_rows + i] = x[b, i, j]
     for tile in [(2, 4), kernels.Settings().skew_tile]:
         for source in (x, x.contiguous()):
-            got = triton_dp.to_diagonal_major(source.to(TRITON_DEVICE), kernels.Settings(skew_tile=tile))
-            assert triton_dp.is_diagonal_major(got) and torch.equal(got.cpu(), x)
-            assert triton_dp.to_diagonal_major(got) is got  # already diagonal-major: no copy
+            got = launch.to_diagonal_major(source.to(TRITON_DEVICE), kernels.Settings(skew_tile=tile))
+            assert launch.is_diagonal_major(got) and torch.equal(got.cpu(), x)
+            assert launch.to_diagonal_major(got) is got  # already diagonal-major: no copy
             buffer = got.as_strided((batch, span), (got.stride(0), 1), got.storage_offset()).cpu()
             cells = ~want.isnan()
             assert torch.equal(buffer[cells], want[cells])
@@ -260,21 +262,21 @@ def test_skew_kernel_places_every_cell_on_its_diagonal(shape, dtype):
 def test_diagonal_major_layout_is_recognised_only_where_it_holds():
     """Inputs a producer already wrote diagonal-major are read as they are; any other layout is
     copied, including transposed and overlapping ones. Size-1 dimensions have no stride to check."""
-    skewed = triton_dp.diagonal_major_empty((3, 5, 4), torch.float32, "cpu")
-    assert triton_dp.is_diagonal_major(skewed) and skewed.stride() == (40, 6, 5)
-    assert not triton_dp.is_diagonal_major(torch.empty(3, 5, 4))
-    assert not triton_dp.is_diagonal_major(torch.empty(3, 4, 5).transpose(1, 2))
-    assert not triton_dp.is_diagonal_major(torch.empty(200).as_strided((3, 5, 4), (20, 6, 5)))  # pairs overlap
-    assert triton_dp.is_diagonal_major(torch.empty(3, 1, 4))  # one row: row-major is diagonal-major
-    assert not triton_dp.is_diagonal_major(torch.empty(3, 2, 1))
+    skewed = launch.diagonal_major_empty((3, 5, 4), torch.float32, "cpu")
+    assert launch.is_diagonal_major(skewed) and skewed.stride() == (40, 6, 5)
+    assert not launch.is_diagonal_major(torch.empty(3, 5, 4))
+    assert not launch.is_diagonal_major(torch.empty(3, 4, 5).transpose(1, 2))
+    assert not launch.is_diagonal_major(torch.empty(200).as_strided((3, 5, 4), (20, 6, 5)))  # pairs overlap
+    assert launch.is_diagonal_major(torch.empty(3, 1, 4))  # one row: row-major is diagonal-major
+    assert not launch.is_diagonal_major(torch.empty(3, 2, 1))
 
 
 def test_rows_family_leaves_taller_tables_to_the_chunks():
     """Above Settings.max_rows rows (one lane per row would not fit) the chunk kernels take over."""
     settings = kernels.Settings(family="rows", max_rows=4)
-    assert triton_dp.kernel_family(4, settings) == "rows" and triton_dp.kernel_family(5, settings) == "chunks"
-    assert triton_dp.kernels_for("fsd", "chunks") == (triton_dp.fsd_fwd_kernel, triton_dp.fsd_bwd_kernel)
-    assert triton_dp.kernels_for("lcs", "rows") == (triton_dp.lcs_fwd_rows_kernel, triton_dp.lcs_bwd_rows_kernel)
+    assert launch.kernel_family(4, settings) == "rows" and launch.kernel_family(5, settings) == "chunks"
+    assert fsd_triton.kernels_for("chunks") == (fsd_triton.fsd_fwd_kernel, fsd_triton.fsd_bwd_kernel)
+    assert lcs_triton.kernels_for("rows") == (lcs_triton.lcs_fwd_rows_kernel, lcs_triton.lcs_bwd_rows_kernel)
     with kernels.configure(family="rows", max_rows=4):
         for seed, (n_rows, n_cols) in enumerate([(7, 3), (3, 7)]):  # chunks, then rows
             match, gap, upstream, _ = _fsd_case(8 + seed, 2, n_rows, n_cols)
@@ -325,7 +327,7 @@ def test_triton_reads_strided_inputs_and_half_precision(family):
 def test_triton_reads_diagonal_major_inputs_exactly(family):
     """to_diagonal_major's layout (anti-diagonals contiguous, strides (N + 1, N) over a buffer with
     gaps) gives the row-major inputs' values and gradients bit for bit."""
-    diagonal_major = triton_dp.to_diagonal_major
+    diagonal_major = launch.to_diagonal_major
     match, gap, upstream, _ = _fsd_case(11, 3, 7, 5)
     sim, _, _ = _lcs_case(12, 3, 6, 9)
     for op, tensors in (("fsd", (match, gap)), ("lcs", (sim,))):

@@ -1,10 +1,12 @@
-"""kernels.ops: FSD, LCS and soft-DTW as registered operators, checked by torch.library.opcheck, and
+"""kernels/*/op.py: FSD, LCS and soft-DTW as registered operators, checked by torch.library.opcheck, and
 torch.compile(fullgraph=True) of each op and of a whole FTCL training step against eager."""
 import pytest
 import torch
 
 from ftcl import kernels
-from ftcl.kernels import ops, triton_dp
+from ftcl.kernels.fsd import op as fsd_op
+from ftcl.kernels.lcs import op as lcs_op
+from ftcl.kernels.soft_dtw import op as soft_dtw_op
 
 # Triton runs compiled on a GPU where there is one, else interpreted on the CPU (see conftest).
 TRITON_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -36,14 +38,14 @@ def test_opcheck_fsd_and_lcs(backend):
     backward ops, on float32 and float64 (torch), with and without lengths, row-major and
     diagonal-major (Triton)."""
     for match, gap, sim, lengths, skew in _cases(backend):
-        torch.library.opcheck(ops.fsd_forward, (match, gap, 0.1, lengths, backend, skew))
-        torch.library.opcheck(ops.lcs_forward, (sim, 0.5, 0.1, lengths, backend, skew))
-        value, table = ops.fsd_forward(match.detach(), gap.detach(), 0.1, lengths, backend, skew)
+        torch.library.opcheck(fsd_op.fsd_forward, (match, gap, 0.1, lengths, backend, skew))
+        torch.library.opcheck(lcs_op.lcs_forward, (sim, 0.5, 0.1, lengths, backend, skew))
+        value, table = fsd_op.fsd_forward(match.detach(), gap.detach(), 0.1, lengths, backend, skew)
         grad = torch.randn_like(value)
-        torch.library.opcheck(ops.fsd_backward, (grad, match.detach(), gap.detach(), table, 0.1, lengths, backend,
+        torch.library.opcheck(fsd_op.fsd_backward, (grad, match.detach(), gap.detach(), table, 0.1, lengths, backend,
                                                  skew))
-        value, table = ops.lcs_forward(sim.detach(), 0.5, 0.1, lengths, backend, skew)
-        torch.library.opcheck(ops.lcs_backward, (grad, sim.detach(), table, 0.5, 0.1, lengths, backend, skew))
+        value, table = lcs_op.lcs_forward(sim.detach(), 0.5, 0.1, lengths, backend, skew)
+        torch.library.opcheck(lcs_op.lcs_backward, (grad, sim.detach(), table, 0.5, 0.1, lengths, backend, skew))
 
 
 @pytest.mark.parametrize("band", [None, 1])
@@ -52,9 +54,9 @@ def test_opcheck_soft_dtw(dtype, band):
     (cost, _, _), lengths = _tables(4, 3, 6, 5, dtype)
     cost = cost.detach().abs().requires_grad_()
     for cut in (None, lengths):
-        torch.library.opcheck(ops.soft_dtw_forward, (cost, 0.5, cut, band))
-        value, table = ops.soft_dtw_forward(cost.detach(), 0.5, cut, band)
-        torch.library.opcheck(ops.soft_dtw_backward, (torch.randn_like(value), cost.detach(), table, 0.5, cut))
+        torch.library.opcheck(soft_dtw_op.soft_dtw_forward, (cost, 0.5, cut, band))
+        value, table = soft_dtw_op.soft_dtw_forward(cost.detach(), 0.5, cut, band)
+        torch.library.opcheck(soft_dtw_op.soft_dtw_backward, (torch.randn_like(value), cost.detach(), table, 0.5, cut))
 
 
 def _compiled_equals_eager(fn, inputs, atol):

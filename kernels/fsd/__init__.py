@@ -1,0 +1,1 @@
+"""FSD: naive (the specification), wavefront (torch), triton_kernels, op (the registered operator)."""

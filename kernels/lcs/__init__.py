@@ -1,0 +1,1 @@
+"""The thresholded LCS: naive, wavefront (torch), triton_kernels, op (the registered operator)."""

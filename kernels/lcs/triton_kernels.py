@@ -1,0 +1,318 @@
+"""The thresholded LCS's Triton kernels ("rows" and "chunks" families, forward and backward),
+their launches and the autograd Function of the eager path (kernels.shared.triton)."""
+import torch
+
+from ftcl.kernels.settings import settings as current_settings
+from ftcl.kernels.shared.autograd import refuse_second_derivative
+from ftcl.kernels.shared.launch import (_rows_options, skews, to_diagonal_major, _gradient_like, _inv_gamma_log2,
+                                        _launch_args, _require_triton)
+
+try:
+    import triton
+    import triton.language as tl
+
+    from ftcl.kernels.shared.triton import (_row_bounds, _pair_lengths, _reverse_step, _up_left, _neighbours, _adjoint,
+                                            _push, _from_row_above, _from_row_below, _cells, _diagonal_offset)
+except ImportError:  # the other backends work without Triton
+    triton = None
+
+if triton is not None:
+
+    @triton.jit
+    def _lcs_skip(b_up, b_left, gamma, inv_gamma_log2, HARD: tl.constexpr):
+        """max_gamma(C[i-1, j], C[i, j-1]): an unmatched LCS cell's value."""
+        b_max = tl.maximum(b_up, b_left)
+        if HARD:
+            return b_max
+        b_min = tl.minimum(b_up, b_left)
+        return b_max + gamma * tl.log(1.0 + tl.exp2((b_min - b_max) * inv_gamma_log2))
+
+    @triton.jit
+    def _lcs_up_weight(b_up, b_left, inv_gamma_log2, HARD: tl.constexpr):
+        """Share of an unmatched LCS cell's adjoint that goes to C[i-1, j] (the rest to C[i, j-1])."""
+        if HARD:
+            return (b_up >= b_left).to(tl.float32)  # ties go to the upper neighbour
+        return 1.0 / (1.0 + tl.exp2((b_left - b_up) * inv_gamma_log2))
+
+    @triton.jit
+    def lcs_fwd_kernel(
+        sim_ptr,  # [B, N, M] any float dtype, any strides
+        table_ptr,  # [B, N*M] float32, diagonal-major per pair
+        out_ptr,  # [B] float32
+        len_ptr,  # [B, 2] int64
+        stride_sb, stride_sn, stride_sm,
+        N, M,
+        threshold,
+        gamma,
+        inv_gamma_log2,
+        HAS_LENGTHS: tl.constexpr,
+        HARD: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
+        i_b = tl.program_id(0).to(tl.int64)
+        n, m = _pair_lengths(len_ptr, i_b, N, M, HAS_LENGTHS)
+        p_table = table_ptr + i_b * N * M
+        p_sim = sim_ptr + i_b * stride_sb
+        o_i = tl.arange(0, BLOCK)
+        off_0 = 0
+        off_1, lo_1 = 0, 1
+        off_2, lo_2 = 0, 1
+        for d in range(2, n + m + 1):
+            lo, hi = _row_bounds(d, n, m)
+            for start in range(lo, hi + 1, BLOCK):
+                i = start + o_i
+                j = d - i
+                mask = i <= hi
+                b_sim = tl.load(p_sim + (i - 1) * stride_sn + (j - 1) * stride_sm, mask=mask, other=0.0)
+                b_sim = b_sim.to(tl.float32)
+                b_diag, b_up, b_left = _neighbours(p_table, i, j, mask, off_1, lo_1, off_2, lo_2)
+                b_skip = _lcs_skip(b_up, b_left, gamma, inv_gamma_log2, HARD)
+                b_value = tl.where(b_sim > threshold, b_diag + b_sim, b_skip)
+                tl.store(p_table + off_0 + (i - lo), b_value, mask=mask)
+            tl.debug_barrier()
+            off_2, lo_2 = off_1, lo_1
+            off_1, lo_1 = off_0, lo
+            off_0 += hi - lo + 1
+        tl.store(out_ptr + i_b, tl.load(p_table + off_0 - 1))
+
+    @triton.jit
+    def lcs_bwd_kernel(
+        sim_ptr,  # [B, N, M]
+        table_ptr,  # [B, N*M] float32, from the forward
+        grad_out_ptr,  # [B] float32
+        grad_sim_ptr,  # [B, N, M] zero-filled outside each pair's (n, m)
+        ring_ptr,  # [B, 7, N + 2] float32 scratch
+        len_ptr,  # [B, 2] int64
+        stride_sb, stride_sn, stride_sm,
+        stride_db, stride_dn, stride_dm,  # of grad_sim
+        N, M,
+        threshold,
+        inv_gamma_log2,
+        HAS_LENGTHS: tl.constexpr,
+        HARD: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
+        i_b = tl.program_id(0).to(tl.int64)
+        n, m = _pair_lengths(len_ptr, i_b, N, M, HAS_LENGTHS)
+        p_table = table_ptr + i_b * N * M
+        p_sim = sim_ptr + i_b * stride_sb
+        p_grad_sim = grad_sim_ptr + i_b * stride_db
+        stride_slot = N + 2
+        p_ring = ring_ptr + i_b * 7 * stride_slot
+        b_grad_out = tl.load(grad_out_ptr + i_b)
+        o_i = tl.arange(0, BLOCK)
+        off_0 = n * m - 1
+        for k in range(0, n + m - 1):
+            d = n + m - k
+            lo, hi, lo_1, off_1, _, _ = _reverse_step(d, n, m, off_0)
+            for start in range(lo, hi + 1, BLOCK):
+                i = start + o_i
+                j = d - i
+                mask = i <= hi
+                b_sim = tl.load(p_sim + (i - 1) * stride_sn + (j - 1) * stride_sm, mask=mask, other=0.0)
+                matched = b_sim.to(tl.float32) > threshold
+                b_up, b_left = _up_left(p_table, i, j, mask, off_1, lo_1)
+                w_up = _lcs_up_weight(b_up, b_left, inv_gamma_log2, HARD)
+                b_adj = _adjoint(p_ring, i, j, mask, n, m, d, stride_slot, b_grad_out)
+                b_through = tl.where(matched, b_adj, 0.0)
+                b_skipped = b_adj - b_through
+                tl.store(p_grad_sim + (i - 1).to(tl.int64) * stride_dn + (j - 1) * stride_dm,
+                         b_through.to(grad_sim_ptr.dtype.element_ty), mask=mask)
+                _push(p_ring, i, mask, d, stride_slot, b_through, b_skipped * w_up, b_skipped * (1.0 - w_up))
+            tl.debug_barrier()
+            off_0 = off_1
+
+    @triton.jit
+    def _lcs_inputs(p_sim, i, d, n, m, stride_sm):
+        j, active = _cells(i, d, n, m)
+        return tl.load(p_sim + (j - 1) * stride_sm, mask=active, other=0.0)
+
+    @triton.jit
+    def _lcs_bwd_inputs(p_sim, p_table, i, d, n, m, stride_sm):
+        """sim and the saved C[i-1, j], C[i, j-1] of diagonal d's cells."""
+        j, active = _cells(i, d, n, m)
+        b_sim = tl.load(p_sim + (j - 1) * stride_sm, mask=active, other=0.0)
+        off_1, lo_1 = _diagonal_offset(d - 1, n, m), tl.maximum(d - 1 - m, 1)
+        b_up, b_left = _up_left(p_table, i, j, active, off_1, lo_1)
+        return b_sim, b_up, b_left
+
+    @triton.jit
+    def lcs_fwd_rows_kernel(
+        sim_ptr,  # [B, N, M] any float dtype, any strides
+        table_ptr,  # [B, N*M] float32, diagonal-major per pair
+        out_ptr,  # [B] float32
+        len_ptr,  # [B, 2] int64
+        stride_sb, stride_sn, stride_sm,
+        N, M,
+        threshold,
+        gamma,
+        inv_gamma_log2,
+        HAS_LENGTHS: tl.constexpr,
+        HARD: tl.constexpr,
+        BLOCK: tl.constexpr,  # >= N
+        PREFETCH: tl.constexpr,
+    ):
+        i_b = tl.program_id(0).to(tl.int64)
+        n, m = _pair_lengths(len_ptr, i_b, N, M, HAS_LENGTHS)
+        p_table = table_ptr + i_b * N * M
+        lanes = tl.arange(0, BLOCK)
+        i = lanes + 1
+        p_sim = sim_ptr + i_b * stride_sb + lanes.to(tl.int64) * stride_sn
+        b_left = tl.zeros([BLOCK], tl.float32)
+        b_up = tl.zeros([BLOCK], tl.float32)
+        b_diag = tl.zeros([BLOCK], tl.float32)
+        b_cur = tl.zeros([BLOCK], tl.float32)
+        b_sim_0 = _lcs_inputs(p_sim, i, 2, n, m, stride_sm)
+        b_sim_1 = _lcs_inputs(p_sim, i, 3, n, m, stride_sm)
+        b_sim_2 = _lcs_inputs(p_sim, i, 4, n, m, stride_sm)
+        b_sim_3 = _lcs_inputs(p_sim, i, 5, n, m, stride_sm)
+        off_0 = 0
+        for d in range(2, n + m + 1):
+            b_sim_far = _lcs_inputs(p_sim, i, d + PREFETCH, n, m, stride_sm)
+            j, active = _cells(i, d, n, m)
+            b_s = b_sim_0.to(tl.float32)
+            b_skip = _lcs_skip(b_up, b_left, gamma, inv_gamma_log2, HARD)
+            b_cur = tl.where(active, tl.where(b_s > threshold, b_diag + b_s, b_skip), 0.0)
+            lo, hi = _row_bounds(d, n, m)
+            tl.store(p_table + off_0 + (i - lo), b_cur, mask=active)
+            off_0 += hi - lo + 1
+            b_diag = b_up
+            b_up = _from_row_above(b_cur, lanes)
+            b_left = b_cur
+            if PREFETCH == 1:
+                b_sim_0 = b_sim_far
+            elif PREFETCH == 2:
+                b_sim_0, b_sim_1 = b_sim_1, b_sim_far
+            elif PREFETCH == 3:
+                b_sim_0, b_sim_1, b_sim_2 = b_sim_1, b_sim_2, b_sim_far
+            else:
+                b_sim_0, b_sim_1, b_sim_2, b_sim_3 = b_sim_1, b_sim_2, b_sim_3, b_sim_far
+        tl.store(out_ptr + i_b, tl.sum(tl.where(i == n, b_cur, 0.0), 0))
+
+    @triton.jit
+    def lcs_bwd_rows_kernel(
+        sim_ptr,  # [B, N, M]
+        table_ptr,  # [B, N*M] float32, from the forward
+        grad_out_ptr,  # [B] float32
+        grad_sim_ptr,  # [B, N, M] zero-filled outside each pair's (n, m)
+        len_ptr,  # [B, 2] int64
+        stride_sb, stride_sn, stride_sm,
+        stride_db, stride_dn, stride_dm,  # of grad_sim
+        N, M,
+        threshold,
+        inv_gamma_log2,
+        HAS_LENGTHS: tl.constexpr,
+        HARD: tl.constexpr,
+        BLOCK: tl.constexpr,  # >= N
+        PREFETCH: tl.constexpr,
+    ):
+        i_b = tl.program_id(0).to(tl.int64)
+        n, m = _pair_lengths(len_ptr, i_b, N, M, HAS_LENGTHS)
+        p_table = table_ptr + i_b * N * M
+        lanes = tl.arange(0, BLOCK)
+        i = lanes + 1
+        p_sim = sim_ptr + i_b * stride_sb + lanes.to(tl.int64) * stride_sn
+        p_grad_sim = grad_sim_ptr + i_b * stride_db + lanes.to(tl.int64) * stride_dn
+        b_grad_out = tl.load(grad_out_ptr + i_b)
+        b_incoming = tl.zeros([BLOCK], tl.float32)
+        b_pending_diag = tl.zeros([BLOCK], tl.float32)
+        last = n + m
+        b_sim_0, b_up_0, b_left_0 = _lcs_bwd_inputs(p_sim, p_table, i, last, n, m, stride_sm)
+        b_sim_1, b_up_1, b_left_1 = _lcs_bwd_inputs(p_sim, p_table, i, last - 1, n, m, stride_sm)
+        b_sim_2, b_up_2, b_left_2 = _lcs_bwd_inputs(p_sim, p_table, i, last - 2, n, m, stride_sm)
+        b_sim_3, b_up_3, b_left_3 = _lcs_bwd_inputs(p_sim, p_table, i, last - 3, n, m, stride_sm)
+        for k in range(0, n + m - 1):
+            d = last - k
+            b_sim_far, b_up_far, b_left_far = _lcs_bwd_inputs(p_sim, p_table, i, d - PREFETCH, n, m, stride_sm)
+            j, active = _cells(i, d, n, m)
+            matched = b_sim_0.to(tl.float32) > threshold
+            w_up = _lcs_up_weight(b_up_0, b_left_0, inv_gamma_log2, HARD)
+            b_adj = tl.where(active, b_incoming + tl.where((i == n) & (j == m), b_grad_out, 0.0), 0.0)
+            b_through = tl.where(matched, b_adj, 0.0)
+            b_skipped = b_adj - b_through
+            tl.store(p_grad_sim + (j - 1) * stride_dm, b_through.to(grad_sim_ptr.dtype.element_ty), mask=active)
+            b_incoming = b_skipped * (1.0 - w_up) + _from_row_below(b_skipped * w_up + b_pending_diag, lanes, BLOCK)
+            b_pending_diag = b_through
+            if PREFETCH == 1:
+                b_sim_0, b_up_0, b_left_0 = b_sim_far, b_up_far, b_left_far
+            elif PREFETCH == 2:
+                b_sim_0, b_up_0, b_left_0 = b_sim_1, b_up_1, b_left_1
+                b_sim_1, b_up_1, b_left_1 = b_sim_far, b_up_far, b_left_far
+            elif PREFETCH == 3:
+                b_sim_0, b_up_0, b_left_0 = b_sim_1, b_up_1, b_left_1
+                b_sim_1, b_up_1, b_left_1 = b_sim_2, b_up_2, b_left_2
+                b_sim_2, b_up_2, b_left_2 = b_sim_far, b_up_far, b_left_far
+            else:
+                b_sim_0, b_up_0, b_left_0 = b_sim_1, b_up_1, b_left_1
+                b_sim_1, b_up_1, b_left_1 = b_sim_2, b_up_2, b_left_2
+                b_sim_2, b_up_2, b_left_2 = b_sim_3, b_up_3, b_left_3
+                b_sim_3, b_up_3, b_left_3 = b_sim_far, b_up_far, b_left_far
+
+
+def kernels_for(family):
+    """(forward, backward) Triton kernels of LCS in family ("rows" or "chunks")."""
+    if family == "rows":
+        return lcs_fwd_rows_kernel, lcs_bwd_rows_kernel
+    return lcs_fwd_kernel, lcs_bwd_kernel
+
+
+def lcs_fwd(sim, threshold, gamma, lengths, settings=None, zero_table=False):
+    """Returns (values [B] float32, table [B, N*M] float32); zero_table as in fsd_fwd."""
+    settings = settings or current_settings()
+    batch, n_rows, n_cols = sim.shape
+    table = (torch.zeros if zero_table else torch.empty)(batch, n_rows * n_cols, dtype=torch.float32, device=sim.device)
+    out = torch.empty(batch, dtype=torch.float32, device=sim.device)
+    if batch == 0:
+        return out, table
+    family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, sim.shape, sim.device, settings)
+    kernel = kernels_for(family)[0]
+    extra = _rows_options(block, "lcs", settings) if family == "rows" else {}
+    kernel[(batch,)](
+        sim, table, out, len_arg, *sim.stride(), n_rows, n_cols, threshold, gamma, _inv_gamma_log2(gamma),
+        HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block, num_warps=num_warps, **extra)
+    return out, table
+
+def lcs_bwd(grad_out, sim, table, threshold, gamma, lengths, skew=False, settings=None, out=None):
+    """Gradient [B, N, M] of sum(grad_out * value) w.r.t. sim (diagonal-major when skew), written
+    into `out` when given (see fsd_bwd)."""
+    settings = settings or current_settings()
+    batch, n_rows, n_cols = sim.shape
+    grad_sim = out if out is not None else _gradient_like(sim.shape, sim.dtype, sim.device, lengths, skew)
+    if batch == 0:
+        return grad_sim
+    family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, sim.shape, sim.device, settings)
+    grad_out = grad_out.float().contiguous()
+    options = dict(HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block, num_warps=num_warps)
+    backward = kernels_for(family)[1]
+    if family == "rows":
+        backward[(batch,)](sim, table, grad_out, grad_sim, len_arg, *sim.stride(), *grad_sim.stride(),
+                           n_rows, n_cols, threshold, _inv_gamma_log2(gamma), **options,
+                           **_rows_options(block, "lcs", settings))
+        return grad_sim
+    ring = torch.empty(batch, 7, n_rows + 2, dtype=torch.float32, device=sim.device)
+    backward[(batch,)](sim, table, grad_out, grad_sim, ring, len_arg, *sim.stride(), *grad_sim.stride(),
+                       n_rows, n_cols, threshold, _inv_gamma_log2(gamma), **options)
+    return grad_sim
+
+class LCSTriton(torch.autograd.Function):
+    """LCS values [B] float32 of sim [B, N, M] (lengths [B, 2] int64 or None), with the backward
+    recomputing each unmatched cell's weights from the saved [B, N*M] table."""
+
+    @staticmethod
+    def forward(ctx, sim, threshold, gamma, lengths):
+        _require_triton()
+        ctx.settings = current_settings()
+        ctx.skew = skews(sim.shape, ctx.settings)
+        if ctx.skew:
+            sim = to_diagonal_major(sim, ctx.settings)
+        out, table = lcs_fwd(sim, threshold, gamma, lengths, ctx.settings)
+        ctx.save_for_backward(sim, table, lengths)
+        ctx.threshold, ctx.gamma = threshold, gamma
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        refuse_second_derivative("kernels.lcs (triton backend)")
+        sim, table, lengths = ctx.saved_tensors
+        grad_sim = lcs_bwd(grad_out, sim, table, ctx.threshold, ctx.gamma, lengths, ctx.skew, ctx.settings)
+        return grad_sim, None, None, None

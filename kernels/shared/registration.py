@@ -1,0 +1,61 @@
+"""What the registered operators (kernels/*/op.py) share: fake tables and gradients, the Triton
+gradients' layout as op outputs, and the layout decision made when a graph is traced.
+
+An op's output may not be a view, so a Triton gradient written diagonal-major is returned as its
+buffer [B, (N+M-1)*N] (zero-filled, so every output element is defined) and viewed as [B, N, M] by
+the autograd formula.
+"""
+import torch
+
+from ftcl.kernels.shared import launch
+from ftcl.kernels.shared import wavefront as shared
+
+
+def order(shape, device):
+    _, order = shared._diagonals(shape[1], shape[2])
+    return order.to(device)
+
+
+def torch_table(x, dtype):
+    batch, n_rows, n_cols = x.shape
+    return x.new_empty(batch, n_rows + n_cols + 1, n_rows + 1, dtype=dtype)
+
+
+def _span(shape):
+    return (shape[1] + shape[2] - 1) * shape[1]
+
+
+def fake_gradient(x, skew):
+    """The fake of a Triton gradient of x: [B, N, M], or its diagonal-major buffer when skew."""
+    return x.new_empty(x.shape[0], _span(x.shape)) if skew else x.new_empty(x.shape)
+
+
+def triton_gradients(like, dtypes, lengths, skew):
+    """(what the op returns, what the kernel writes): [B, N, M] tensors, or diagonal-major buffers
+    [B, (N+M-1)*N] and their [B, N, M] views; zeros where lengths leave cells out, and in the
+    buffers' padding (an op's outputs are fully defined)."""
+    if not skew:
+        made = [(torch.empty if lengths is None else torch.zeros)(like.shape, dtype=dtype, device=like.device)
+                for dtype in dtypes]
+        return made, made
+    buffers = [launch.diagonal_major_buffer(like.shape, dtype, like.device, zero=True)
+               for dtype in dtypes]
+    return buffers, [launch.diagonal_major_view(buffer, like.shape) for buffer in buffers]
+
+
+def as_gradient(output, shape, skew):
+    """An op's Triton gradient as [B, N, M]: the diagonal-major view of its buffer when skew."""
+    return launch.diagonal_major_view(output, shape) if skew else output
+
+
+def triton_inputs(skew, settings, *tables):
+    return [launch.to_diagonal_major(x, settings) for x in tables] if skew else list(tables)
+
+
+@torch.compiler.assume_constant_result
+def skews_now(shape):
+    """Whether the Triton op copies a table of this shape diagonal-major under the settings in force
+    (decided when a graph is traced, so a compiled graph keeps its layout)."""
+    return launch.skews(tuple(shape))
+
+
