@@ -137,7 +137,7 @@ def test_torch_backend_cpu(benchmark, op, batch, length):
     benchmark.pedantic(runner(op, "fwd+bwd", batch, length, "torch", "cpu"), rounds=5, warmup_rounds=1)
 
 
-SOFT_DTW_IMPLEMENTATIONS = ["ours-torch", "ours-naive", "tslearn", "pysdtw"]
+SOFT_DTW_IMPLEMENTATIONS = ["ours-triton", "ours-torch", "ours-naive", "tslearn", "pysdtw"]
 
 
 def _soft_dtw_costs(batch, length, device, dtype):
@@ -183,16 +183,17 @@ def _soft_dtw_call(implementation, cost, gamma):
 @pytest.mark.parametrize("implementation", SOFT_DTW_IMPLEMENTATIONS)
 def test_soft_dtw(benchmark, implementation, batch, length):
     """Soft-DTW forward + backward (gamma 1) on the same costs, ours beside the field's: tslearn
-    (float64, numba, one pair at a time; CPU) and pysdtw (CUDA) where they import. Each checks its
-    values and gradients against ours. On the CPU only CPU_GRID (the naive loops only at 16 x 32)."""
+    (float64, numba, one pair at a time; CPU) and pysdtw (CUDA) where they import; ours on every
+    backend (Triton on CUDA). Each checks its values and gradients against the torch backend's. On the
+    CPU only CPU_GRID (the naive loops only at 16 x 32)."""
     if DEVICE == "cpu" and (batch, length) not in CPU_GRID:
         pytest.skip("CPU: the CPU grid only")
     if implementation == "ours-naive" and (batch, length) != (16, 32):
         pytest.skip("the per-cell loops: the smallest point only")
     if implementation == "tslearn" and DEVICE == "cuda":
         pytest.skip("tslearn runs on the CPU")
-    if implementation == "pysdtw" and DEVICE != "cuda":
-        pytest.skip("pysdtw is a CUDA peer")
+    if implementation in ("pysdtw", "ours-triton") and DEVICE != "cuda":
+        pytest.skip("a CUDA implementation")
     pytest.importorskip(implementation) if implementation in ("tslearn", "pysdtw") else None
     dtype = torch.float64 if implementation in ("tslearn", "ours-naive") or DEVICE == "cpu" else torch.float32
     cost = _soft_dtw_costs(batch, length, DEVICE, dtype)

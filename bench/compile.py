@@ -1,7 +1,7 @@
 """Ahead-of-time compilation of every Triton kernel for real GPUs, on any machine (no GPU needed).
 
 `python -m bench compile [--json]` compiles fsd_fwd, fsd_bwd, lcs_fwd and lcs_bwd of both kernel
-families (chunks and rows) through Triton's own compiler (triton.compile(ASTSource(...),
+families (chunks and rows), soft_dtw_fwd and soft_dtw_bwd (chunks; with and without a band) through Triton's own compiler (triton.compile(ASTSource(...),
 target=GPUTarget("cuda", cc, 32))) for A100 (80), RTX 30 (86), RTX 40 / L4 (89), H100 / H200 (90)
 and RTX 50 (120), over the variants the API can launch: HARD on / off, HAS_LENGTHS on / off, the
 smallest and the largest BLOCK of each family with their num_warps (the rows kernels also at their
@@ -30,6 +30,7 @@ KERNELS = ("fsd_fwd_kernel", "fsd_bwd_kernel", "lcs_fwd_kernel", "lcs_bwd_kernel
 ROWS_KERNELS = ("fsd_fwd_rows_kernel", "fsd_bwd_rows_kernel", "lcs_fwd_rows_kernel", "lcs_bwd_rows_kernel")
 COSINE_KERNELS = ("cosine_fwd_kernel", "cosine_bwd_kernel")
 SKEW_KERNELS = ("skew_kernel",)
+SOFT_DTW_KERNELS = ("soft_dtw_fwd_kernel", "soft_dtw_bwd_kernel")
 
 
 def _cosine_signature(kernel, dtype):
@@ -45,10 +46,25 @@ def _cosine_signature(kernel, dtype):
     return {**sig, "eps": "fp32", "BLOCK_N": "constexpr", "BLOCK_M": "constexpr", "BLOCK_D": "constexpr"}
 
 
+def _soft_dtw_signature(kernel, dtype):
+    x = DTYPES[dtype]
+    if kernel == "soft_dtw_fwd_kernel":
+        sig = {"cost_ptr": x, "table_ptr": "*fp32", "out_ptr": "*fp32", "len_ptr": "*i64",
+               **{f"stride_c{axis}": "i32" for axis in "bnm"}, "N": "i32", "M": "i32", "gamma": "fp32",
+               "inv_gamma_log2": "fp32", "band": "i32"}
+    else:
+        sig = {"table_ptr": "*fp32", "grad_out_ptr": "*fp32", "grad_cost_ptr": x, "ring_ptr": "*fp32",
+               "len_ptr": "*i64", **{f"stride_d{axis}": "i32" for axis in "bnm"}, "N": "i32", "M": "i32",
+               "inv_gamma_log2": "fp32", "band": "i32"}
+    return {**sig, "HAS_LENGTHS": "constexpr", "HAS_BAND": "constexpr", "HARD": "constexpr", "BLOCK": "constexpr"}
+
+
 def _signature(kernel, dtype):
     """Triton signature of a kernel with its input (and input-gradient) pointers of `dtype`."""
     if kernel in COSINE_KERNELS:
         return _cosine_signature(kernel, dtype)
+    if kernel in SOFT_DTW_KERNELS:
+        return _soft_dtw_signature(kernel, dtype)
     if kernel in SKEW_KERNELS:
         return {"x_ptr": DTYPES[dtype], "out_ptr": DTYPES[dtype], "stride_xb": "i32", "stride_xn": "i32", "N": "i32",
                 "M": "i32", "TILE_I": "constexpr", "TILE_D": "constexpr"}
@@ -113,7 +129,12 @@ def variants():
                                                                                      tiles)]
     skew = [(kernel, cc, dtype, None, None, skew_tile, 4, None)
             for kernel, cc, dtype in itertools.product(SKEW_KERNELS, TARGETS, DTYPES)]
-    return dp + cosine + skew
+    # Soft-DTW runs the chunks family; its "lengths" entry is (HAS_LENGTHS, HAS_BAND).
+    soft_dtw = [(kernel, cc, dtype, hard, flags, block, warps, None)
+                for kernel, cc, dtype, hard, flags, (block, warps, _) in itertools.product(
+                    SOFT_DTW_KERNELS, TARGETS, DTYPES, (True, False), itertools.product((True, False), repeat=2),
+                    blocks)]
+    return dp + cosine + skew + soft_dtw
 
 
 def _cuobjdump():
@@ -132,8 +153,10 @@ def compile_one(variant):
     from ftcl.kernels.fsd import triton_kernels as fsd_triton
     from ftcl.kernels.lcs import triton_kernels as lcs_triton
     from ftcl.kernels.shared import triton as shared_triton
+    from ftcl.kernels.soft_dtw import triton_kernels as soft_dtw_triton
     kernel, cc, dtype, hard, lengths, block, warps, prefetch = variant
-    module = {"fsd": fsd_triton, "lcs": lcs_triton, "skew": shared_triton}.get(kernel.split("_")[0], cosine)
+    module = {"fsd": fsd_triton, "lcs": lcs_triton, "skew": shared_triton,
+              "soft": soft_dtw_triton}.get(kernel.split("_")[0], cosine)
     if kernel in COSINE_KERNELS:
         constexprs = {"BLOCK_N": block[0], "BLOCK_M": block[1], "BLOCK_D": cosine.BLOCK_D}
         block = f"{block[0]}x{block[1]}"
@@ -141,6 +164,9 @@ def compile_one(variant):
     elif kernel in SKEW_KERNELS:
         constexprs = {"TILE_I": block[0], "TILE_D": block[1]}
         block = f"{block[0]}x{block[1]}"
+        source = ASTSource(getattr(module, kernel), _signature(kernel, dtype), constexprs=constexprs)
+    elif kernel in SOFT_DTW_KERNELS:
+        constexprs = {"HAS_LENGTHS": lengths[0], "HAS_BAND": lengths[1], "HARD": hard, "BLOCK": block}
         source = ASTSource(getattr(module, kernel), _signature(kernel, dtype), constexprs=constexprs)
     else:
         constexprs = {"HAS_LENGTHS": lengths, "HARD": hard, "BLOCK": block}
@@ -155,8 +181,11 @@ def compile_one(variant):
                                text=True, check=True).stdout
     function = usage[usage.index(f"Function {kernel}"):]
     fields = {key: int(value) for key, value in re.findall(r"(REG|STACK|SHARED|LOCAL):(\d+)", function)}
+    band = None
+    if kernel in SOFT_DTW_KERNELS:
+        lengths, band = lengths
     return {"kernel": kernel.removesuffix("_kernel"), "cc": cc, "gpu": TARGETS[cc], "dtype": dtype, "hard": hard,
-            "lengths": lengths, "block": block, "num_warps": warps, "prefetch": prefetch, "registers": fields["REG"],
+            "lengths": lengths, "band": band, "block": block, "num_warps": warps, "prefetch": prefetch, "registers": fields["REG"],
             "stack": fields["STACK"], "shared": fields["SHARED"], "local": fields["LOCAL"],
             "loop_barriers": loop_barriers(compiled.asm["ptx"])}
 
@@ -196,7 +225,8 @@ def main(argv=None, as_json=None):
         return 0
     frame = pd.DataFrame(rows)
     print(f"# ahead-of-time compile: Triton {triton.__version__}, {len(rows)} cubins "
-          f"({len(KERNELS + ROWS_KERNELS + COSINE_KERNELS + SKEW_KERNELS)} kernels x {len(TARGETS)} targets)\n")
+          f"({len(KERNELS + ROWS_KERNELS + COSINE_KERNELS + SKEW_KERNELS + SOFT_DTW_KERNELS)} kernels x "
+          f"{len(TARGETS)} targets)\n")
     summary = frame.groupby(["kernel", "cc", "gpu"]).agg(
         variants=("registers", "size"), registers_min=("registers", "min"), registers_max=("registers", "max"),
         stack_max=("stack", "max"), shared_max=("shared", "max"), local_max=("local", "max"),

@@ -18,6 +18,7 @@ from ftcl.kernels.shared import launch
 from ftcl.kernels.shared.wavefront import compute_dtype, full_lengths
 from ftcl.kernels.soft_dtw import naive as soft_dtw_naive
 from ftcl.kernels.soft_dtw import op as soft_dtw_op
+from ftcl.kernels.soft_dtw import triton_kernels as soft_dtw_triton
 from ftcl.kernels.soft_dtw import wavefront as soft_dtw_wavefront
 
 BACKENDS = ("auto", "naive", "torch", "triton")
@@ -189,7 +190,7 @@ def lcs(sim, *, threshold=0.92, gamma=0.0, lengths=None, backend="auto"):
     return lcs_triton.LCSTriton.apply(sim, threshold, gamma, lengths)
 
 
-SOFT_DTW_BACKENDS = ("auto", "naive", "torch")
+SOFT_DTW_BACKENDS = BACKENDS
 
 
 def _check_band(band):
@@ -218,7 +219,7 @@ def soft_dtw(cost, *, gamma=1.0, lengths=None, band=None, backend="auto"):
         lengths: optional integer [B, 2] of per-pair (n, m); the value is R[n, m] of each pair.
         band: optional Sakoe-Chiba radius (tslearn's sakoe_chiba_mask on each pair's n x m): cells
             with i - j outside [-band - max(0, m - n), band + max(0, n - m)] are +inf.
-        backend: "auto" (torch) | "naive" | "torch".
+        backend: "auto" (triton on CUDA, else torch) | "naive" | "torch" | "triton".
 
     Returns:
         [B] float32 (float64 for float64 inputs), differentiable w.r.t. cost.
@@ -227,16 +228,17 @@ def soft_dtw(cost, *, gamma=1.0, lengths=None, band=None, backend="auto"):
     gamma = _check_gamma(gamma)
     lengths = _check_lengths(lengths, cost.shape, cost.device)
     band = _check_band(band)
-    if backend not in SOFT_DTW_BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(SOFT_DTW_BACKENDS)} for soft_dtw; got {backend!r}")
+    backend = _pick_backend(backend, (cost,))
     dtype = compute_dtype(cost)
     _check_gamma_fits(gamma, cost.shape, dtype)
     if backend == "naive":
         full = lengths if lengths is not None else full_lengths(cost.shape, cost.device)
         return soft_dtw_naive.soft_dtw_naive(cost.to(dtype), gamma, full.tolist(), band)
     if _compiling():
-        return soft_dtw_op.soft_dtw(cost, gamma, lengths, band)
-    return soft_dtw_wavefront.SoftDTWFunction.apply(cost, gamma, lengths, band)
+        return soft_dtw_op.soft_dtw(cost, gamma, lengths, band, backend)
+    if backend == "torch":
+        return soft_dtw_wavefront.SoftDTWFunction.apply(cost, gamma, lengths, band)
+    return soft_dtw_triton.SoftDTWTriton.apply(cost, gamma, lengths, band)
 
 
 def squared_euclidean(x, y):

@@ -9,55 +9,68 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ftcl.kernels.settings import settings as current_settings
+from ftcl.kernels.settings import use_settings
 from ftcl.kernels.shared import registration
 from ftcl.kernels.shared import wavefront as shared
 from ftcl.kernels.shared.autograd import refuse_second_derivative
+from ftcl.kernels.soft_dtw import triton_kernels as soft_dtw_triton
 from ftcl.kernels.soft_dtw import wavefront as soft_dtw_wavefront
 
 
 @torch.library.custom_op("ftcl::soft_dtw_forward", mutates_args=())
-def soft_dtw_forward(cost: Tensor, gamma: float, lengths: Optional[Tensor],
-                     band: Optional[int]) -> tuple[Tensor, Tensor]:
-    """(values [B], table) of soft-DTW on the torch wavefront."""
-    value, table, _ = soft_dtw_wavefront.soft_dtw_forward(cost, gamma, lengths, band)
-    return value, table
+def soft_dtw_forward(cost: Tensor, gamma: float, lengths: Optional[Tensor], band: Optional[int],
+                     backend: str) -> tuple[Tensor, Tensor]:
+    """(values [B], table) of soft-DTW on the backend ("torch" or "triton")."""
+    if backend == "torch":
+        value, table, _ = soft_dtw_wavefront.soft_dtw_forward(cost, gamma, lengths, band)
+        return value, table
+    return soft_dtw_triton.soft_dtw_fwd(cost, gamma, lengths, band, current_settings(),
+                                        zero_table=lengths is not None)
 
 
 @soft_dtw_forward.register_fake
-def _(cost, gamma, lengths, band):
-    dtype = shared.compute_dtype(cost)
-    return cost.new_empty(cost.shape[0], dtype=dtype), registration.torch_table(cost, dtype)
+def _(cost, gamma, lengths, band, backend):
+    if backend == "torch":
+        dtype = shared.compute_dtype(cost)
+        return cost.new_empty(cost.shape[0], dtype=dtype), registration.torch_table(cost, dtype)
+    batch, n_rows, n_cols = cost.shape
+    return cost.new_empty(batch, dtype=torch.float32), cost.new_empty(batch, n_rows * n_cols, dtype=torch.float32)
 
 
 @torch.library.custom_op("ftcl::soft_dtw_backward", mutates_args=())
-def soft_dtw_backward(grad: Tensor, cost: Tensor, table: Tensor, gamma: float,
-                      lengths: Optional[Tensor]) -> Tensor:
+def soft_dtw_backward(grad: Tensor, cost: Tensor, table: Tensor, gamma: float, lengths: Optional[Tensor],
+                      band: Optional[int], backend: str) -> Tensor:
     """Gradient of sum(grad * value) w.r.t. the cost (the expected alignments), [B, N, M]."""
-    grad_s = soft_dtw_wavefront.soft_dtw_backward(grad, table, gamma, lengths, cost.shape)
-    return shared._from_skewed(grad_s, registration.order(cost.shape, cost.device), cost.shape, cost.dtype)
+    if backend == "torch":
+        grad_s = soft_dtw_wavefront.soft_dtw_backward(grad, table, gamma, lengths, cost.shape)
+        return shared._from_skewed(grad_s, registration.order(cost.shape, cost.device), cost.shape, cost.dtype)
+    return soft_dtw_triton.soft_dtw_bwd(grad, table, gamma, lengths, band, cost.shape, cost.dtype, current_settings())
 
 
 @soft_dtw_backward.register_fake
-def _(grad, cost, table, gamma, lengths):
+def _(grad, cost, table, gamma, lengths, band, backend):
     return cost.new_empty(cost.shape)
 
 
 def _soft_dtw_setup(ctx, inputs, output):
-    cost, gamma, lengths, _ = inputs
+    cost, gamma, lengths, band, backend = inputs
     ctx.mark_non_differentiable(output[1])
     ctx.save_for_backward(cost, output[1], lengths)
-    ctx.gamma = gamma
+    ctx.gamma, ctx.band, ctx.backend, ctx.settings = gamma, band, backend, current_settings()
 
 
 def _soft_dtw_grad(ctx, grad_value, _grad_table):
-    refuse_second_derivative("kernels.soft_dtw (torch backend)")
+    refuse_second_derivative(f"kernels.soft_dtw ({ctx.backend} backend)")
     cost, table, lengths = ctx.saved_tensors
-    return soft_dtw_backward(grad_value, cost, table, ctx.gamma, lengths), None, None, None
+    with use_settings(ctx.settings):
+        grad = soft_dtw_backward(grad_value, cost, table, ctx.gamma, lengths, ctx.band, ctx.backend)
+    return grad, None, None, None, None
 
 
 soft_dtw_forward.register_autograd(_soft_dtw_grad, setup_context=_soft_dtw_setup)
 
 
-def soft_dtw(cost, gamma, lengths, band):
-    """Soft-DTW values [B] through the registered op (torch backend)."""
-    return soft_dtw_forward(cost, gamma, lengths, band)[0]
+def soft_dtw(cost, gamma, lengths, band, backend):
+    """Soft-DTW values [B] through the registered op (backend "torch" or "triton")."""
+    return soft_dtw_forward(cost, gamma, lengths, band, backend)[0]

@@ -58,16 +58,18 @@ def test_every_kernel_compiles_for_every_target_and_variant(rows):
         KERNELS,
         ROWS_KERNELS,
         SKEW_KERNELS,
+        SOFT_DTW_KERNELS,
         TARGETS,
         rows_configs,
     )
     assert len(rows) == (len(KERNELS) * 16 + len(ROWS_KERNELS) * 8 * len(rows_configs())) * len(TARGETS) + \
-        len(COSINE_KERNELS) * len(TARGETS) * 4 + len(SKEW_KERNELS) * len(TARGETS) * 2
+        len(COSINE_KERNELS) * len(TARGETS) * 4 + len(SKEW_KERNELS) * len(TARGETS) * 2 + \
+        len(SOFT_DTW_KERNELS) * len(TARGETS) * 32  # 2 dtypes x hard x lengths x band x 2 blocks
     # The deepest prefetch (4 diagonals ahead) where the API launches it, 2 at the largest block.
     assert {(r["block"], r["prefetch"]) for r in rows if "_rows" in r["kernel"]} >= {(1024, 4), (2048, 2)}
     seen = {(r["kernel"], r["cc"]) for r in rows}
-    assert seen == {(k.removesuffix("_kernel"), cc) for k in KERNELS + ROWS_KERNELS + COSINE_KERNELS + SKEW_KERNELS
-                    for cc in TARGETS}
+    assert seen == {(k.removesuffix("_kernel"), cc)
+                    for k in KERNELS + ROWS_KERNELS + COSINE_KERNELS + SKEW_KERNELS + SOFT_DTW_KERNELS for cc in TARGETS}
     assert {r["block"] for r in rows} == {1, 1024, 16, 2048, "16x16", "32x32", "32x64"}  # 1024: rows and chunks
     assert {r["dtype"] for r in rows} == {"float32", "bfloat16"}
 

@@ -49,14 +49,17 @@ def test_opcheck_fsd_and_lcs(backend):
 
 
 @pytest.mark.parametrize("band", [None, 1])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_opcheck_soft_dtw(dtype, band):
-    (cost, _, _), lengths = _tables(4, 3, 6, 5, dtype)
+@pytest.mark.parametrize("backend,dtype", [("torch", torch.float32), ("torch", torch.float64),
+                                           ("triton", torch.float32)])
+def test_opcheck_soft_dtw(backend, dtype, band):
+    device = TRITON_DEVICE if backend == "triton" else "cpu"
+    (cost, _, _), lengths = _tables(4, 3, 6, 5, dtype, device)
     cost = cost.detach().abs().requires_grad_()
     for cut in (None, lengths):
-        torch.library.opcheck(soft_dtw_op.soft_dtw_forward, (cost, 0.5, cut, band))
-        value, table = soft_dtw_op.soft_dtw_forward(cost.detach(), 0.5, cut, band)
-        torch.library.opcheck(soft_dtw_op.soft_dtw_backward, (torch.randn_like(value), cost.detach(), table, 0.5, cut))
+        torch.library.opcheck(soft_dtw_op.soft_dtw_forward, (cost, 0.5, cut, band, backend))
+        value, table = soft_dtw_op.soft_dtw_forward(cost.detach(), 0.5, cut, band, backend)
+        torch.library.opcheck(soft_dtw_op.soft_dtw_backward,
+                              (torch.randn_like(value), cost.detach(), table, 0.5, cut, band, backend))
 
 
 def _compiled_equals_eager(fn, inputs, atol):
@@ -79,9 +82,9 @@ def test_each_op_compiles_without_a_graph_break(backend):
     _compiled_equals_eager(lambda m, g: kernels.fsd(m, g, gamma=0.1, lengths=lengths, backend=backend),
                            (match, gap), atol=0)
     _compiled_equals_eager(lambda s: kernels.lcs(s, threshold=0.5, gamma=0.0, backend=backend), (sim,), atol=0)
-    if backend == "torch":
-        cost = sim.detach().abs().requires_grad_()
-        _compiled_equals_eager(lambda c: kernels.soft_dtw(c, gamma=0.5, band=2, lengths=lengths), (cost,), atol=0)
+    cost = sim.detach().abs().requires_grad_()
+    _compiled_equals_eager(lambda c: kernels.soft_dtw(c, gamma=0.5, band=2, lengths=lengths, backend=backend),
+                           (cost,), atol=0)
 
 
 def test_a_compiled_op_sees_the_settings_of_its_call():

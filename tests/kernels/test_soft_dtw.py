@@ -1,4 +1,4 @@
-"""kernels.soft_dtw: the torch backend against the naive loops, and both against tslearn, in float64."""
+"""kernels.soft_dtw: the torch and Triton backends against the naive loops, and against tslearn in float64."""
 import numpy as np
 import pytest
 import torch
@@ -30,6 +30,10 @@ def _value_and_grad(cost, upstream, **kw):
     return value, grad
 
 
+# Triton runs compiled on a GPU where there is one, else interpreted on the CPU (see conftest).
+TRITON_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
 @pytest.mark.parametrize("band", BANDS)
 @pytest.mark.parametrize("gamma", GAMMAS)
 @pytest.mark.parametrize("batch,n_rows,n_cols", SHAPES)
@@ -47,6 +51,30 @@ def test_torch_backend_equals_the_naive_loops(batch, n_rows, n_cols, gamma, band
     assert torch.isfinite(value).all()
     torch.testing.assert_close(value, want, rtol=0, atol=1e-10)
     torch.testing.assert_close(grad, want_grad, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("band", BANDS)
+@pytest.mark.parametrize("gamma", GAMMAS)
+@pytest.mark.parametrize("batch,n_rows,n_cols", SHAPES)
+def test_triton_backend_equals_the_naive_loops(batch, n_rows, n_cols, gamma, band):
+    """The Triton kernels (float32) against the float64 loops, with and without lengths (padding
+    1e30, which must not leak), and with a block smaller than the diagonals (several chunks)."""
+    x, y, lengths, upstream = _case(n_rows * 10 + n_cols, batch, n_rows, n_cols)
+    cost = kernels.squared_euclidean(x, y)
+    for cut, block in ((None, None), (lengths, None), (lengths, 2)):
+        padded = cost
+        if cut is not None:
+            inside = ((torch.arange(n_rows)[None, :, None] < cut[:, :1, None])
+                      & (torch.arange(n_cols)[None, None, :] < cut[:, 1:, None]))
+            padded = torch.where(inside, cost, torch.full_like(cost, 1e30))
+        want, want_grad = _value_and_grad(padded, upstream, gamma=gamma, band=band, lengths=cut, backend="naive")
+        device_cost = padded.float().to(TRITON_DEVICE)
+        with kernels.configure(max_chunk_block=block or 1024):
+            value, grad = _value_and_grad(device_cost, upstream.float().to(TRITON_DEVICE), gamma=gamma, band=band,
+                                          lengths=None if cut is None else cut.to(TRITON_DEVICE), backend="triton")
+        assert value.dtype == torch.float32 and torch.isfinite(grad).all()
+        torch.testing.assert_close(value.double().cpu(), want, rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(grad.double().cpu(), want_grad, rtol=1e-4, atol=1e-5)
 
 
 def _tslearn():
@@ -130,18 +158,19 @@ def test_low_precision_inputs_compute_in_float32(dtype):
     torch.testing.assert_close(grad.double(), want_grad, rtol=1e-2, atol=1e-3)
 
 
-def test_second_derivatives_are_refused_on_the_torch_backend():
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_second_derivatives_are_refused(backend):
     x, y, _, _ = _case(2, 2, 4, 5)
-    x.requires_grad_()
-    cost = kernels.squared_euclidean(x, y)
-    value = kernels.soft_dtw(cost, gamma=0.1)
-    with pytest.raises(RuntimeError, match="no second derivative"):
+    x = x.float().to(TRITON_DEVICE if backend == "triton" else "cpu").requires_grad_()
+    cost = kernels.squared_euclidean(x, y.float().to(x.device))
+    value = kernels.soft_dtw(cost, gamma=0.1, backend=backend)
+    with pytest.raises(RuntimeError, match=f"no second derivative.*{backend}|{backend}.*no second derivative"):
         torch.autograd.grad(value.sum(), x, create_graph=True)
 
 
 @pytest.mark.parametrize("kwargs,message", [
     (dict(band=-1), "band must be None or a whole number >= 0"), (dict(band=1.5), "band must be"),
-    (dict(band=True), "band must be"), (dict(backend="triton"), "backend must be one of auto, naive, torch"),
+    (dict(band=True), "band must be"), (dict(backend="cuda"), "backend must be one of auto, naive, torch, triton"),
     (dict(gamma=-1.0), "gamma must be a finite number >= 0"), (dict(gamma=1e-9), "is below"),
     (dict(gamma=1e300), "too large"),
 ])

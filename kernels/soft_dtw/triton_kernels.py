@@ -1,0 +1,212 @@
+"""Soft-DTW's Triton kernels: one program per pair, lanes across each anti-diagonal BLOCK rows at a
+time (the "chunks" family of kernels.shared.triton: the previous diagonals re-read from the table,
+a block barrier between diagonals, the backward's pushes through the per-pair adjoint ring), with
+soft-DTW's boundary (R[0, 0] = 0, +inf elsewhere on row and column 0), a soft min, and the
+Sakoe-Chiba band (+inf outside). The table is R itself, float32, diagonal-major per pair; the
+backward recomputes each cell's soft-min weights from it.
+"""
+import dataclasses
+
+import torch
+
+from ftcl.kernels.settings import settings as current_settings
+from ftcl.kernels.shared.autograd import refuse_second_derivative
+from ftcl.kernels.shared.launch import _gradient_like, _inv_gamma_log2, _launch_args, _require_triton
+
+try:
+    import triton
+    import triton.language as tl
+
+    from ftcl.kernels.shared.triton import _adjoint, _neighbours, _pair_lengths, _push, _reverse_step, _row_bounds
+except ImportError:  # the other backends work without Triton
+    triton = None
+
+if triton is not None:
+
+    @triton.jit
+    def _predecessors(p_table, i, j, mask, off_1, lo_1, off_2, lo_2):
+        """R[i-1, j-1], R[i-1, j], R[i, j-1] with soft-DTW's border: 0 at the origin, +inf elsewhere."""
+        b_diag, b_up, b_left = _neighbours(p_table, i, j, mask, off_1, lo_1, off_2, lo_2)
+        inf = float("inf")
+        b_diag = tl.where((i > 1) & (j > 1), b_diag, tl.where((i == 1) & (j == 1), 0.0, inf))
+        return b_diag, tl.where(i > 1, b_up, inf), tl.where(j > 1, b_left, inf)
+
+    @triton.jit
+    def _inside_band(i, j, n, m, band, HAS_BAND: tl.constexpr):
+        """Whether cells (i, j) lie inside the Sakoe-Chiba band of an n x m table (tslearn's mask)."""
+        if HAS_BAND:
+            offset = i - j
+            return (offset >= -band - tl.maximum(m - n, 0)) & (offset <= band + tl.maximum(n - m, 0))
+        return i == i
+
+    @triton.jit
+    def _soft_min(b_diag, b_up, b_left, gamma, inv_gamma_log2, HARD: tl.constexpr):
+        """min_gamma of the three predecessors (the hard min when HARD); +inf when all three are."""
+        b_min = tl.minimum(tl.minimum(b_diag, b_up), b_left)
+        if HARD:
+            return b_min
+        reachable = b_min < float("inf")
+        safe = tl.where(reachable, b_min, 0.0)
+        b_sum = (tl.exp2((safe - b_diag) * inv_gamma_log2) + tl.exp2((safe - b_up) * inv_gamma_log2)
+                 + tl.exp2((safe - b_left) * inv_gamma_log2))
+        # b_sum >= 1 where the minimum is finite (its own term is 1); the floor only spares the
+        # unreachable lanes a log(0).
+        return tl.where(reachable, safe - gamma * tl.log(tl.maximum(b_sum, 1.0)), float("inf"))
+
+    @triton.jit
+    def _soft_min_weights(b_diag, b_up, b_left, inv_gamma_log2, HARD: tl.constexpr):
+        """Soft-min (or first-arg-min) weights of the three predecessors; 0 where none is reachable."""
+        b_min = tl.minimum(tl.minimum(b_diag, b_up), b_left)
+        reachable = (b_min < float("inf")).to(tl.float32)
+        if HARD:
+            w_diag = ((b_diag <= b_up) & (b_diag <= b_left)).to(tl.float32)
+            w_up = (1.0 - w_diag) * (b_up <= b_left).to(tl.float32)
+            return w_diag * reachable, w_up * reachable, (1.0 - w_diag - w_up) * reachable
+        safe = tl.where(b_min < float("inf"), b_min, 0.0)
+        e_diag = tl.exp2((safe - b_diag) * inv_gamma_log2)
+        e_up = tl.exp2((safe - b_up) * inv_gamma_log2)
+        e_left = tl.exp2((safe - b_left) * inv_gamma_log2)
+        scale = reachable / tl.maximum(e_diag + e_up + e_left, 1.0)  # the sum is >= 1 where reachable
+        return e_diag * scale, e_up * scale, e_left * scale
+
+    @triton.jit
+    def soft_dtw_fwd_kernel(
+        cost_ptr,  # [B, N, M] any float dtype, any strides
+        table_ptr,  # [B, N*M] float32, diagonal-major per pair: R
+        out_ptr,  # [B] float32
+        len_ptr,  # [B, 2] int64, read only when HAS_LENGTHS
+        stride_cb, stride_cn, stride_cm,
+        N, M,
+        gamma,
+        inv_gamma_log2,
+        band,
+        HAS_LENGTHS: tl.constexpr,
+        HAS_BAND: tl.constexpr,
+        HARD: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
+        i_b = tl.program_id(0).to(tl.int64)
+        n, m = _pair_lengths(len_ptr, i_b, N, M, HAS_LENGTHS)
+        p_table = table_ptr + i_b * N * M
+        p_cost = cost_ptr + i_b * stride_cb
+        o_i = tl.arange(0, BLOCK)
+        off_0 = 0  # offset of the current diagonal in the table
+        off_1, lo_1 = 0, 1  # previous diagonal
+        off_2, lo_2 = 0, 1  # the one before
+        for d in range(2, n + m + 1):
+            lo, hi = _row_bounds(d, n, m)
+            for start in range(lo, hi + 1, BLOCK):
+                i = start + o_i  # [BLOCK] rows, 1-indexed
+                j = d - i
+                mask = i <= hi
+                b_cost = tl.load(p_cost + (i - 1) * stride_cn + (j - 1) * stride_cm, mask=mask, other=0.0)
+                b_diag, b_up, b_left = _predecessors(p_table, i, j, mask, off_1, lo_1, off_2, lo_2)
+                b_value = b_cost.to(tl.float32) + _soft_min(b_diag, b_up, b_left, gamma, inv_gamma_log2, HARD)
+                b_value = tl.where(_inside_band(i, j, n, m, band, HAS_BAND), b_value, float("inf"))
+                tl.store(p_table + off_0 + (i - lo), b_value, mask=mask)
+            # Every lane's diagonal must be visible before any lane reads it as a neighbour.
+            tl.debug_barrier()
+            off_2, lo_2 = off_1, lo_1
+            off_1, lo_1 = off_0, lo
+            off_0 += hi - lo + 1
+        tl.store(out_ptr + i_b, tl.load(p_table + off_0 - 1))
+
+    @triton.jit
+    def soft_dtw_bwd_kernel(
+        table_ptr,  # [B, N*M] float32, from the forward
+        grad_out_ptr,  # [B] float32
+        grad_cost_ptr,  # [B, N, M] zero-filled outside each pair's (n, m)
+        ring_ptr,  # [B, 7, N + 2] float32 scratch
+        len_ptr,  # [B, 2] int64
+        stride_db, stride_dn, stride_dm,
+        N, M,
+        inv_gamma_log2,
+        band,
+        HAS_LENGTHS: tl.constexpr,
+        HAS_BAND: tl.constexpr,
+        HARD: tl.constexpr,
+        BLOCK: tl.constexpr,
+    ):
+        i_b = tl.program_id(0).to(tl.int64)
+        n, m = _pair_lengths(len_ptr, i_b, N, M, HAS_LENGTHS)
+        p_table = table_ptr + i_b * N * M
+        p_grad = grad_cost_ptr + i_b * stride_db
+        stride_slot = N + 2
+        p_ring = ring_ptr + i_b * 7 * stride_slot
+        b_grad_out = tl.load(grad_out_ptr + i_b)
+        o_i = tl.arange(0, BLOCK)
+        off_0 = n * m - 1  # the answer cell is alone on the last diagonal
+        for k in range(0, n + m - 1):
+            d = n + m - k
+            lo, hi, lo_1, off_1, lo_2, off_2 = _reverse_step(d, n, m, off_0)
+            for start in range(lo, hi + 1, BLOCK):
+                i = start + o_i
+                j = d - i
+                mask = i <= hi
+                b_diag, b_up, b_left = _predecessors(p_table, i, j, mask, off_1, lo_1, off_2, lo_2)
+                w_diag, w_up, w_left = _soft_min_weights(b_diag, b_up, b_left, inv_gamma_log2, HARD)
+                inside = _inside_band(i, j, n, m, band, HAS_BAND)
+                b_adj = tl.where(inside, _adjoint(p_ring, i, j, mask, n, m, d, stride_slot, b_grad_out), 0.0)
+                p_cell = (i - 1).to(tl.int64) * stride_dn + (j - 1) * stride_dm
+                tl.store(p_grad + p_cell, b_adj.to(grad_cost_ptr.dtype.element_ty), mask=mask)
+                _push(p_ring, i, mask, d, stride_slot, b_adj * w_diag, b_adj * w_up, b_adj * w_left)
+            tl.debug_barrier()
+            off_0 = off_1
+
+
+def _chunks(settings):
+    """Soft-DTW has the chunks kernels only: the settings with that family."""
+    return dataclasses.replace(settings or current_settings(), family="chunks")
+
+
+def soft_dtw_fwd(cost, gamma, lengths, band, settings=None, zero_table=False):
+    """Returns (values [B] float32, table [B, N*M] float32: R, diagonal-major per pair)."""
+    batch, n_rows, n_cols = cost.shape
+    table = (torch.zeros if zero_table else torch.empty)(batch, n_rows * n_cols, dtype=torch.float32,
+                                                        device=cost.device)
+    out = torch.empty(batch, dtype=torch.float32, device=cost.device)
+    if batch == 0:
+        return out, table
+    _, len_arg, has_lengths, block, num_warps = _launch_args(lengths, cost.shape, cost.device, _chunks(settings))
+    soft_dtw_fwd_kernel[(batch,)](
+        cost, table, out, len_arg, *cost.stride(), n_rows, n_cols, gamma, _inv_gamma_log2(gamma),
+        0 if band is None else band, HAS_LENGTHS=has_lengths, HAS_BAND=band is not None, HARD=gamma == 0,
+        BLOCK=block, num_warps=num_warps)
+    return out, table
+
+
+def soft_dtw_bwd(grad_out, table, gamma, lengths, band, shape, dtype, settings=None, out=None):
+    """Gradient [B, N, M] (dtype) of sum(grad_out * value) w.r.t. the cost: the expected alignments."""
+    batch, n_rows, n_cols = shape
+    device = table.device
+    grad_cost = out if out is not None else _gradient_like(shape, dtype, device, lengths, False)
+    if batch == 0:
+        return grad_cost
+    _, len_arg, has_lengths, block, num_warps = _launch_args(lengths, shape, device, _chunks(settings))
+    ring = torch.empty(batch, 7, n_rows + 2, dtype=torch.float32, device=device)
+    soft_dtw_bwd_kernel[(batch,)](
+        table, grad_out.float().contiguous(), grad_cost, ring, len_arg, *grad_cost.stride(), n_rows, n_cols,
+        _inv_gamma_log2(gamma), 0 if band is None else band, HAS_LENGTHS=has_lengths, HAS_BAND=band is not None,
+        HARD=gamma == 0, BLOCK=block, num_warps=num_warps)
+    return grad_cost
+
+
+class SoftDTWTriton(torch.autograd.Function):
+    """Soft-DTW values [B] float32 of cost [B, N, M] (lengths [B, 2] int64 or None, band an int or
+    None), the backward recomputing the soft-min weights from the saved table."""
+
+    @staticmethod
+    def forward(ctx, cost, gamma, lengths, band):
+        _require_triton()
+        ctx.settings = current_settings()
+        out, table = soft_dtw_fwd(cost, gamma, lengths, band, ctx.settings)
+        ctx.save_for_backward(table, lengths)
+        ctx.gamma, ctx.band, ctx.shape, ctx.dtype = gamma, band, cost.shape, cost.dtype
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        refuse_second_derivative("kernels.soft_dtw (triton backend)")
+        table, lengths = ctx.saved_tensors
+        grad = soft_dtw_bwd(grad_out, table, ctx.gamma, lengths, ctx.band, ctx.shape, ctx.dtype, ctx.settings)
+        return grad, None, None, None
