@@ -1,10 +1,10 @@
 """Ahead-of-time compilation of every Triton kernel for real GPUs, on any machine (no GPU needed).
 
 `python -m bench compile [--json]` compiles fsd_fwd, fsd_bwd, lcs_fwd and lcs_bwd of both kernel
-families (chunks and rows), soft_dtw_fwd and soft_dtw_bwd (chunks; with and without a band) through Triton's own compiler (triton.compile(ASTSource(...),
-target=GPUTarget("cuda", cc, 32))) for A100 (80), RTX 30 (86), RTX 40 / L4 (89), H100 / H200 (90)
-and RTX 50 (120), over the variants the API can launch: HARD on / off, HAS_LENGTHS on / off, the
-smallest and the largest BLOCK of each family with their num_warps (the rows kernels also at their
+families (chunks and rows), soft_dtw_fwd and soft_dtw_bwd (chunks; with and without a band)
+through Triton's own compiler (triton.compile(ASTSource(...), target=GPUTarget("cuda", cc, 32)))
+for A100 (80), RTX 30 (86), RTX 40 / L4 (89), H100 / H200 (90) and RTX 50 (120), over the variants
+the API can launch: HARD on / off, HAS_LENGTHS on / off, the smallest and the largest BLOCK of each family with their num_warps (the rows kernels also at their
 deepest prefetch: rows_configs), float32 and bfloat16 inputs; and the cosine producer's two kernels
 at their smallest and largest row tiles (16 x 16 with 4 warps, 32 x 32 with 8), float32 and
 bfloat16 inputs; and the diagonal-major copy (skew_kernel, its one tile), float32 and bfloat16.
@@ -113,7 +113,7 @@ def rows_configs():
 def variants():
     """Every (kernel, cc, dtype, hard, has_lengths, block, num_warps) the API can launch, at the
     smallest and the largest block."""
-    from ftcl.kernels.cosine import MAX_ROWS, launch_config
+    from ftcl.kernels.cosine.triton_kernels import MAX_ROWS, launch_config
     from ftcl.kernels.settings import Settings
     from ftcl.kernels.shared.launch import chunks_launch_config
     largest, skew_tile = Settings().max_chunk_block, Settings().skew_tile
@@ -149,7 +149,7 @@ def compile_one(variant):
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from ftcl.kernels import cosine
+    from ftcl.kernels.cosine import triton_kernels as cosine
     from ftcl.kernels.fsd import triton_kernels as fsd_triton
     from ftcl.kernels.lcs import triton_kernels as lcs_triton
     from ftcl.kernels.shared import triton as shared_triton

@@ -4,7 +4,9 @@ import operator
 
 import torch
 
-from ftcl.kernels import cosine
+from ftcl.kernels.cosine import op as cosine_op
+from ftcl.kernels.cosine import torch_kernels as cosine_torch
+from ftcl.kernels.cosine import triton_kernels as cosine_triton
 from ftcl.kernels.fsd import naive as fsd_naive
 from ftcl.kernels.fsd import op as fsd_op
 from ftcl.kernels.fsd import triton_kernels as fsd_triton
@@ -300,13 +302,15 @@ def pairwise_cosine(a, b, *, parts=1, eps=1e-8, backend="auto"):
     if backend == "auto" and a.is_cuda:
         backend = _cosine_auto()
     if backend == "triton":
-        if max(a.shape[1], b.shape[1]) > cosine.MAX_ROWS:
-            raise ValueError(f"backend 'triton' takes at most {cosine.MAX_ROWS} rows per side, got "
+        if max(a.shape[1], b.shape[1]) > cosine_triton.MAX_ROWS:
+            raise ValueError(f"backend 'triton' takes at most {cosine_triton.MAX_ROWS} rows per side, got "
                              f"{a.shape[1]} and {b.shape[1]}; use backend='torch'")
         _pick_backend("triton", (a, b))
-        if cosine.triton is None:
+        if cosine_triton.triton is None:
             raise RuntimeError("backend 'triton' needs the triton package (pip install triton)")
-        return cosine.CosineTriton.apply(a, b, parts, eps)
+        if _compiling():
+            return cosine_op.pairwise_cosine(a, b, parts, eps)
+        return cosine_triton.CosineTriton.apply(a, b, parts, eps)
     if a.dtype != b.dtype:
         raise ValueError(f"a and b must have one dtype on the torch backend, got {a.dtype} and {b.dtype}")
-    return cosine.cosine_torch(a, b, parts, eps)
+    return cosine_torch.cosine_torch(a, b, parts, eps)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from ftcl import kernels
+from ftcl.kernels.cosine import op as cosine_op
 from ftcl.kernels.fsd import op as fsd_op
 from ftcl.kernels.lcs import op as lcs_op
 from ftcl.kernels.soft_dtw import op as soft_dtw_op
@@ -95,3 +96,19 @@ def test_a_compiled_op_sees_the_settings_of_its_call():
     want = compiled(match, gap)
     with kernels.configure(family="chunks", max_chunk_block=2):
         torch.testing.assert_close(compiled(match, gap), want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("parts", [1, 2])
+def test_opcheck_and_compile_the_triton_cosine(parts):
+    """pairwise_cosine's Triton backend as a registered op (opcheck), and compiled with fullgraph;
+    its torch backend (torch operations and a traceable autograd Function) compiles too."""
+    gen = torch.Generator().manual_seed(parts)
+    a = torch.randn(3, 5, 8, generator=gen).to(TRITON_DEVICE).requires_grad_()
+    b = torch.randn(3, 7, 8, generator=gen).to(TRITON_DEVICE).requires_grad_()
+    torch.library.opcheck(cosine_op.cosine_forward, (a, b, parts, 1e-8))
+    sim, norm_a, norm_b = cosine_op.cosine_forward(a.detach(), b.detach(), parts, 1e-8)
+    torch.library.opcheck(cosine_op.cosine_backward, (torch.randn_like(sim), a.detach(), b.detach(), sim, norm_a,
+                                                      norm_b, parts, 1e-8))
+    for backend in ("triton", "torch"):
+        _compiled_equals_eager(lambda x, y: kernels.pairwise_cosine(x, y, parts=parts, backend=backend), (a, b),
+                               atol=1e-6)

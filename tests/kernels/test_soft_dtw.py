@@ -183,3 +183,20 @@ def test_bad_arguments_are_one_line_errors(kwargs, message):
 def test_sequences_must_agree():
     with pytest.raises(ValueError, match="agree in B and D"):
         kernels.soft_dtw_sequences(torch.rand(2, 3, 4), torch.rand(2, 5, 3))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_cuda_op_equals_pysdtw():
+    """On a GPU, against the CUDA peer that imports there (pysdtw: its default cost is the squared
+    Euclidean one), values and gradients w.r.t. the sequences."""
+    pysdtw = pytest.importorskip("pysdtw", reason="pysdtw (a CUDA soft-DTW peer) is not installed")
+    gen = torch.Generator().manual_seed(9)
+    x = torch.randn(6, 40, 5, generator=gen).cuda().requires_grad_()
+    y = torch.randn(6, 33, 5, generator=gen).cuda()
+    ours = kernels.soft_dtw_sequences(x, y, gamma=0.1)
+    (ours_grad,) = torch.autograd.grad(ours.sum(), x)
+    peer = pysdtw.SoftDTW(gamma=0.1, use_cuda=True)(x, y)
+    (peer_grad,) = torch.autograd.grad(peer.sum(), x)
+    torch.testing.assert_close(ours, peer.float(), rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(ours_grad, peer_grad.float(), rtol=1e-3, atol=1e-3)

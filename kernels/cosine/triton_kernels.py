@@ -1,14 +1,7 @@
-"""Pairwise cosine similarities, the producer of the DP inputs: torch and Triton backends.
-
-S[b, p, i, j] = <a_p[b, i], b_p[b, j]> / max(|a_p[b, i]| |b_p[b, j]|, eps), where x_p is the p-th of
-`parts` equal column chunks of x (FSD compares the two halves of its candidates: match and gap).
-
-The torch backend is one bmm forward and one baddbmm per input backward (autograd through
-normalise-then-multiply costs several times more on [B, L, 2048] inputs). The Triton backend does a
-pair's whole forward in one program (norms, products, scaling) and its whole backward in one launch
-(programs over column chunks), so a similarity costs two launches instead of about twenty; it
-handles N, M <= MAX_ROWS (32; the candidate counts of the method are 5 and 30).
-"""
+"""The Triton backend of pairwise_cosine: a pair's whole forward in one program (norms, products,
+scaling) and its whole backward in one launch (programs over column chunks), so a similarity costs
+two launches instead of about twenty; N, M <= MAX_ROWS (32; the candidate counts of the method are 5
+and 30)."""
 import torch
 
 from ftcl.kernels.shared.autograd import refuse_second_derivative
@@ -23,54 +16,6 @@ except ImportError:  # the torch backend works without Triton
 # Row tiles of 16 and 32 compile to at most ~110 registers with no spill (bench/compile.py); a
 # 64-row backward spills, and the method needs 5 and 30.
 MAX_ROWS = 32
-
-
-class CosineTorch(torch.autograd.Function):
-    """S = (a @ b^T) / (|a| |b|^T) with a hand-written backward of one baddbmm per input.
-
-    d S_ij / d a_i = b_j / (|a_i| |b_j|) - S_ij a_i / |a_i|^2, so
-    grad_a = (dS / (|a||b|^T)) @ b - a * sum_j(dS_ij S_ij) / |a_i|^2, and symmetrically for b.
-    a: [B, N, D], b: [B, M, D] -> [B, N, M].
-    """
-
-    @staticmethod
-    def forward(ctx, a, b, eps):
-        norm_a, norm_b = a.norm(dim=-1), b.norm(dim=-1)  # [B, N], [B, M]
-        inv = 1.0 / (norm_a.unsqueeze(2) * norm_b.unsqueeze(1)).clamp_min(eps)  # [B, N, M]
-        sim = torch.bmm(a, b.transpose(1, 2)) * inv
-        ctx.save_for_backward(a, b, norm_a, norm_b, inv, sim)
-        ctx.eps = eps
-        return sim
-
-    @staticmethod
-    def backward(ctx, grad_sim):
-        refuse_second_derivative("pairwise_cosine (torch backend)")
-        a, b, norm_a, norm_b, inv, sim = ctx.saved_tensors
-        grad_dots = grad_sim * inv
-        weighted = grad_sim * sim
-        tiny = ctx.eps * ctx.eps
-        grad_a = grad_b = None
-        if ctx.needs_input_grad[0]:
-            scale_a = weighted.sum(2) / (norm_a * norm_a).clamp_min(tiny)  # [B, N]
-            grad_a = torch.baddbmm(a * -scale_a.unsqueeze(2), grad_dots, b)
-        if ctx.needs_input_grad[1]:
-            scale_b = weighted.sum(1) / (norm_b * norm_b).clamp_min(tiny)  # [B, M]
-            grad_b = torch.baddbmm(b * -scale_b.unsqueeze(2), grad_dots.transpose(1, 2), a)
-        return grad_a, grad_b, None
-
-
-def cosine_torch(a, b, parts, eps):
-    """[B, parts, N, M] through CosineTorch (the parts as extra batch entries)."""
-    batch, n_rows, dim = a.shape
-    n_cols = b.shape[1]
-    if parts == 1:
-        return CosineTorch.apply(a, b, eps).unsqueeze(1)
-    width = dim // parts
-
-    def split(x, rows):  # [B, rows, D] -> [B * parts, rows, D / parts]
-        return x.reshape(batch, rows, parts, width).transpose(1, 2).reshape(batch * parts, rows, width)
-
-    return CosineTorch.apply(split(a, n_rows), split(b, n_cols), eps).view(batch, parts, n_rows, n_cols)
 
 
 if triton is not None:
@@ -183,21 +128,45 @@ def launch_config(n_rows, n_cols):
     return block_n, block_m, 8 if max(block_n, block_m) > 16 else 4
 
 
+def cosine_fwd(a, b, parts, eps):
+    """(sim [B, P, N, M], norm_a [B, P, N], norm_b [B, P, M]) float32 of the P column parts."""
+    batch, n_rows, dim = a.shape
+    n_cols = b.shape[1]
+    sim = torch.empty(batch, parts, n_rows, n_cols, dtype=torch.float32, device=a.device)
+    norm_a = torch.empty(batch, parts, n_rows, dtype=torch.float32, device=a.device)
+    norm_b = torch.empty(batch, parts, n_cols, dtype=torch.float32, device=a.device)
+    block_n, block_m, num_warps = launch_config(n_rows, n_cols)
+    if batch:
+        cosine_fwd_kernel[(batch, parts)](
+            a, b, sim, norm_a, norm_b, *a.stride(), *b.stride(), n_rows, n_cols, dim // parts, eps,
+            BLOCK_N=block_n, BLOCK_M=block_m, BLOCK_D=BLOCK_D, num_warps=num_warps)
+    return sim, norm_a, norm_b
+
+
+def cosine_bwd(grad_sim, a, b, sim, norm_a, norm_b, parts, eps):
+    """(grad_a [B, N, D], grad_b [B, M, D]) in a's and b's dtypes."""
+    batch, n_rows, dim = a.shape
+    n_cols = b.shape[1]
+    # Every column of every part is written: no zero fill.
+    grad_a = torch.empty(a.shape, dtype=a.dtype, device=a.device)
+    grad_b = torch.empty(b.shape, dtype=b.dtype, device=b.device)
+    width = dim // parts
+    block_n, block_m, num_warps = launch_config(n_rows, n_cols)
+    if batch:
+        grid = (batch, parts, triton.cdiv(width, BLOCK_D))
+        cosine_bwd_kernel[grid](
+            a, b, sim, norm_a, norm_b, grad_sim.float().contiguous(), grad_a, grad_b, *a.stride(), *b.stride(),
+            n_rows, n_cols, width, dim, eps, BLOCK_N=block_n, BLOCK_M=block_m, BLOCK_D=BLOCK_D,
+            num_warps=num_warps)
+    return grad_a, grad_b
+
+
 class CosineTriton(torch.autograd.Function):
     """[B, P, N, M] float32 similarities of the P column parts of a [B, N, D] and b [B, M, D]."""
 
     @staticmethod
     def forward(ctx, a, b, parts, eps):
-        batch, n_rows, dim = a.shape
-        n_cols = b.shape[1]
-        sim = torch.empty(batch, parts, n_rows, n_cols, dtype=torch.float32, device=a.device)
-        norm_a = torch.empty(batch, parts, n_rows, dtype=torch.float32, device=a.device)
-        norm_b = torch.empty(batch, parts, n_cols, dtype=torch.float32, device=a.device)
-        block_n, block_m, num_warps = launch_config(n_rows, n_cols)
-        if batch:
-            cosine_fwd_kernel[(batch, parts)](
-                a, b, sim, norm_a, norm_b, *a.stride(), *b.stride(), n_rows, n_cols, dim // parts, eps,
-                BLOCK_N=block_n, BLOCK_M=block_m, BLOCK_D=BLOCK_D, num_warps=num_warps)
+        sim, norm_a, norm_b = cosine_fwd(a, b, parts, eps)
         ctx.save_for_backward(a, b, sim, norm_a, norm_b)
         ctx.parts, ctx.eps = parts, eps
         return sim
@@ -206,17 +175,5 @@ class CosineTriton(torch.autograd.Function):
     def backward(ctx, grad_sim):
         refuse_second_derivative("pairwise_cosine (triton backend)")
         a, b, sim, norm_a, norm_b = ctx.saved_tensors
-        batch, n_rows, dim = a.shape
-        n_cols = b.shape[1]
-        # Every column of every part is written: no zero fill.
-        grad_a = torch.empty(a.shape, dtype=a.dtype, device=a.device)
-        grad_b = torch.empty(b.shape, dtype=b.dtype, device=b.device)
-        width = dim // ctx.parts
-        block_n, block_m, num_warps = launch_config(n_rows, n_cols)
-        if batch:
-            grid = (batch, ctx.parts, triton.cdiv(width, BLOCK_D))
-            cosine_bwd_kernel[grid](
-                a, b, sim, norm_a, norm_b, grad_sim.float().contiguous(), grad_a, grad_b, *a.stride(), *b.stride(),
-                n_rows, n_cols, width, dim, ctx.eps, BLOCK_N=block_n, BLOCK_M=block_m, BLOCK_D=BLOCK_D,
-                num_warps=num_warps)
+        grad_a, grad_b = cosine_bwd(grad_sim, a, b, sim, norm_a, norm_b, ctx.parts, ctx.eps)
         return grad_a, grad_b, None, None
