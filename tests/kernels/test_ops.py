@@ -33,7 +33,7 @@ def _cases(backend):
                 yield match, gap, sim, lengths if with_lengths else None, skew
 
 
-@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("backend", ["torch", pytest.param("triton", marks=pytest.mark.slow)])
 def test_opcheck_fsd_and_lcs(backend):
     """Schema, fake (meta) implementation, autograd registration and AOT dispatch of the forward and
     backward ops, on float32 and float64 (torch), with and without lengths, row-major and
@@ -51,7 +51,7 @@ def test_opcheck_fsd_and_lcs(backend):
 
 @pytest.mark.parametrize("band", [None, 1])
 @pytest.mark.parametrize("backend,dtype", [("torch", torch.float32), ("torch", torch.float64),
-                                           ("triton", torch.float32)])
+                                           pytest.param("triton", torch.float32, marks=pytest.mark.slow)])
 def test_opcheck_soft_dtw(backend, dtype, band):
     device = TRITON_DEVICE if backend == "triton" else "cpu"
     (cost, _, _), lengths = _tables(4, 3, 6, 5, dtype, device)
