@@ -223,6 +223,8 @@ class Trainer:
         self.nan_steps = 0
         self.nan_streak = 0
         self.plateau_streak = 0  # epochs in a row at chance (train_acc 0, instance loss ~ ln(C + 1))
+        self._unsaved = None  # the last finished epoch's checkpoint payload, when the cadence skipped it
+        self._last_write = time.monotonic()
         self.rows = []
         self._eval_batches = None
         self._train_cache = None
@@ -396,6 +398,7 @@ class Trainer:
             # while this one trains.
             eval_workers.start(self.eval_workers)
         ends = _EpochEnds(threaded=self.overlap)
+        self._last_write = time.monotonic()
         try:
             while self.epoch < self.total_epochs:
                 t0 = time.perf_counter()
@@ -409,8 +412,26 @@ class Trainer:
                 seconds = time.perf_counter() - t0
                 ends.submit(self._end_epoch, row, outputs, self._payload(copy=self.overlap), seconds)
         finally:
-            ends.close()
+            try:
+                ends.close()
+            finally:
+                # Ctrl-C, a stop or an error: last.pt still gets the last finished epoch (not a kill -9).
+                self._write_unsaved()
         return self.last_eval
+
+    def _checkpoint_due(self, epoch):
+        """Whether last.pt is written after epoch: every config.checkpoint_every epochs, the last
+        one, or config.checkpoint_minutes after the last write."""
+        minutes = self.config.checkpoint_minutes
+        return (epoch % self.config.checkpoint_every == 0 or epoch == self.total_epochs
+                or (minutes > 0 and time.monotonic() - self._last_write >= 60 * minutes))
+
+    def _write_unsaved(self):
+        """Write the last finished epoch's state that the cadence left unwritten, if any."""
+        unsaved, self._unsaved = self._unsaved, None
+        if unsaved is not None:
+            save_checkpoint(self.run_dir / "last.pt", unsaved)
+            self._last_write = time.monotonic()
 
     def _on_plateau(self, instance_loss, accuracy):
         """Whether the run has sat at chance for config.plateau_epochs epochs in a row: training
@@ -454,8 +475,12 @@ class Trainer:
             # best.pt first, so a run stopped between the two never has a last.pt ahead of it.
             save_checkpoint(self.run_dir / "best.pt", payload)
             link_checkpoint(self.run_dir / "best.pt", self.run_dir / "last.pt")
-        else:
+            self._unsaved, self._last_write = None, time.monotonic()
+        elif self._checkpoint_due(epoch):
             save_checkpoint(self.run_dir / "last.pt", payload)
+            self._unsaved, self._last_write = None, time.monotonic()
+        else:  # kept (a snapshot: without overlap the payload holds the live state) until due or stopped
+            self._unsaved = payload if self.overlap else cpu_copy(payload)
         self._write_metrics()
         self.loggers.log(epoch, row)
 

@@ -527,3 +527,75 @@ def test_evaluation_cadence_is_acm_nets(data, tmp_path, epochs, every, evaluated
                                "--no-progress"]) == 0
         frame = pd.read_csv(run / "metrics.csv")
         assert frame.loc[frame["avg0.1:0.7"].notna(), "epoch"].tolist() == evaluated
+
+
+def test_last_pt_is_written_on_the_checkpoint_cadence(data, tmp_path, monkeypatch):
+    """--checkpoint-every 3 over 7 epochs: last.pt after epochs 3, 6 and 7 (the last), and wherever
+    best.pt improved (linked); every other epoch leaves it as it was."""
+    import ftcl.train.loop as loop
+    written = []
+    real_save, real_link = loop.save_checkpoint, loop.link_checkpoint
+
+    def save(path, payload):
+        written.append((path.name, payload["epoch"]))
+        return real_save(path, payload)
+
+    def link(source, path):
+        written.append((path.name, written[-1][1]))  # right after best.pt's save
+        return real_link(source, path)
+
+    monkeypatch.setattr(loop, "save_checkpoint", save)
+    monkeypatch.setattr(loop, "link_checkpoint", link)
+    assert train_cli.main(["baseline", "--data-dir", str(data), "--run-dir", str(tmp_path / "run"), "--epochs", "7",
+                           "--checkpoint-every", "3", "--sample-snippets", "16", "--batch-size", "4",
+                           "--no-progress"]) == 0
+    best = {epoch for name, epoch in written if name == "best.pt"}
+    last = [epoch for name, epoch in written if name == "last.pt"]
+    assert last == sorted({3, 6, 7} | best), written
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["epoch"] == 7
+
+
+@pytest.mark.slow
+def test_a_run_killed_between_checkpoints_resumes_exactly_from_the_last_written(data, tmp_path):
+    """A run killed (os._exit, as by SIGKILL) after epoch 5 with --checkpoint-every 4 resumes from
+    the last epoch last.pt holds: its metrics and final weights equal an uninterrupted run's."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+    common = ["baseline", "--data-dir", str(data), "--epochs", "6", "--checkpoint-every", "4", "--sample-snippets",
+              "16", "--batch-size", "4", "--no-progress", "--lr", "1e-3"]
+    assert train_cli.main([*common, "--run-dir", str(tmp_path / "whole")]) == 0
+    killed = tmp_path / "killed"
+    # The killed part runs in a subprocess with this process's thread count: the same float reductions.
+    script = (f"import os, sys, torch\ntorch.set_num_threads({torch.get_num_threads()})\n"
+              "from ftcl.train import loop, cli\nreal = loop.Trainer._end_epoch\n"
+              "def end(self, row, *a):\n    real(self, row, *a)\n    if row['epoch'] == 5:\n        os._exit(9)\n"
+              f"loop.Trainer._end_epoch = end\nsys.exit(cli.main({[*common, '--run-dir', str(killed)]!r}))\n")
+    assert subprocess.run([sys.executable, "-c", script]).returncode == 9
+    held = torch.load(killed / "last.pt", weights_only=True)["epoch"]
+    assert held <= 5 and len(pd.read_csv(killed / "metrics.csv")) == 5
+    assert train_cli.main(["baseline", "--run-dir", str(killed), "--resume", "--no-progress"]) == 0
+    want, got = (pd.read_csv(run / "metrics.csv").drop(columns=["seconds"]) for run in (tmp_path / "whole", killed))
+    pd.testing.assert_frame_equal(got, want)
+    for key, value in torch.load(tmp_path / "whole" / "last.pt", weights_only=True)["model_state_dict"].items():
+        assert torch.equal(torch.load(killed / "last.pt", weights_only=True)["model_state_dict"][key], value), key
+
+
+def test_an_interrupt_writes_the_epoch_the_cadence_skipped(data, tmp_path, monkeypatch, capsys):
+    """Ctrl-C during epoch 4 with --checkpoint-every 10: last.pt holds epoch 3 (written on the way
+    out), as the message says."""
+    real = Trainer.train_epoch
+
+    def interrupted(self):
+        if self.epoch == 3:
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "train_epoch", interrupted)
+    run = tmp_path / "run"
+    assert train_cli.main(["baseline", "--data-dir", str(data), "--run-dir", str(run), "--epochs", "8",
+                           "--checkpoint-every", "10", "--sample-snippets", "16", "--batch-size", "4",
+                           "--no-progress"]) == 130
+    assert torch.load(run / "last.pt", weights_only=True)["epoch"] == 3
+    assert "last.pt holds the last finished epoch" in capsys.readouterr().err
