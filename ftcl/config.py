@@ -122,6 +122,9 @@ class Config:
                                      "0.05 of ln(C + 1)) before the log says so; training is not changed",
                                  tool.positive_int)
     plateau_margin: float = 0.05
+    compile_step: bool = option(False, "compile each training step's model, loss and backward with "
+                                       "torch.compile(fullgraph=True) (the DP terms as registered operators)",
+                                flag="--compile", negate=True)
     checkpoint_every: int = option(1, "write RUN/last.pt every N epochs (and at the last epoch, on Ctrl-C and when a "
                                       "run stops; best.pt whenever the best improves)", tool.positive_int)
     checkpoint_minutes: float = option(0.0, "also write RUN/last.pt once this many minutes passed since the last "

@@ -133,38 +133,50 @@ def _release_pair_batches(trainer):
     return [pairs[i:i + size] for i in range(0, len(pairs), size)]
 
 
-def _video_forward(trainer, videos):
-    labels = to_device(trainer.train_split.labels[videos], trainer.device)
-    out = trainer.model(trainer.sampled(videos))
-    return out, labels
+# Each objective's step is a host part (sampling, pairs: numpy, the run's random stream) and a device
+# part (model, loss, correct) that takes tensors only: what Trainer.device_step compiles under
+# --compile.
+
+def _acm_device(model, config, features, labels):
+    out = model(features)
+    loss, terms = losses.acm_loss(out, labels, config)
+    terms.update(lcs=loss.new_zeros(()), fsd=loss.new_zeros(()))
+    return loss, terms, _all_correct(out.scores_inst, labels, config.cls_threshold)
 
 
 def _acm_step(trainer, videos):
-    out, labels = _video_forward(trainer, videos)
-    loss, terms = losses.acm_loss(out, labels, trainer.config)
-    terms.update(lcs=loss.new_zeros(()), fsd=loss.new_zeros(()))
-    return loss, terms, _all_correct(out.scores_inst, labels, trainer.config.cls_threshold)
+    labels = to_device(trainer.train_split.labels[videos], trainer.device)
+    return trainer.device_step(_acm_device, trainer.sampled(videos), labels)
 
 
 def _in_batch_step(log_eps, rescale_lcs, stage):
+    def device(model, config, features, labels, pairs, positive):
+        out = model(features)
+        loss, terms = losses.in_batch_loss(out, labels, pairs, positive, config, log_eps=log_eps,
+                                           rescale_lcs=rescale_lcs, stage=stage)
+        return loss, terms, _all_correct(out.scores_inst, labels, config.cls_threshold)
+
     def step(trainer, videos):
-        out, labels = _video_forward(trainer, videos)
+        labels = to_device(trainer.train_split.labels[videos], trainer.device)
+        features = trainer.sampled(videos)
         pairs, positive = in_batch_pairs(trainer.train_split.labels[videos], trainer.rng)
-        loss, terms = losses.in_batch_loss(out, labels, to_device(pairs, trainer.device),
-                                           to_device(positive, trainer.device), trainer.config,
-                                           log_eps=log_eps, rescale_lcs=rescale_lcs, stage=stage)
-        return loss, terms, _all_correct(out.scores_inst, labels, trainer.config.cls_threshold)
+        return trainer.device_step(device, features, labels, to_device(pairs, trainer.device),
+                                   to_device(positive, trainer.device))
     return step
 
 
-def _release_pair_step(trainer, batch):
-    cfg, split, device = trainer.config, trainer.train_split, trainer.device
-    videos = np.concatenate([batch[:, 0], batch[:, 1]])  # the pairs' first videos, then their second
-    out = trainer.model(trainer.sampled(videos))
-    labels = to_device(split.labels[videos], device)
-    loss, terms = losses.ftcl_loss(out, labels, cfg)
-    correct_a, correct_b = _all_correct(out.scores_inst, labels, cfg.cls_threshold).view(2, len(batch)).unbind(0)
+def _release_pair_device(model, config, features, labels):
+    out = model(features)
+    loss, terms = losses.ftcl_loss(out, labels, config)
+    correct_a, correct_b = _all_correct(out.scores_inst, labels, config.cls_threshold).view(2, -1).unbind(0)
     return loss, terms, correct_a & correct_b
+
+
+def _release_pair_step(trainer, batch):
+    videos = np.concatenate([batch[:, 0], batch[:, 1]])  # the pairs' first videos, then their second
+    features = trainer.sampled(videos)
+    labels = to_device(trainer.train_split.labels[videos], trainer.device)
+    return trainer.device_step(_release_pair_device, features, labels)
 
 
 def evaluated_epoch(epoch, every, total):
@@ -224,6 +236,7 @@ class Trainer:
         self.nan_streak = 0
         self.plateau_streak = 0  # epochs in a row at chance (train_acc 0, instance loss ~ ln(C + 1))
         self._unsaved = None  # the last finished epoch's checkpoint payload, when the cadence skipped it
+        self._compiled = {}  # device step -> its torch.compile'd form (config.compile_step)
         self._last_write = time.monotonic()
         self.rows = []
         self._eval_batches = None
@@ -233,6 +246,15 @@ class Trainer:
         # training; False runs it in line, as the release (the same files either way).
         self.overlap = True
         self.last_eval = None
+
+    def device_step(self, fn, *tensors):
+        """fn(model, config, *tensors) -> (loss, terms, correct): a step's device part, compiled with
+        torch.compile(fullgraph=True) once per objective when config.compile_step."""
+        if not self.config.compile_step:
+            return fn(self.model, self.config, *tensors)
+        if fn not in self._compiled:
+            self._compiled[fn] = torch.compile(fn, fullgraph=True)
+        return self._compiled[fn](self.model, self.config, *tensors)
 
     def sampled(self, videos):
         """[B, sample_snippets, D] training snippets of the videos on the device (features read once
