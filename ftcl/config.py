@@ -122,6 +122,9 @@ class Config:
                                      "0.05 of ln(C + 1)) before the log says so; training is not changed",
                                  tool.positive_int)
     plateau_margin: float = 0.05
+    precision: str = option("float32", "float32, or bf16: the training steps' model under bfloat16 autocast (the "
+                                       "DP ops keep float32 tables; evaluation stays float32)",
+                            choices=("float32", "bf16"))
     compile_step: bool = option(False, "compile each training step's model, loss and backward with "
                                        "torch.compile(fullgraph=True) (the DP terms as registered operators)",
                                 flag="--compile", negate=True)

@@ -249,12 +249,17 @@ class Trainer:
 
     def device_step(self, fn, *tensors):
         """fn(model, config, *tensors) -> (loss, terms, correct): a step's device part, compiled with
-        torch.compile(fullgraph=True) once per objective when config.compile_step."""
-        if not self.config.compile_step:
+        torch.compile(fullgraph=True) once per objective when config.compile_step, under bfloat16
+        autocast when config.precision is "bf16"."""
+        if self.config.compile_step:
+            if fn not in self._compiled:
+                self._compiled[fn] = torch.compile(fn, fullgraph=True)
+            fn = self._compiled[fn]
+        # --precision bf16: the model's matmuls and convolutions in bfloat16 (autocast); the DP ops
+        # take bfloat16 similarities and keep float32 tables.
+        with torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16,
+                            enabled=self.config.precision == "bf16"):
             return fn(self.model, self.config, *tensors)
-        if fn not in self._compiled:
-            self._compiled[fn] = torch.compile(fn, fullgraph=True)
-        return self._compiled[fn](self.model, self.config, *tensors)
 
     def sampled(self, videos):
         """[B, sample_snippets, D] training snippets of the videos on the device (features read once
