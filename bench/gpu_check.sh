@@ -5,8 +5,9 @@
 # pytest-benchmark), or $PYTHON.
 #
 # Usage from the repo root: bash bench/gpu_check.sh [STAGE ...], stages tests step kernels recipe
-# (default: these four, in that order), eval, recipe-inline (the recipe with its epoch ends in line)
-# and tune (launch configuration sweep) only when named. Each stage has its own time limit
+# (default: these four, in that order), eval, recipe-inline (the recipe with its epoch ends in line),
+# recipe-new (the recipe with --compile, --precision bf16 and --checkpoint-every 25) and tune (launch
+# configuration sweep) only when named. Each stage has its own time limit
 # (LIMIT_<STAGE> seconds; the defaults of the four sum to 500 s, under ten minutes), so a slow
 # stage cannot starve the others. After each stage its log, the benchmark JSON, every finished case
 # (bench/results/cases.jsonl, written case by case) and the CSVs are copied to $OUT, so a run cut
@@ -26,7 +27,7 @@ exec > >(tee -a "$OUT/gpu_check.log") 2>&1
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(tests step kernels recipe)
 declare -A limit=([tests]="${LIMIT_TESTS:-200}" [kernels]="${LIMIT_KERNELS:-180}" [step]="${LIMIT_STEP:-60}"
-                  [eval]="${LIMIT_EVAL:-55}" [recipe]="${LIMIT_RECIPE:-60}" [recipe-inline]="${LIMIT_RECIPE_INLINE:-40}"
+                  [eval]="${LIMIT_EVAL:-55}" [recipe]="${LIMIT_RECIPE:-60}" [recipe-inline]="${LIMIT_RECIPE_INLINE:-40}" [recipe-new]="${LIMIT_RECIPE_NEW:-120}"
                   [tune]="${LIMIT_TUNE:-240}")
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
@@ -79,9 +80,12 @@ for stage in "${stages[@]}"; do
                    || status=1 ;;
         kernels|step|eval|tune) run_stage "$stage" "$PY" -m bench "$stage" || status=1 ;;
         recipe) run_stage recipe "$PY" -m bench recipe --scale "${RECIPE_SCALE:-0.05}" || status=1 ;;
+        # The GPU issue's toggles: compiled steps, bf16 autocast, last.pt every 25 epochs.
+        recipe-new) run_stage recipe-new "$PY" -m bench recipe --scale "${RECIPE_SCALE:-0.05}" --compile \
+                        --precision bf16 --checkpoint-every 25 || status=1 ;;
         recipe-inline) run_stage recipe-inline "$PY" -m bench recipe --scale "${RECIPE_SCALE:-0.05}" --sequential \
                            || status=1 ;;
-        *) echo "unknown stage $stage (tests kernels step eval recipe recipe-inline tune)"; status=2 ;;
+        *) echo "unknown stage $stage (tests kernels step eval recipe recipe-new recipe-inline tune)"; status=2 ;;
     esac
 done
 if [ -s bench/results/cases.jsonl ]; then

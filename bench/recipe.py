@@ -98,9 +98,10 @@ def recipe_epochs(scale):
 BESIDE_TRAINING = ("evaluation: proposals + mAP", "checkpoints + logs")
 
 
-def run_recipe(data_dir, scale, device, run_root, progress=False, overlap=True, timer=None):
+def run_recipe(data_dir, scale, device, run_root, progress=False, overlap=True, timer=None, **settings):
     """Run both stages at `scale` in run_root (overlap: see Trainer.overlap), timing into `timer`;
-    returns (PhaseTimer, epochs {stage: n}, best {stage: mAP})."""
+    settings: Config values beside the recipe's (compile_step, precision, checkpoint_every). Returns
+    (PhaseTimer, epochs {stage: n}, best {stage: mAP})."""
     timer = timer or PhaseTimer()
     epochs = recipe_epochs(scale)
     best = {}
@@ -112,7 +113,8 @@ def run_recipe(data_dir, scale, device, run_root, progress=False, overlap=True, 
     try:
         init = None
         for stage in ("baseline", "ftcl"):
-            config = preset("thumos14", data_dir=str(data_dir), epochs=epochs["baseline"], ftcl_epochs=epochs["ftcl"])
+            config = preset("thumos14", data_dir=str(data_dir), epochs=epochs["baseline"], ftcl_epochs=epochs["ftcl"],
+                            **settings)
             with timer.phase("data"):
                 trainer = Trainer(stage, config, run_root / stage, device, progress=progress)
             if init is not None:
@@ -198,6 +200,9 @@ def add_arguments(parser):
     parser.add_argument("--device", help="auto (cuda with a GPU, else cpu; the default), cpu or cuda")
     parser.add_argument("--sequential", action="store_true",
                         help="score, save and log each epoch in line, not beside the next epoch's training")
+    parser.add_argument("--compile", action="store_true", help="train with --compile (torch.compile'd steps)")
+    parser.add_argument("--precision", choices=("float32", "bf16"), help="train with --precision (default float32)")
+    parser.add_argument("--checkpoint-every", type=tool.positive_int, help="train with --checkpoint-every N")
 
 
 def main(argv=None):
@@ -222,15 +227,20 @@ def run(args, parser):
     best, cut = {}, None
     # `timeout` (the GPU check's stage limit) ends a run with SIGTERM: print what it measured.
     signal.signal(signal.SIGTERM, _interrupt)
+    settings = {key: value for key, value in (("compile_step", getattr(args, "compile", False) or None),
+                                              ("precision", getattr(args, "precision", None)),
+                                              ("checkpoint_every", getattr(args, "checkpoint_every", None)))
+                if value is not None}
     try:
         _, _, best = run_recipe(data_dir, args.scale, device, RESULTS_DIR / "recipe-runs",
-                                overlap=not args.sequential, timer=timer)
+                                overlap=not args.sequential, timer=timer, **settings)
     except KeyboardInterrupt:
         cut = "; CUT SHORT: whole epochs and finished calls only, no total unless both stages ran"
     frame = phase_frame(timer, overlap=not args.sequential)
     print(f"# recipe: {info['device']}, torch {info['torch']}, commit {info['commit']}, {info['date']}; "
           f"{data_dir.name}; {epochs['baseline']} baseline + {epochs['ftcl']} FTCL epochs (scale {args.scale:g}); "
-          f"epoch ends {'in line' if args.sequential else 'beside training'}{cut or ''}\n")
+          f"epoch ends {'in line' if args.sequential else 'beside training'}"
+          f"{''.join(f'; {key} {value}' for key, value in settings.items())}{cut or ''}\n")
     print(markdown(frame, floatfmt=".1f") if len(frame) else "nothing finished")
     target = target_line(frame) if device.type == "cuda" else None
     if target:

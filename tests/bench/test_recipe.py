@@ -90,3 +90,26 @@ def test_thumos14_annotations_come_from_the_setting(tmp_path, monkeypatch):
         monkeypatch.setattr(recipe, "thumos_lengths", lambda: lengths)
         assert recipe.recipe_data(8, root=tmp_path / "data") == tmp_path / "data" / name
         assert built[-1] == (tmp_path / "data" / name, {"feature_dim": 8, "lengths": lengths})
+
+
+def test_the_recipe_passes_the_training_toggles_to_both_stages(monkeypatch, tmp_path):
+    """`python -m bench recipe --compile --precision bf16 --checkpoint-every 25` trains both stages
+    with those settings (what bench/gpu_check.sh's recipe-new stage measures)."""
+    import argparse
+
+    from bench import recipe
+    seen = {}
+
+    def fake_run(data_dir, scale, device, run_root, overlap=True, timer=None, **settings):
+        seen.update(settings)
+        return timer, recipe.recipe_epochs(scale), {}
+
+    monkeypatch.setattr(recipe, "run_recipe", fake_run)
+    monkeypatch.setattr(recipe, "recipe_data", lambda dim: tmp_path / "data")
+    monkeypatch.setattr(recipe, "RESULTS_DIR", tmp_path / "results")
+    parser = argparse.ArgumentParser()
+    recipe.add_arguments(parser)
+    args = parser.parse_args(["--scale", "0.01", "--device", "cpu", "--compile", "--precision", "bf16",
+                              "--checkpoint-every", "25"])
+    recipe.run(args, parser)
+    assert seen == {"compile_step": True, "precision": "bf16", "checkpoint_every": 25}
