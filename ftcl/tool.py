@@ -196,16 +196,17 @@ def atomic_write(path, mode="w", replace=True):
 
 def _link_new(tmp, path):
     """Put tmp at path unless path exists, atomically; tmp is gone afterwards."""
+    refused = FileExistsError(errno.EEXIST, "exists; never replaced unless you add --overwrite", str(path))
     try:
         os.link(tmp, path)
     except FileExistsError:
-        raise FileExistsError(errno.EEXIST, "exists; never replaced unless you add --overwrite", str(path)) from None
+        raise refused from None
     except OSError as err:
         if err.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
             raise
         # A file system without hard links: the check and the rename are two steps there.
         if path.exists():
-            raise FileExistsError(errno.EEXIST, "exists; never replaced unless you add --overwrite", str(path)) from None
+            raise refused from None
         os.replace(tmp, path)
         return
     os.unlink(tmp)
@@ -218,12 +219,12 @@ def reported_as(path):
     try:
         yield
     except OSError as err:
-        raise type(err)(err.errno, err.strerror or str(err), str(path)) from None
+        raise _naming(err, path) from None
 
 
 def _naming(err, path):
-    """The OSError err about a temporary file, reported for the path the user named."""
-    return type(err)(err.errno, err.strerror, str(path))
+    """The OSError err about a temporary file (or about none), reported for the path the user named."""
+    return type(err)(err.errno, err.strerror or str(err), str(path))
 
 
 @contextlib.contextmanager

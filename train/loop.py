@@ -255,10 +255,11 @@ class Trainer:
             if fn not in self._compiled:
                 self._compiled[fn] = torch.compile(fn, fullgraph=True)
             fn = self._compiled[fn]
-        # --precision bf16: the model's matmuls and convolutions in bfloat16 (autocast); the DP ops
-        # take bfloat16 similarities and keep float32 tables.
-        with torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16,
-                            enabled=self.config.precision == "bf16"):
+        if self.config.precision != "bf16":
+            return fn(self.model, self.config, *tensors)
+        # The model's matmuls and convolutions in bfloat16 (autocast); the DP ops take bfloat16
+        # similarities and keep float32 tables.
+        with torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16):
             return fn(self.model, self.config, *tensors)
 
     def sampled(self, videos):

@@ -31,10 +31,9 @@ def _seed_row(seed, trainer):
 def summary_frame(rows):
     """Per-seed rows plus the mean and the (sample) standard deviation of every mAP column."""
     frame = pd.DataFrame(rows)
-    numeric = frame.drop(columns=["seed", "best epoch", "plateau epochs"], errors="ignore")
+    numeric = frame.drop(columns=["seed", "best epoch", "plateau epochs"])
     stats = pd.DataFrame([{"seed": "mean", **numeric.mean().to_dict()}, {"seed": "std", **numeric.std(ddof=1).to_dict()}])
-    frame = frame.astype({"seed": str, "best epoch": "Int64", **({"plateau epochs": "Int64"} if "plateau epochs" in frame
-                                                                 else {})})
+    frame = frame.astype({"seed": str, "best epoch": "Int64", "plateau epochs": "Int64"})
     return pd.concat([frame, stats], ignore_index=True)
 
 

@@ -21,13 +21,9 @@ def torch_table(x, dtype):
     return x.new_empty(batch, n_rows + n_cols + 1, n_rows + 1, dtype=dtype)
 
 
-def _span(shape):
-    return (shape[1] + shape[2] - 1) * shape[1]
-
-
 def fake_gradient(x, skew):
     """The fake of a Triton gradient of x: [B, N, M], or its diagonal-major buffer when skew."""
-    return x.new_empty(x.shape[0], _span(x.shape)) if skew else x.new_empty(x.shape)
+    return launch.diagonal_major_buffer(x.shape, x.dtype, x.device) if skew else x.new_empty(x.shape)
 
 
 def triton_gradients(like, dtypes, lengths, skew):
@@ -35,8 +31,7 @@ def triton_gradients(like, dtypes, lengths, skew):
     [B, (N+M-1)*N] and their [B, N, M] views; zeros where lengths leave cells out, and in the
     buffers' padding (an op's outputs are fully defined)."""
     if not skew:
-        made = [(torch.empty if lengths is None else torch.zeros)(like.shape, dtype=dtype, device=like.device)
-                for dtype in dtypes]
+        made = [launch._gradient_like(like.shape, dtype, like.device, lengths, False) for dtype in dtypes]
         return made, made
     buffers = [launch.diagonal_major_buffer(like.shape, dtype, like.device, zero=True)
                for dtype in dtypes]
