@@ -241,6 +241,47 @@ def test_triton_grid(benchmark, op, mode, batch, length):
     benchmark.pedantic(synchronized(run), rounds=10, warmup_rounds=2)
 
 
+# Long sweeps with few pairs, where one program per pair leaves most SMs idle.
+BANDS_GRID = [(16, 512), (256, 512), (16, 2048), (64, 2048)]
+BAND_COUNTS = [1, 2, 4, 8, "auto"]
+BAND_PUBLISH = [4, 16, 64]
+
+
+@pytest.mark.parametrize("batch,length", BANDS_GRID, ids=[f"B{b}-L{n}" for b, n in BANDS_GRID])
+@pytest.mark.parametrize("op", ["fsd", "lcs"])
+def test_row_bands(benchmark, op, batch, length):
+    """Several programs per pair (Settings.row_bands: bands of rows handing their edge on) against one
+    per pair, forward + backward on the tables as the API lays them out, in the same case: every band
+    count, then the hand-over cadence (band_publish) at the fastest count. Results must be identical
+    bit for bit (each cell's operands and order are the same)."""
+    if DEVICE != "cuda":
+        pytest.skip("needs a CUDA GPU")
+    cells = batch * length * length
+    times, want = {}, None
+    for bands in BAND_COUNTS:
+        with kernels.configure(family="rows", row_bands=bands):
+            run = runner(op, "fwd+bwd", batch, length, "triton", "cuda")
+            got = run()
+            want = want or got
+            assert all(torch.equal(g, w) for g, w in zip(got, want)), bands
+            times[bands] = gpu_ms(run)
+    best = min(times, key=times.get)
+    publish = {}
+    for cadence in BAND_PUBLISH:
+        with kernels.configure(family="rows", row_bands=best, band_publish=cadence):
+            publish[cadence] = gpu_ms(runner(op, "fwd+bwd", batch, length, "triton", "cuda"))
+    auto = launch.row_bands((batch, length, length), torch.device("cuda"), kernels.Settings(row_bands="auto"))
+    fastest = min(min(times.values()), min(publish.values()))
+    benchmark.extra_info.update(op=op, mode="fwd+bwd", B=batch, L=length, auto_bands=auto[0], best_bands=best,
+                                **{f"bands_{b}_ms": t for b, t in times.items()},
+                                **{f"publish_{c}_ms": t for c, t in publish.items()},
+                                one_band_gcell_s=cells / times[1] / 1e6, best_gcell_s=cells / fastest / 1e6,
+                                best_speedup=times[1] / fastest)
+    with kernels.configure(family="rows", row_bands=best):
+        benchmark.pedantic(synchronized(runner(op, "fwd+bwd", batch, length, "triton", "cuda")), rounds=5,
+                           warmup_rounds=1)
+
+
 @pytest.mark.parametrize("op", ["fsd", "lcs"])
 def test_host_profile(benchmark, op):
     """Where the host's time per forward + backward call goes at a small, host-bound point (B = 16,

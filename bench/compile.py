@@ -89,7 +89,15 @@ def _signature(kernel, dtype):
     sig = {**sig, "HAS_LENGTHS": "constexpr", "HARD": "constexpr", "BLOCK": "constexpr"}
     if rows:
         sig.pop("ring_ptr", None)  # the rows kernels keep their adjoints in registers
-        sig["PREFETCH"] = "constexpr"
+        # ... and take the row bands' buffers after the lengths and their sizes after N, M.
+        ordered = {}
+        for name, kind in sig.items():
+            ordered[name] = kind
+            if name == "len_ptr":
+                ordered.update({"sync_ptr": "*i32", "edge_ptr": "*fp32"})
+            if name == "M":
+                ordered.update({"band_rows": "i32", "n_bands": "i32"})
+        sig = {**ordered, "PREFETCH": "constexpr", "BANDED": "constexpr", "PUBLISH": "constexpr"}
     return sig
 
 
@@ -110,27 +118,41 @@ def rows_configs():
     return configs
 
 
+def banded_configs(kernel):
+    """(BLOCK, num_warps, PREFETCH) of the banded rows kernels to compile: the smallest band the
+    "auto" rule makes and half the tallest table, at the op's default prefetch."""
+    from ftcl.kernels.settings import ROWS_BLOCK_LIMIT, Settings
+    from ftcl.kernels.shared.launch import AUTO_BAND_MIN_ROWS, rows_launch_config, rows_prefetch
+    depth = Settings().prefetch(kernel.split("_")[0])
+    return [rows_launch_config(rows) + (rows_prefetch(rows_launch_config(rows)[0], depth),)
+            for rows in (AUTO_BAND_MIN_ROWS, ROWS_BLOCK_LIMIT // 2)]
+
+
 def variants():
-    """Every (kernel, cc, dtype, hard, has_lengths, block, num_warps) the API can launch, at the
-    smallest and the largest block."""
+    """Every (kernel, cc, dtype, hard, has_lengths, block, num_warps, prefetch, banded) the API can
+    launch, at the smallest and the largest block (banded: None outside the rows kernels)."""
     from ftcl.kernels.cosine.triton_kernels import MAX_ROWS, launch_config
     from ftcl.kernels.settings import Settings
     from ftcl.kernels.shared.launch import chunks_launch_config
     largest, skew_tile = Settings().max_chunk_block, Settings().skew_tile
     blocks = [chunks_launch_config(1, 1, largest) + (None,), chunks_launch_config(largest, largest, largest) + (None,)]
     rows_blocks = rows_configs()
-    dp = [(kernel, cc, dtype, hard, lengths, block, warps, prefetch)
+    dp = [(kernel, cc, dtype, hard, lengths, block, warps, prefetch, None if family is KERNELS else False)
           for family, family_blocks in ((KERNELS, blocks), (ROWS_KERNELS, rows_blocks))
           for kernel, cc, dtype, hard, lengths, (block, warps, prefetch) in itertools.product(
               family, TARGETS, DTYPES, (True, False), (True, False), family_blocks)]
+    dp += [(kernel, cc, dtype, hard, lengths, block, warps, prefetch, True)
+           for kernel in ROWS_KERNELS
+           for cc, dtype, hard, lengths, (block, warps, prefetch) in itertools.product(
+               TARGETS, DTYPES, (True, False), (True, False), banded_configs(kernel))]
     tiles = [launch_config(1, 1), launch_config(MAX_ROWS, MAX_ROWS)]
-    cosine = [(kernel, cc, dtype, None, None, (block_n, block_m), warps, None)
+    cosine = [(kernel, cc, dtype, None, None, (block_n, block_m), warps, None, None)
               for kernel, cc, dtype, (block_n, block_m, warps) in itertools.product(COSINE_KERNELS, TARGETS, DTYPES,
                                                                                      tiles)]
-    skew = [(kernel, cc, dtype, None, None, skew_tile, 4, None)
+    skew = [(kernel, cc, dtype, None, None, skew_tile, 4, None, None)
             for kernel, cc, dtype in itertools.product(SKEW_KERNELS, TARGETS, DTYPES)]
     # Soft-DTW runs the chunks family; its "lengths" entry is (HAS_LENGTHS, HAS_BAND).
-    soft_dtw = [(kernel, cc, dtype, hard, flags, block, warps, None)
+    soft_dtw = [(kernel, cc, dtype, hard, flags, block, warps, None, None)
                 for kernel, cc, dtype, hard, flags, (block, warps, _) in itertools.product(
                     SOFT_DTW_KERNELS, TARGETS, DTYPES, (True, False), itertools.product((True, False), repeat=2),
                     blocks)]
@@ -150,11 +172,12 @@ def compile_one(variant):
     from triton.compiler import ASTSource
 
     from ftcl.kernels.cosine import triton_kernels as cosine
+    from ftcl.kernels.settings import Settings
     from ftcl.kernels.fsd import triton_kernels as fsd_triton
     from ftcl.kernels.lcs import triton_kernels as lcs_triton
     from ftcl.kernels.shared import triton as shared_triton
     from ftcl.kernels.soft_dtw import triton_kernels as soft_dtw_triton
-    kernel, cc, dtype, hard, lengths, block, warps, prefetch = variant
+    kernel, cc, dtype, hard, lengths, block, warps, prefetch, banded = variant
     module = {"fsd": fsd_triton, "lcs": lcs_triton, "skew": shared_triton,
               "soft": soft_dtw_triton}.get(kernel.split("_")[0], cosine)
     if kernel in COSINE_KERNELS:
@@ -171,7 +194,7 @@ def compile_one(variant):
     else:
         constexprs = {"HAS_LENGTHS": lengths, "HARD": hard, "BLOCK": block}
         if prefetch is not None:
-            constexprs["PREFETCH"] = prefetch
+            constexprs.update(PREFETCH=prefetch, BANDED=banded, PUBLISH=Settings().band_publish)
         source = ASTSource(getattr(module, kernel), _signature(kernel, dtype), constexprs=constexprs)
     compiled = triton.compile(source, target=GPUTarget("cuda", cc, 32), options={"num_warps": warps})
     with tempfile.TemporaryDirectory() as tmp:
@@ -185,7 +208,7 @@ def compile_one(variant):
     if kernel in SOFT_DTW_KERNELS:
         lengths, band = lengths
     return {"kernel": kernel.removesuffix("_kernel"), "cc": cc, "gpu": TARGETS[cc], "dtype": dtype, "hard": hard,
-            "lengths": lengths, "band": band, "block": block, "num_warps": warps, "prefetch": prefetch, "registers": fields["REG"],
+            "lengths": lengths, "band": band, "block": block, "num_warps": warps, "prefetch": prefetch, "banded": banded, "registers": fields["REG"],
             "stack": fields["STACK"], "shared": fields["SHARED"], "local": fields["LOCAL"],
             "loop_barriers": loop_barriers(compiled.asm["ptx"])}
 
@@ -227,6 +250,8 @@ def main(argv=None, as_json=None):
     print(f"# ahead-of-time compile: Triton {triton.__version__}, {len(rows)} cubins "
           f"({len(KERNELS + ROWS_KERNELS + COSINE_KERNELS + SKEW_KERNELS + SOFT_DTW_KERNELS)} kernels x "
           f"{len(TARGETS)} targets)\n")
+    frame["kernel"] = [f"{kernel} (banded)" if banded is True else kernel
+                       for kernel, banded in zip(frame["kernel"], frame["banded"])]
     summary = frame.groupby(["kernel", "cc", "gpu"]).agg(
         variants=("registers", "size"), registers_min=("registers", "min"), registers_max=("registers", "max"),
         stack_max=("stack", "max"), shared_max=("shared", "max"), local_max=("local", "max"),

@@ -145,6 +145,13 @@ def _prefetch(cases, frame):
         ["op", "B", "L"] + sorted(columns, key=lambda c: int(c.split("_")[1])) + ["best_prefetch", "best_speedup"]]
 
 
+@table("test_row_bands")
+def _row_bands(cases, frame):
+    columns = [c for c in cases.columns if c.startswith(("bands_", "publish_")) and c.endswith("_ms")]
+    return "Row bands (programs per pair) and their hand-over cadence, forward + backward (do_bench median)", cases[
+        ["op", "B", "L"] + columns + ["auto_bands", "best_bands", "one_band_gcell_s", "best_gcell_s", "best_speedup"]]
+
+
 @table("test_host_profile")
 def _host_profile(cases, frame):
     return "Host time per forward + backward call at B = 16, L = 32 (cProfile, own time)", pd.DataFrame(
@@ -237,6 +244,14 @@ def _slowest_big_point(op):
     return measure
 
 
+def _slowest_big_point_banded(op):
+    def measure(frame):
+        rows = frame[frame["name"].str.startswith("test_row_bands")]
+        rows = rows[(rows["op"] == op) & (rows["B"] * rows["L"] ** 2 >= 64 * 2**20)] if len(rows) else rows
+        return rows["best_gcell_s"].min() if len(rows) else None
+    return measure
+
+
 def _smallest(op, column):
     def measure(frame):
         rows = _fwd_bwd(frame, op)
@@ -281,6 +296,10 @@ GPU_TARGETS = (
            _slowest_big_point("fsd")),
     Target("LCS forward + backward at B·L² ≥ 64 M cells, slowest point (Gcell/s)", 50.0, False,
            _slowest_big_point("lcs")),
+    Target("FSD, the same over the row-bands grid with its fastest band count (Gcell/s)", 50.0, False,
+           _slowest_big_point_banded("fsd")),
+    Target("LCS, the same over the row-bands grid with its fastest band count (Gcell/s)", 50.0, False,
+           _slowest_big_point_banded("lcs")),
     Target("FSD speed-up over the CUDA reference, smallest over the grid", 10.0, False,
            _smallest("fsd", "vs_cuda_ref")),
     Target("LCS speed-up over the CUDA reference, smallest over the grid", 10.0, False,

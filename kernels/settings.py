@@ -25,7 +25,10 @@ class Settings:
     diagonal-major (kernels.shared.launch.skews); skew_tile: rows x diagonals of a tile of that copy.
     cosine_auto: the backend pairwise_cosine's "auto" takes for CUDA tensors ("torch" or "triton").
     chunk_block, num_warps: fixed launch parameters instead of the launch rules' (None; for tuning:
-    the chunks kernels' BLOCK, either family's warps)."""
+    the chunks kernels' BLOCK, either family's warps). row_bands: programs per pair of the rows
+    kernels: 1 (one sweeps the whole table), k (k bands of ceil(N / k) rows, each handing its edge
+    to the next), or "auto" (kernels.shared.launch.row_bands). band_publish: how many columns a band
+    finishes between two hand-overs."""
 
     family: str = "rows"
     max_rows: int = ROWS_BLOCK_LIMIT
@@ -39,6 +42,8 @@ class Settings:
     cosine_auto: str = "torch"
     chunk_block: int | None = None
     num_warps: int | None = None
+    row_bands: int | str = 1
+    band_publish: int = 16
 
     def __post_init__(self):
         if self.family not in FAMILIES:
@@ -49,6 +54,10 @@ class Settings:
             raise ValueError(f"max_chunk_block must be a power of two, got {self.max_chunk_block}")
         if self.cosine_auto not in ("torch", "triton"):
             raise ValueError(f"cosine_auto must be torch or triton, got {self.cosine_auto!r}")
+        if self.row_bands != "auto" and not (type(self.row_bands) is int and self.row_bands >= 1):
+            raise ValueError(f"row_bands must be a positive integer or 'auto', got {self.row_bands!r}")
+        if not isinstance(self.band_publish, int) or self.band_publish < 1:
+            raise ValueError(f"band_publish must be a positive integer, got {self.band_publish!r}")
         for name in ("fsd_prefetch", "lcs_prefetch"):
             if not 1 <= getattr(self, name) <= 4:
                 raise ValueError(f"{name} must be in 1..4, got {getattr(self, name)}")

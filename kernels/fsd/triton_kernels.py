@@ -4,7 +4,7 @@ import torch
 
 from ftcl.kernels.settings import settings as current_settings
 from ftcl.kernels.shared.autograd import refuse_second_derivative
-from ftcl.kernels.shared.launch import (_rows_options, skews, to_diagonal_major, _gradient_like, _inv_gamma_log2,
+from ftcl.kernels.shared.launch import (rows_launch, skews, to_diagonal_major, _gradient_like, _inv_gamma_log2,
                                         _launch_args, _require_triton)
 
 try:
@@ -12,7 +12,8 @@ try:
     import triton.language as tl
 
     from ftcl.kernels.shared.triton import (_row_bounds, _pair_lengths, _reverse_step, _neighbours, _adjoint, _push,
-                                            _from_row_above, _from_row_below, _cells, _diagonal_offset)
+                                            _from_row_above, _from_row_below, _cells, _diagonal_offset,
+                                            _band_program, _edge_load, _edge_store)
 except ImportError:  # the other backends work without Triton
     triton = None
 
@@ -143,9 +144,10 @@ if triton is not None:
                 tl.load(p_gap + (j - 1) * stride_gm, mask=active, other=0.0))
 
     @triton.jit
-    def _fsd_bwd_inputs(p_gap, p_table, i, d, n, m, stride_gm):
-        """gap and the saved C[i-1, j-1], C[i-1, j], C[i, j-1] of diagonal d's cells."""
-        j, active = _cells(i, d, n, m)
+    def _fsd_bwd_inputs(p_gap, p_table, i, d, n, n_last, m, stride_gm):
+        """gap and the saved C[i-1, j-1], C[i-1, j], C[i, j-1] of diagonal d's cells in rows up to
+        n_last (offsets in the whole n x m table)."""
+        j, active = _cells(i, d, n_last, m)
         b_gap = tl.load(p_gap + (j - 1) * stride_gm, mask=active, other=0.0)
         b_diag, b_up, b_left = _neighbours(p_table, i, j, active, _diagonal_offset(d - 1, n, m),
                                            tl.maximum(d - 1 - m, 1), _diagonal_offset(d - 2, n, m),
@@ -159,37 +161,63 @@ if triton is not None:
         table_ptr,  # [B, N*M] float32, diagonal-major per pair
         out_ptr,  # [B] float32
         len_ptr,  # [B, 2] int64, read only when HAS_LENGTHS
+        sync_ptr,  # [1 + B * n_bands] int32 zeros when BANDED: ticket, then each band's published columns
+        edge_ptr,  # [B * n_bands, M] float32 when BANDED: each band's last row, for the band below
         stride_mb, stride_mn, stride_mm,
         stride_gb, stride_gn, stride_gm,
         N, M,
+        band_rows, n_bands,  # when BANDED
         gamma,
         inv_gamma_log2,
         HAS_LENGTHS: tl.constexpr,
         HARD: tl.constexpr,
-        BLOCK: tl.constexpr,  # >= N: lane k holds row k + 1 on every diagonal
+        BLOCK: tl.constexpr,  # >= N (>= band_rows when BANDED): lane k holds row r0 + k + 1 on every diagonal
         PREFETCH: tl.constexpr,
+        BANDED: tl.constexpr,
+        PUBLISH: tl.constexpr,
     ):
-        i_b = tl.program_id(0).to(tl.int64)
+        i_b, band, r0 = _band_program(sync_ptr, band_rows, n_bands, BLOCK, BANDED, False)
         n, m = _pair_lengths(len_ptr, i_b, N, M, HAS_LENGTHS)
         p_table = table_ptr + i_b * N * M
         lanes = tl.arange(0, BLOCK)
-        i = lanes + 1
-        p_match = match_ptr + i_b * stride_mb + lanes.to(tl.int64) * stride_mn
-        p_gap = gap_ptr + i_b * stride_gb + lanes.to(tl.int64) * stride_gn
+        i = r0 + lanes + 1
+        p_match = match_ptr + i_b * stride_mb + (r0 + lanes).to(tl.int64) * stride_mn
+        p_gap = gap_ptr + i_b * stride_gb + (r0 + lanes).to(tl.int64) * stride_gn
         # The previous diagonal in registers: left = C[i, j-1] (this lane's last cell), up = C[i-1, j]
         # and diag = C[i-1, j-1] (the row above's last two, shifted down one lane).
         b_left = tl.zeros([BLOCK], tl.float32)
         b_up = tl.zeros([BLOCK], tl.float32)
         b_diag = tl.zeros([BLOCK], tl.float32)
         b_cur = tl.zeros([BLOCK], tl.float32)
-        b_match_0, b_gap_0 = _fsd_inputs(p_match, p_gap, i, 2, n, m, stride_mm, stride_gm)
-        b_match_1, b_gap_1 = _fsd_inputs(p_match, p_gap, i, 3, n, m, stride_mm, stride_gm)
-        b_match_2, b_gap_2 = _fsd_inputs(p_match, p_gap, i, 4, n, m, stride_mm, stride_gm)
-        b_match_3, b_gap_3 = _fsd_inputs(p_match, p_gap, i, 5, n, m, stride_mm, stride_gm)
-        off_0 = 0
-        for d in range(2, n + m + 1):
-            b_match_far, b_gap_far = _fsd_inputs(p_match, p_gap, i, d + PREFETCH, n, m, stride_mm, stride_gm)
-            j, active = _cells(i, d, n, m)
+        if BANDED:
+            n_last = tl.minimum(n, r0 + band_rows)  # this band's last row (none when <= r0)
+            d_end = tl.where(n_last > r0, n_last + m + 1, r0 + 2)
+            slot = i_b * n_bands + band
+            has_above = (band > 0) & (n_last > r0)
+            has_below = r0 + band_rows < n
+            # Lane 0's upper neighbour C[r0, j] on diagonals r0 + 2 and r0 + 3 (j = 1, 2).
+            ready = tl.zeros((), tl.int32)
+            b_edge_0, ready = _edge_load(edge_ptr + (slot - 1) * M, sync_ptr + slot, ready, lanes, 0, 1, 1,
+                                         has_above & (1 <= m))
+            b_edge_1, ready = _edge_load(edge_ptr + (slot - 1) * M, sync_ptr + slot, ready, lanes, 0, 2, 2,
+                                         has_above & (2 <= m))
+            off_0 = _diagonal_offset(r0 + 2, n, m)
+        else:
+            n_last = n
+            d_end = n + m + 1
+            off_0 = 0
+        b_match_0, b_gap_0 = _fsd_inputs(p_match, p_gap, i, r0 + 2, n_last, m, stride_mm, stride_gm)
+        b_match_1, b_gap_1 = _fsd_inputs(p_match, p_gap, i, r0 + 3, n_last, m, stride_mm, stride_gm)
+        b_match_2, b_gap_2 = _fsd_inputs(p_match, p_gap, i, r0 + 4, n_last, m, stride_mm, stride_gm)
+        b_match_3, b_gap_3 = _fsd_inputs(p_match, p_gap, i, r0 + 5, n_last, m, stride_mm, stride_gm)
+        for d in range(r0 + 2, d_end):
+            b_match_far, b_gap_far = _fsd_inputs(p_match, p_gap, i, d + PREFETCH, n_last, m, stride_mm, stride_gm)
+            if BANDED:
+                column = d - r0 + 1  # lane 0's on diagonal d + 2
+                b_edge_far, ready = _edge_load(edge_ptr + (slot - 1) * M, sync_ptr + slot, ready, lanes, 0, column,
+                                               column, has_above & (column <= m))
+                b_up = tl.where(lanes == 0, b_edge_0, b_up)
+            j, active = _cells(i, d, n_last, m)
             b_g = b_gap_0.to(tl.float32)
             b_best = _fsd_max(b_diag, b_up + b_g, b_left + b_g, gamma, inv_gamma_log2, HARD)
             # Outside the table 0: C[i, 0] is the left border of the next diagonal.
@@ -197,6 +225,11 @@ if triton is not None:
             lo, hi = _row_bounds(d, n, m)
             tl.store(p_table + off_0 + (i - lo), b_cur, mask=active)
             off_0 += hi - lo + 1
+            if BANDED:
+                column = d - r0 - band_rows  # the band's last row's, handed to the band below
+                _edge_store(edge_ptr + slot * M, sync_ptr + 1 + slot, b_cur, lanes, band_rows - 1, column, column,
+                            has_below & (column >= 1) & (column <= m), column == m, PUBLISH)
+                b_edge_0, b_edge_1 = b_edge_1, b_edge_far
             b_diag = b_up
             b_up = _from_row_above(b_cur, lanes)
             b_left = b_cur
@@ -210,7 +243,12 @@ if triton is not None:
             else:
                 b_match_0, b_gap_0, b_match_1, b_gap_1 = b_match_1, b_gap_1, b_match_2, b_gap_2
                 b_match_2, b_gap_2, b_match_3, b_gap_3 = b_match_3, b_gap_3, b_match_far, b_gap_far
-        tl.store(out_ptr + i_b, tl.sum(tl.where(i == n, b_cur, 0.0), 0))
+        b_value = tl.sum(tl.where(i == n, b_cur, 0.0), 0)
+        if BANDED:
+            # The band holding row n answers (band 0 for a pair without rows).
+            tl.store(out_ptr + i_b, b_value, mask=(n_last == n) & ((n > r0) | (band == 0)))
+        else:
+            tl.store(out_ptr + i_b, b_value)
 
     @triton.jit
     def fsd_bwd_rows_kernel(
@@ -220,38 +258,64 @@ if triton is not None:
         grad_match_ptr,  # [B, N, M] zero-filled outside each pair's (n, m)
         grad_gap_ptr,  # [B, N, M] the same layout as grad_match
         len_ptr,  # [B, 2] int64
+        sync_ptr,  # [1 + B * n_bands] int32 zeros when BANDED: ticket, then each band's published columns
+        edge_ptr,  # [B * n_bands, M] float32 when BANDED: what each band pushes up into the band above
         stride_gb, stride_gn, stride_gm,
         stride_db, stride_dn, stride_dm,  # of both gradients
         N, M,
+        band_rows, n_bands,  # when BANDED
         inv_gamma_log2,
         HAS_LENGTHS: tl.constexpr,
         HARD: tl.constexpr,
-        BLOCK: tl.constexpr,  # >= N
+        BLOCK: tl.constexpr,  # >= N (>= band_rows when BANDED)
         PREFETCH: tl.constexpr,
+        BANDED: tl.constexpr,
+        PUBLISH: tl.constexpr,
     ):
-        i_b = tl.program_id(0).to(tl.int64)
+        i_b, band, r0 = _band_program(sync_ptr, band_rows, n_bands, BLOCK, BANDED, True)
         n, m = _pair_lengths(len_ptr, i_b, N, M, HAS_LENGTHS)
         p_table = table_ptr + i_b * N * M
         lanes = tl.arange(0, BLOCK)
-        i = lanes + 1
-        p_gap = gap_ptr + i_b * stride_gb + lanes.to(tl.int64) * stride_gn
-        p_grad_match = grad_match_ptr + i_b * stride_db + lanes.to(tl.int64) * stride_dn
-        p_grad_gap = grad_gap_ptr + i_b * stride_db + lanes.to(tl.int64) * stride_dn
+        i = r0 + lanes + 1
+        p_gap = gap_ptr + i_b * stride_gb + (r0 + lanes).to(tl.int64) * stride_gn
+        p_grad_match = grad_match_ptr + i_b * stride_db + (r0 + lanes).to(tl.int64) * stride_dn
+        p_grad_gap = grad_gap_ptr + i_b * stride_db + (r0 + lanes).to(tl.int64) * stride_dn
         b_grad_out = tl.load(grad_out_ptr + i_b)
         # Adjoint flowing into each lane's cell of the current diagonal from the two after it, and
         # the diagonal pushes of the last diagonal, still to be moved up one row.
         b_incoming = tl.zeros([BLOCK], tl.float32)
         b_pending_diag = tl.zeros([BLOCK], tl.float32)
-        last = n + m  # the answer cell is alone on the last diagonal
-        b_gap_0, b_diag_0, b_up_0, b_left_0 = _fsd_bwd_inputs(p_gap, p_table, i, last, n, m, stride_gm)
-        b_gap_1, b_diag_1, b_up_1, b_left_1 = _fsd_bwd_inputs(p_gap, p_table, i, last - 1, n, m, stride_gm)
-        b_gap_2, b_diag_2, b_up_2, b_left_2 = _fsd_bwd_inputs(p_gap, p_table, i, last - 2, n, m, stride_gm)
-        b_gap_3, b_diag_3, b_up_3, b_left_3 = _fsd_bwd_inputs(p_gap, p_table, i, last - 3, n, m, stride_gm)
-        for k in range(0, n + m - 1):
+        if BANDED:
+            n_last = tl.minimum(n, r0 + band_rows)
+            n_steps = tl.where(n_last > r0, n_last + m - r0 - 1, 0)
+            slot = i_b * n_bands + band
+            has_above = (band > 0) & (n_last > r0)
+            has_below = r0 + band_rows < n
+            # What the band below pushes into this band's last row at columns m and m - 1 (its first
+            # two diagonals), published as counts of columns from the right.
+            ready = tl.zeros((), tl.int32)
+            b_edge_0, ready = _edge_load(edge_ptr + (slot + 1) * M, sync_ptr + 2 + slot, ready, lanes, band_rows - 1,
+                                         m, 1, has_below & (m >= 1))
+            b_edge_1, ready = _edge_load(edge_ptr + (slot + 1) * M, sync_ptr + 2 + slot, ready, lanes, band_rows - 1,
+                                         m - 1, 2, has_below & (m >= 2))
+        else:
+            n_last = n
+            n_steps = n + m - 1
+        last = n_last + m  # the band's last diagonal (the answer cell alone on it in the bottom band)
+        b_gap_0, b_diag_0, b_up_0, b_left_0 = _fsd_bwd_inputs(p_gap, p_table, i, last, n, n_last, m, stride_gm)
+        b_gap_1, b_diag_1, b_up_1, b_left_1 = _fsd_bwd_inputs(p_gap, p_table, i, last - 1, n, n_last, m, stride_gm)
+        b_gap_2, b_diag_2, b_up_2, b_left_2 = _fsd_bwd_inputs(p_gap, p_table, i, last - 2, n, n_last, m, stride_gm)
+        b_gap_3, b_diag_3, b_up_3, b_left_3 = _fsd_bwd_inputs(p_gap, p_table, i, last - 3, n, n_last, m, stride_gm)
+        for k in range(0, n_steps):
             d = last - k
             b_gap_far, b_diag_far, b_up_far, b_left_far = _fsd_bwd_inputs(
-                p_gap, p_table, i, d - PREFETCH, n, m, stride_gm)
-            j, active = _cells(i, d, n, m)
+                p_gap, p_table, i, d - PREFETCH, n, n_last, m, stride_gm)
+            if BANDED:
+                column = m - k - 2  # the band's last row's on diagonal d - 2
+                b_edge_far, ready = _edge_load(edge_ptr + (slot + 1) * M, sync_ptr + 2 + slot, ready, lanes,
+                                               band_rows - 1, column, k + 3, has_below & (column >= 1))
+                b_incoming = b_incoming + b_edge_0
+            j, active = _cells(i, d, n_last, m)
             b_g = b_gap_0.to(tl.float32)
             w_diag, w_up, w_left = _fsd_weights(b_diag_0, b_up_0 + b_g, b_left_0 + b_g, inv_gamma_log2, HARD)
             b_adj = tl.where(active, b_incoming + tl.where((i == n) & (j == m), b_grad_out, 0.0), 0.0)
@@ -260,7 +324,13 @@ if triton is not None:
                      mask=active)
             # C[i, j-1] gets the left push in this lane; C[i-1, j] the up push and C[i-1, j-1]
             # (two diagonals on) the diagonal push, both from the row below: one shift carries both.
-            b_incoming = b_adj * w_left + _from_row_below(b_adj * w_up + b_pending_diag, lanes, BLOCK)
+            b_push_up = b_adj * w_up + b_pending_diag
+            if BANDED:
+                column = d - r0 - 1  # lane 0's, whose up pushes go to the band above
+                _edge_store(edge_ptr + slot * M, sync_ptr + 1 + slot, b_push_up, lanes, 0, column, m - column + 1,
+                            has_above & (column >= 1) & (column <= m), column == 1, PUBLISH)
+                b_edge_0, b_edge_1 = b_edge_1, b_edge_far
+            b_incoming = b_adj * w_left + _from_row_below(b_push_up, lanes, BLOCK)
             b_pending_diag = b_adj * w_diag
             if PREFETCH == 1:
                 b_gap_0, b_diag_0, b_up_0, b_left_0 = b_gap_far, b_diag_far, b_up_far, b_left_far
@@ -296,12 +366,16 @@ def fsd_fwd(match, gap, gamma, lengths, settings=None, zero_table=False):
     if batch == 0:
         return out, table
     family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, match.shape, match.device, settings)
-    kernel = kernels_for(family)[0]
-    extra = _rows_options(block, "fsd", settings) if family == "rows" else {}
-    kernel[(batch,)](
+    if family == "rows":
+        grid, bands, options = rows_launch(match.shape, match.device, "fsd", settings)
+        fsd_fwd_rows_kernel[grid](
+            match, gap, table, out, len_arg, *bands[:2], *match.stride(), *gap.stride(), n_rows, n_cols, *bands[2:],
+            gamma, _inv_gamma_log2(gamma), HAS_LENGTHS=has_lengths, HARD=gamma == 0, **options)
+        return out, table
+    fsd_fwd_kernel[(batch,)](
         match, gap, table, out, len_arg, *match.stride(), *gap.stride(), n_rows, n_cols,
         gamma, _inv_gamma_log2(gamma), HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block,
-        num_warps=num_warps, **extra)
+        num_warps=num_warps)
     return out, table
 
 def fsd_bwd(grad_out, gap, table, gamma, lengths, match_dtype, skew=False, settings=None, out=None):
@@ -316,15 +390,16 @@ def fsd_bwd(grad_out, gap, table, gamma, lengths, match_dtype, skew=False, setti
         return grad_match, grad_gap
     family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, gap.shape, gap.device, settings)
     grad_out = grad_out.float().contiguous()
-    options = dict(HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block, num_warps=num_warps)
-    backward = kernels_for(family)[1]
     if family == "rows":
-        backward[(batch,)](gap, table, grad_out, grad_match, grad_gap, len_arg, *gap.stride(), *grad_match.stride(),
-                           n_rows, n_cols, _inv_gamma_log2(gamma), **options, **_rows_options(block, "fsd", settings))
+        grid, bands, options = rows_launch(gap.shape, gap.device, "fsd", settings)
+        fsd_bwd_rows_kernel[grid](gap, table, grad_out, grad_match, grad_gap, len_arg, *bands[:2], *gap.stride(),
+                                  *grad_match.stride(), n_rows, n_cols, *bands[2:], _inv_gamma_log2(gamma),
+                                  HAS_LENGTHS=has_lengths, HARD=gamma == 0, **options)
         return grad_match, grad_gap
     ring = torch.empty(batch, 7, n_rows + 2, dtype=torch.float32, device=gap.device)
-    backward[(batch,)](gap, table, grad_out, grad_match, grad_gap, ring, len_arg, *gap.stride(), *grad_match.stride(),
-                       n_rows, n_cols, _inv_gamma_log2(gamma), **options)
+    fsd_bwd_kernel[(batch,)](gap, table, grad_out, grad_match, grad_gap, ring, len_arg, *gap.stride(),
+                             *grad_match.stride(), n_rows, n_cols, _inv_gamma_log2(gamma), HAS_LENGTHS=has_lengths,
+                             HARD=gamma == 0, BLOCK=block, num_warps=num_warps)
     return grad_match, grad_gap
 
 class FSDTriton(torch.autograd.Function):

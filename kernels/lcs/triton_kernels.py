@@ -4,7 +4,7 @@ import torch
 
 from ftcl.kernels.settings import settings as current_settings
 from ftcl.kernels.shared.autograd import refuse_second_derivative
-from ftcl.kernels.shared.launch import (_rows_options, skews, to_diagonal_major, _gradient_like, _inv_gamma_log2,
+from ftcl.kernels.shared.launch import (rows_launch, skews, to_diagonal_major, _gradient_like, _inv_gamma_log2,
                                         _launch_args, _require_triton)
 
 try:
@@ -12,7 +12,8 @@ try:
     import triton.language as tl
 
     from ftcl.kernels.shared.triton import (_row_bounds, _pair_lengths, _reverse_step, _up_left, _neighbours, _adjoint,
-                                            _push, _from_row_above, _from_row_below, _cells, _diagonal_offset)
+                                            _push, _from_row_above, _from_row_below, _cells, _diagonal_offset,
+                                            _band_program, _edge_load, _edge_store)
 except ImportError:  # the other backends work without Triton
     triton = None
 
@@ -128,9 +129,10 @@ if triton is not None:
         return tl.load(p_sim + (j - 1) * stride_sm, mask=active, other=0.0)
 
     @triton.jit
-    def _lcs_bwd_inputs(p_sim, p_table, i, d, n, m, stride_sm):
-        """sim and the saved C[i-1, j], C[i, j-1] of diagonal d's cells."""
-        j, active = _cells(i, d, n, m)
+    def _lcs_bwd_inputs(p_sim, p_table, i, d, n, n_last, m, stride_sm):
+        """sim and the saved C[i-1, j], C[i, j-1] of diagonal d's cells in rows up to n_last (offsets
+        in the whole n x m table)."""
+        j, active = _cells(i, d, n_last, m)
         b_sim = tl.load(p_sim + (j - 1) * stride_sm, mask=active, other=0.0)
         off_1, lo_1 = _diagonal_offset(d - 1, n, m), tl.maximum(d - 1 - m, 1)
         b_up, b_left = _up_left(p_table, i, j, active, off_1, lo_1)
@@ -142,40 +144,70 @@ if triton is not None:
         table_ptr,  # [B, N*M] float32, diagonal-major per pair
         out_ptr,  # [B] float32
         len_ptr,  # [B, 2] int64
+        sync_ptr,  # [1 + B * n_bands] int32 zeros when BANDED: ticket, then each band's published columns
+        edge_ptr,  # [B * n_bands, M] float32 when BANDED: each band's last row, for the band below
         stride_sb, stride_sn, stride_sm,
         N, M,
+        band_rows, n_bands,  # when BANDED
         threshold,
         gamma,
         inv_gamma_log2,
         HAS_LENGTHS: tl.constexpr,
         HARD: tl.constexpr,
-        BLOCK: tl.constexpr,  # >= N
+        BLOCK: tl.constexpr,  # >= N (>= band_rows when BANDED)
         PREFETCH: tl.constexpr,
+        BANDED: tl.constexpr,
+        PUBLISH: tl.constexpr,
     ):
-        i_b = tl.program_id(0).to(tl.int64)
+        i_b, band, r0 = _band_program(sync_ptr, band_rows, n_bands, BLOCK, BANDED, False)
         n, m = _pair_lengths(len_ptr, i_b, N, M, HAS_LENGTHS)
         p_table = table_ptr + i_b * N * M
         lanes = tl.arange(0, BLOCK)
-        i = lanes + 1
-        p_sim = sim_ptr + i_b * stride_sb + lanes.to(tl.int64) * stride_sn
+        i = r0 + lanes + 1
+        p_sim = sim_ptr + i_b * stride_sb + (r0 + lanes).to(tl.int64) * stride_sn
         b_left = tl.zeros([BLOCK], tl.float32)
         b_up = tl.zeros([BLOCK], tl.float32)
         b_diag = tl.zeros([BLOCK], tl.float32)
         b_cur = tl.zeros([BLOCK], tl.float32)
-        b_sim_0 = _lcs_inputs(p_sim, i, 2, n, m, stride_sm)
-        b_sim_1 = _lcs_inputs(p_sim, i, 3, n, m, stride_sm)
-        b_sim_2 = _lcs_inputs(p_sim, i, 4, n, m, stride_sm)
-        b_sim_3 = _lcs_inputs(p_sim, i, 5, n, m, stride_sm)
-        off_0 = 0
-        for d in range(2, n + m + 1):
-            b_sim_far = _lcs_inputs(p_sim, i, d + PREFETCH, n, m, stride_sm)
-            j, active = _cells(i, d, n, m)
+        if BANDED:
+            n_last = tl.minimum(n, r0 + band_rows)
+            d_end = tl.where(n_last > r0, n_last + m + 1, r0 + 2)
+            slot = i_b * n_bands + band
+            has_above = (band > 0) & (n_last > r0)
+            has_below = r0 + band_rows < n
+            ready = tl.zeros((), tl.int32)
+            b_edge_0, ready = _edge_load(edge_ptr + (slot - 1) * M, sync_ptr + slot, ready, lanes, 0, 1, 1,
+                                         has_above & (1 <= m))
+            b_edge_1, ready = _edge_load(edge_ptr + (slot - 1) * M, sync_ptr + slot, ready, lanes, 0, 2, 2,
+                                         has_above & (2 <= m))
+            off_0 = _diagonal_offset(r0 + 2, n, m)
+        else:
+            n_last = n
+            d_end = n + m + 1
+            off_0 = 0
+        b_sim_0 = _lcs_inputs(p_sim, i, r0 + 2, n_last, m, stride_sm)
+        b_sim_1 = _lcs_inputs(p_sim, i, r0 + 3, n_last, m, stride_sm)
+        b_sim_2 = _lcs_inputs(p_sim, i, r0 + 4, n_last, m, stride_sm)
+        b_sim_3 = _lcs_inputs(p_sim, i, r0 + 5, n_last, m, stride_sm)
+        for d in range(r0 + 2, d_end):
+            b_sim_far = _lcs_inputs(p_sim, i, d + PREFETCH, n_last, m, stride_sm)
+            if BANDED:
+                column = d - r0 + 1  # lane 0's on diagonal d + 2
+                b_edge_far, ready = _edge_load(edge_ptr + (slot - 1) * M, sync_ptr + slot, ready, lanes, 0, column,
+                                               column, has_above & (column <= m))
+                b_up = tl.where(lanes == 0, b_edge_0, b_up)
+            j, active = _cells(i, d, n_last, m)
             b_s = b_sim_0.to(tl.float32)
             b_skip = _lcs_skip(b_up, b_left, gamma, inv_gamma_log2, HARD)
             b_cur = tl.where(active, tl.where(b_s > threshold, b_diag + b_s, b_skip), 0.0)
             lo, hi = _row_bounds(d, n, m)
             tl.store(p_table + off_0 + (i - lo), b_cur, mask=active)
             off_0 += hi - lo + 1
+            if BANDED:
+                column = d - r0 - band_rows
+                _edge_store(edge_ptr + slot * M, sync_ptr + 1 + slot, b_cur, lanes, band_rows - 1, column, column,
+                            has_below & (column >= 1) & (column <= m), column == m, PUBLISH)
+                b_edge_0, b_edge_1 = b_edge_1, b_edge_far
             b_diag = b_up
             b_up = _from_row_above(b_cur, lanes)
             b_left = b_cur
@@ -187,7 +219,11 @@ if triton is not None:
                 b_sim_0, b_sim_1, b_sim_2 = b_sim_1, b_sim_2, b_sim_far
             else:
                 b_sim_0, b_sim_1, b_sim_2, b_sim_3 = b_sim_1, b_sim_2, b_sim_3, b_sim_far
-        tl.store(out_ptr + i_b, tl.sum(tl.where(i == n, b_cur, 0.0), 0))
+        b_value = tl.sum(tl.where(i == n, b_cur, 0.0), 0)
+        if BANDED:
+            tl.store(out_ptr + i_b, b_value, mask=(n_last == n) & ((n > r0) | (band == 0)))
+        else:
+            tl.store(out_ptr + i_b, b_value)
 
     @triton.jit
     def lcs_bwd_rows_kernel(
@@ -196,42 +232,73 @@ if triton is not None:
         grad_out_ptr,  # [B] float32
         grad_sim_ptr,  # [B, N, M] zero-filled outside each pair's (n, m)
         len_ptr,  # [B, 2] int64
+        sync_ptr,  # [1 + B * n_bands] int32 zeros when BANDED: ticket, then each band's published columns
+        edge_ptr,  # [B * n_bands, M] float32 when BANDED: what each band pushes up into the band above
         stride_sb, stride_sn, stride_sm,
         stride_db, stride_dn, stride_dm,  # of grad_sim
         N, M,
+        band_rows, n_bands,  # when BANDED
         threshold,
         inv_gamma_log2,
         HAS_LENGTHS: tl.constexpr,
         HARD: tl.constexpr,
-        BLOCK: tl.constexpr,  # >= N
+        BLOCK: tl.constexpr,  # >= N (>= band_rows when BANDED)
         PREFETCH: tl.constexpr,
+        BANDED: tl.constexpr,
+        PUBLISH: tl.constexpr,
     ):
-        i_b = tl.program_id(0).to(tl.int64)
+        i_b, band, r0 = _band_program(sync_ptr, band_rows, n_bands, BLOCK, BANDED, True)
         n, m = _pair_lengths(len_ptr, i_b, N, M, HAS_LENGTHS)
         p_table = table_ptr + i_b * N * M
         lanes = tl.arange(0, BLOCK)
-        i = lanes + 1
-        p_sim = sim_ptr + i_b * stride_sb + lanes.to(tl.int64) * stride_sn
-        p_grad_sim = grad_sim_ptr + i_b * stride_db + lanes.to(tl.int64) * stride_dn
+        i = r0 + lanes + 1
+        p_sim = sim_ptr + i_b * stride_sb + (r0 + lanes).to(tl.int64) * stride_sn
+        p_grad_sim = grad_sim_ptr + i_b * stride_db + (r0 + lanes).to(tl.int64) * stride_dn
         b_grad_out = tl.load(grad_out_ptr + i_b)
         b_incoming = tl.zeros([BLOCK], tl.float32)
         b_pending_diag = tl.zeros([BLOCK], tl.float32)
-        last = n + m
-        b_sim_0, b_up_0, b_left_0 = _lcs_bwd_inputs(p_sim, p_table, i, last, n, m, stride_sm)
-        b_sim_1, b_up_1, b_left_1 = _lcs_bwd_inputs(p_sim, p_table, i, last - 1, n, m, stride_sm)
-        b_sim_2, b_up_2, b_left_2 = _lcs_bwd_inputs(p_sim, p_table, i, last - 2, n, m, stride_sm)
-        b_sim_3, b_up_3, b_left_3 = _lcs_bwd_inputs(p_sim, p_table, i, last - 3, n, m, stride_sm)
-        for k in range(0, n + m - 1):
+        if BANDED:
+            n_last = tl.minimum(n, r0 + band_rows)
+            n_steps = tl.where(n_last > r0, n_last + m - r0 - 1, 0)
+            slot = i_b * n_bands + band
+            has_above = (band > 0) & (n_last > r0)
+            has_below = r0 + band_rows < n
+            ready = tl.zeros((), tl.int32)
+            b_edge_0, ready = _edge_load(edge_ptr + (slot + 1) * M, sync_ptr + 2 + slot, ready, lanes, band_rows - 1,
+                                         m, 1, has_below & (m >= 1))
+            b_edge_1, ready = _edge_load(edge_ptr + (slot + 1) * M, sync_ptr + 2 + slot, ready, lanes, band_rows - 1,
+                                         m - 1, 2, has_below & (m >= 2))
+        else:
+            n_last = n
+            n_steps = n + m - 1
+        last = n_last + m
+        b_sim_0, b_up_0, b_left_0 = _lcs_bwd_inputs(p_sim, p_table, i, last, n, n_last, m, stride_sm)
+        b_sim_1, b_up_1, b_left_1 = _lcs_bwd_inputs(p_sim, p_table, i, last - 1, n, n_last, m, stride_sm)
+        b_sim_2, b_up_2, b_left_2 = _lcs_bwd_inputs(p_sim, p_table, i, last - 2, n, n_last, m, stride_sm)
+        b_sim_3, b_up_3, b_left_3 = _lcs_bwd_inputs(p_sim, p_table, i, last - 3, n, n_last, m, stride_sm)
+        for k in range(0, n_steps):
             d = last - k
-            b_sim_far, b_up_far, b_left_far = _lcs_bwd_inputs(p_sim, p_table, i, d - PREFETCH, n, m, stride_sm)
-            j, active = _cells(i, d, n, m)
+            b_sim_far, b_up_far, b_left_far = _lcs_bwd_inputs(p_sim, p_table, i, d - PREFETCH, n, n_last, m,
+                                                              stride_sm)
+            if BANDED:
+                column = m - k - 2
+                b_edge_far, ready = _edge_load(edge_ptr + (slot + 1) * M, sync_ptr + 2 + slot, ready, lanes,
+                                               band_rows - 1, column, k + 3, has_below & (column >= 1))
+                b_incoming = b_incoming + b_edge_0
+            j, active = _cells(i, d, n_last, m)
             matched = b_sim_0.to(tl.float32) > threshold
             w_up = _lcs_up_weight(b_up_0, b_left_0, inv_gamma_log2, HARD)
             b_adj = tl.where(active, b_incoming + tl.where((i == n) & (j == m), b_grad_out, 0.0), 0.0)
             b_through = tl.where(matched, b_adj, 0.0)
             b_skipped = b_adj - b_through
             tl.store(p_grad_sim + (j - 1) * stride_dm, b_through.to(grad_sim_ptr.dtype.element_ty), mask=active)
-            b_incoming = b_skipped * (1.0 - w_up) + _from_row_below(b_skipped * w_up + b_pending_diag, lanes, BLOCK)
+            b_push_up = b_skipped * w_up + b_pending_diag
+            if BANDED:
+                column = d - r0 - 1
+                _edge_store(edge_ptr + slot * M, sync_ptr + 1 + slot, b_push_up, lanes, 0, column, m - column + 1,
+                            has_above & (column >= 1) & (column <= m), column == 1, PUBLISH)
+                b_edge_0, b_edge_1 = b_edge_1, b_edge_far
+            b_incoming = b_skipped * (1.0 - w_up) + _from_row_below(b_push_up, lanes, BLOCK)
             b_pending_diag = b_through
             if PREFETCH == 1:
                 b_sim_0, b_up_0, b_left_0 = b_sim_far, b_up_far, b_left_far
@@ -265,11 +332,15 @@ def lcs_fwd(sim, threshold, gamma, lengths, settings=None, zero_table=False):
     if batch == 0:
         return out, table
     family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, sim.shape, sim.device, settings)
-    kernel = kernels_for(family)[0]
-    extra = _rows_options(block, "lcs", settings) if family == "rows" else {}
-    kernel[(batch,)](
+    if family == "rows":
+        grid, bands, options = rows_launch(sim.shape, sim.device, "lcs", settings)
+        lcs_fwd_rows_kernel[grid](
+            sim, table, out, len_arg, *bands[:2], *sim.stride(), n_rows, n_cols, *bands[2:], threshold, gamma,
+            _inv_gamma_log2(gamma), HAS_LENGTHS=has_lengths, HARD=gamma == 0, **options)
+        return out, table
+    lcs_fwd_kernel[(batch,)](
         sim, table, out, len_arg, *sim.stride(), n_rows, n_cols, threshold, gamma, _inv_gamma_log2(gamma),
-        HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block, num_warps=num_warps, **extra)
+        HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block, num_warps=num_warps)
     return out, table
 
 def lcs_bwd(grad_out, sim, table, threshold, gamma, lengths, skew=False, settings=None, out=None):
@@ -282,16 +353,16 @@ def lcs_bwd(grad_out, sim, table, threshold, gamma, lengths, skew=False, setting
         return grad_sim
     family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, sim.shape, sim.device, settings)
     grad_out = grad_out.float().contiguous()
-    options = dict(HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block, num_warps=num_warps)
-    backward = kernels_for(family)[1]
     if family == "rows":
-        backward[(batch,)](sim, table, grad_out, grad_sim, len_arg, *sim.stride(), *grad_sim.stride(),
-                           n_rows, n_cols, threshold, _inv_gamma_log2(gamma), **options,
-                           **_rows_options(block, "lcs", settings))
+        grid, bands, options = rows_launch(sim.shape, sim.device, "lcs", settings)
+        lcs_bwd_rows_kernel[grid](sim, table, grad_out, grad_sim, len_arg, *bands[:2], *sim.stride(), *grad_sim.stride(),
+                                  n_rows, n_cols, *bands[2:], threshold, _inv_gamma_log2(gamma),
+                                  HAS_LENGTHS=has_lengths, HARD=gamma == 0, **options)
         return grad_sim
     ring = torch.empty(batch, 7, n_rows + 2, dtype=torch.float32, device=sim.device)
-    backward[(batch,)](sim, table, grad_out, grad_sim, ring, len_arg, *sim.stride(), *grad_sim.stride(),
-                       n_rows, n_cols, threshold, _inv_gamma_log2(gamma), **options)
+    lcs_bwd_kernel[(batch,)](sim, table, grad_out, grad_sim, ring, len_arg, *sim.stride(), *grad_sim.stride(),
+                             n_rows, n_cols, threshold, _inv_gamma_log2(gamma), HAS_LENGTHS=has_lengths,
+                             HARD=gamma == 0, BLOCK=block, num_warps=num_warps)
     return grad_sim
 
 class LCSTriton(torch.autograd.Function):

@@ -49,8 +49,60 @@ def rows_prefetch(block, requested):
     return requested if block <= 1024 else min(requested, 2)
 
 
-def _rows_options(block, op, settings):
-    return {"PREFETCH": rows_prefetch(block, settings.prefetch(op))}
+# The "auto" rule of row_bands: bands of at least this many rows, and at most this many programs
+# per SM in all.
+AUTO_BAND_MIN_ROWS = 256
+AUTO_BAND_PROGRAMS_PER_SM = 2
+
+_SM_COUNTS = {}
+
+
+def _sm_count(device):
+    if device not in _SM_COUNTS:
+        _SM_COUNTS[device] = (torch.cuda.get_device_properties(device).multi_processor_count
+                              if device.type == "cuda" else 1)
+    return _SM_COUNTS[device]
+
+
+def row_bands(shape, device, settings=None):
+    """(n_bands, band_rows) of a rows-kernel launch on a [B, N, M] table: settings.row_bands bands of
+    ceil(N / k) rows (no empty band), or under "auto" the most bands (a power of two) that keep
+    bands at least AUTO_BAND_MIN_ROWS rows tall and B x bands within AUTO_BAND_PROGRAMS_PER_SM
+    programs per SM."""
+    settings = settings or current_settings()
+    batch, n_rows, _ = shape
+    bands = settings.row_bands
+    if bands == "auto":
+        programs = AUTO_BAND_PROGRAMS_PER_SM * _sm_count(device)
+        bands = 1
+        while n_rows // (2 * bands) >= AUTO_BAND_MIN_ROWS and batch * 2 * bands <= programs:
+            bands *= 2
+    band_rows = -(-n_rows // min(bands, max(n_rows, 1)))
+    return -(-n_rows // band_rows) if n_rows else 1, max(band_rows, 1)
+
+
+_NO_BANDS = {}
+
+
+def rows_launch(shape, device, op, settings):
+    """(grid, band arguments, constexpr options) of a rows-kernel launch: the band arguments are
+    (sync, edge, band_rows, n_bands): a zeroed int32 ticket-and-counts buffer [1 + B * bands] and an
+    edge buffer [B * bands, M] float32 when the table is split (placeholders never read otherwise);
+    the options BLOCK, num_warps, PREFETCH, BANDED, PUBLISH."""
+    batch, n_rows, n_cols = shape
+    n_bands, band_rows = row_bands(shape, device, settings)
+    block, num_warps = rows_launch_config(band_rows)
+    options = {"BLOCK": block, "num_warps": settings.num_warps or num_warps,
+               "PREFETCH": rows_prefetch(block, settings.prefetch(op)), "BANDED": n_bands > 1,
+               "PUBLISH": settings.band_publish}
+    if n_bands == 1:
+        if device not in _NO_BANDS:
+            _NO_BANDS[device] = (torch.zeros(1, dtype=torch.int32, device=device),
+                                 torch.zeros(1, dtype=torch.float32, device=device))
+        return (batch,), (*_NO_BANDS[device], n_rows, 1), options
+    sync = torch.zeros(1 + batch * n_bands, dtype=torch.int32, device=device)
+    edge = torch.empty(batch * n_bands, n_cols, dtype=torch.float32, device=device)
+    return (batch * n_bands,), (sync, edge, band_rows, n_bands), options
 
 
 def kernel_family(n_rows, settings=None):

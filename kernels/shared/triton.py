@@ -137,6 +137,58 @@ if triton is not None:
         values = tl.load(x_ptr + i_b * stride_xb + i[:, None].to(tl.int64) * stride_xn + j, mask=inside)
         tl.store(out_ptr + i_b * (N + M - 1) * N + d[None, :].to(tl.int64) * N + i[:, None], values, mask=inside)
 
+    # Row bands: a rows kernel may split each pair's table into bands of band_rows rows, one program
+    # per band, so that a long sweep keeps more SMs busy and each program's diagonal is shorter. A
+    # forward band needs the last row of the band above (C[r0, j], column by column); a backward
+    # band the adjoint that the band below pushes up into its last row. The producer stores those
+    # values in an edge buffer and publishes how many columns are ready (a release store of a count
+    # after a block barrier); the consumer waits for the columns it needs (acquire loads) a few
+    # diagonals before it uses them. Programs take their band from a ticket counter in the order
+    # they start, so a band only ever waits for one that started before it: no deadlock, however
+    # many programs are resident.
+
+    @triton.jit
+    def _band_program(sync_ptr, band_rows, n_bands, BLOCK: tl.constexpr, BANDED: tl.constexpr,
+                      UPWARDS: tl.constexpr):
+        """(pair, band, first row r0) of this program. Banded: from the ticket counter sync_ptr[0],
+        pair-major, the bands of a pair in the order they wait for each other (top first in a
+        forward, bottom first in a backward when UPWARDS); else one program per pair, band 0."""
+        if BANDED:
+            ticket = tl.atomic_add(sync_ptr, 1)
+            band = ticket % n_bands
+            if UPWARDS:
+                band = n_bands - 1 - band
+            return (ticket // n_bands).to(tl.int64), band, band * band_rows
+        return tl.program_id(0).to(tl.int64), 0, 0
+
+    @triton.jit
+    def _wait_published(p_count, ready, need):
+        """Spins until the count at p_count reaches need; returns the count last read (ready: the
+        count read before, so that most calls read nothing)."""
+        while ready < need:
+            ready = tl.atomic_add(p_count, 0, sem="acquire")
+        return ready
+
+    @triton.jit
+    def _edge_load(p_edge, p_count, ready, lanes, lane, column, need, live):
+        """Waits until `need` columns are published, then loads the edge value of `column`
+        (1-indexed) into lane `lane` (0 elsewhere, and everywhere unless live). Returns (value,
+        ready)."""
+        ready = _wait_published(p_count, ready, tl.where(live, need, 0))
+        # volatile: another program wrote it during this launch, so no stale cache line may serve it.
+        value = tl.load(p_edge + (column - 1) + lanes * 0, mask=lanes == tl.where(live, lane, -1), other=0.0,
+                        volatile=True)
+        return value, ready
+
+    @triton.jit
+    def _edge_store(p_edge, p_count, x, lanes, lane, column, count, live, last, PUBLISH: tl.constexpr):
+        """Stores lane `lane`'s x at `column` (1-indexed) of the edge when live, and publishes `count`
+        columns every PUBLISH of them and at the last (all of this block's stores first)."""
+        tl.store(p_edge + (column - 1) + lanes * 0, x, mask=lanes == tl.where(live, lane, -1))
+        if live & ((count % PUBLISH == 0) | last):
+            tl.debug_barrier()
+            tl.atomic_xchg(p_count, count, sem="release")
+
     # The rows kernels load each diagonal's inputs PREFETCH diagonals ahead (1 to 4) and keep them
     # in registers x_0 (this diagonal) ... x_{PREFETCH-1}, so that the loads' latency hides behind
     # that many diagonals of work.

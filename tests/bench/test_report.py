@@ -31,6 +31,10 @@ def gpu_json(tmp_path):
               row_major_ms=5.0, skewed_ms=2.5, speedup=2.0, peak_mib=900.0, copy_ms=0.4, torch_copy_ms=1.1),
         _case("test_rows_prefetch_depth", "fsd-B256-L512", 3.0, op="fsd", mode="fwd+bwd", B=256, L=512,
               prefetch_1_ms=5.0, prefetch_2_ms=4.0, prefetch_4_ms=2.0, best_prefetch=4, best_speedup=2.5),
+        _case("test_row_bands", "fsd-B64-L2048", 4.0, op="fsd", mode="fwd+bwd", B=64, L=2048, bands_1_ms=10.0,
+              bands_2_ms=6.0, bands_4_ms=4.0, bands_8_ms=5.0, bands_auto_ms=4.0, publish_4_ms=4.5,
+              publish_16_ms=4.0, publish_64_ms=4.2, auto_bands=4, best_bands=4, one_band_gcell_s=26.8,
+              best_gcell_s=67.1, best_speedup=2.5),
         _case("test_host_profile", "fsd", 0.6, op="fsd", B=16, L=32, host_ms=0.5,
               top_own_us_per_call={"run_backward (~:0)": 210.0, "fsd_fwd (triton_dp.py:600)": 12.5}),
         _case("test_launch_config", "fsd-B256-L512", 1.0, op="fsd", B=256, L=512, default_block=512, default_warps=8,
@@ -82,6 +86,9 @@ def test_gpu_tables_join_the_torch_times_to_the_triton_grid(gpu_json):
     assert (skewed["copy_ms"], skewed["torch_copy_ms"]) == (0.4, 1.1)
     depth = next(frame for title, frame in tables.items() if title.startswith("Rows kernels' prefetch")).iloc[0]
     assert (depth["prefetch_1_ms"], depth["prefetch_4_ms"], depth["best_prefetch"]) == (5.0, 2.0, 4)
+    bands = next(frame for title, frame in tables.items() if title.startswith("Row bands")).iloc[0]
+    assert (bands["bands_1_ms"], bands["bands_auto_ms"], bands["publish_64_ms"]) == (10.0, 4.0, 4.2)
+    assert (bands["auto_bands"], bands["best_bands"], bands["best_speedup"]) == (4, 4, 2.5)
     host = next(frame for title, frame in tables.items() if title.startswith("Host time"))
     assert list(host["function"]) == ["run_backward (~:0)", "fsd_fwd (triton_dp.py:600)"]
     assert list(host["us per call"]) == [210.0, 12.5] and set(host["host_ms"]) == {0.5}
@@ -192,6 +199,13 @@ def test_gpu_targets_compare_each_measure_with_its_limit(tmp_path):
     assert (graph["measured"], graph["met"]) == (55.0, "yes") and len(targets) == 9
     grid = next(frame for title, frame in report.tables(path).items() if title.startswith("Triton kernels"))
     assert {"graph_ms", "vs_cuda_ref_graph"} <= set(grid.columns)
+    # Row bands: the slowest big point of the bands grid at its fastest count, per op.
+    cases += [_case("test_row_bands", f"fsd-B{b}-L{n}", 1.0, op="fsd", mode="fwd+bwd", B=b, L=n, best_gcell_s=g)
+              for b, n, g in [(64, 2048, 61.0), (256, 512, 48.5), (16, 512, 9.0)]]  # 16 x 512: too small to count
+    path.write_text(json.dumps({"machine_info": {}, "benchmarks": cases}))
+    targets = report.tables(path)["GPU targets"].set_index("target")
+    banded = targets.loc["FSD, the same over the row-bands grid with its fastest band count (Gcell/s)"]
+    assert (banded["measured"], banded["met"]) == (48.5, "NO") and len(targets) == 10
 
 
 def test_no_gpu_targets_from_cpu_cases(gpu_json, tmp_path):
