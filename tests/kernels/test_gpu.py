@@ -123,7 +123,7 @@ def test_row_bands_equal_one_program_per_pair_bit_for_bit_every_run(bands):
     fence, a count published early or a stale cache line would change some bits in some runs. Every
     run, at every band count, equals one program per pair exactly; at 33 bands of 64 rows more
     programs run than fit on the SMs at once (the ticket order keeps them from waiting forever)."""
-    shapes = [(3, 2048, 1500), (64, 700, 650), (512, 2048, 64)] if bands != 33 else [(512, 2048, 300)]
+    shapes = [(3, 2048, 1500), (64, 700, 650)] if bands != 33 else [(512, 2048, 300)]
     for shape in shapes:
         match, gap, sim, upstream = _case(6, *shape)
         lengths = torch.stack([torch.randint(1, shape[1] + 1, (shape[0],)),
