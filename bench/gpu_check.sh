@@ -6,7 +6,8 @@
 #
 # Usage from the repo root: bash bench/gpu_check.sh [STAGE ...], stages tests step kernels recipe
 # (default: these four, in that order), eval, recipe-inline (the recipe with its epoch ends in line),
-# recipe-new (the recipe with --compile, --precision bf16 and --checkpoint-every 25) and tune (launch
+# recipe-new (the recipe with --compile, --precision bf16 and --checkpoint-every 25), recipe-graphs
+# (the same with --compile-mode reduce-overhead: each step replayed from CUDA graphs) and tune (launch
 # configuration sweep) only when named. Each stage has its own time limit
 # (LIMIT_<STAGE> seconds; the defaults of the four sum to 500 s, under ten minutes), so a slow
 # stage cannot starve the others. After each stage its log, the benchmark JSON, every finished case
@@ -28,6 +29,7 @@ stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(tests step kernels recipe)
 declare -A limit=([tests]="${LIMIT_TESTS:-200}" [kernels]="${LIMIT_KERNELS:-180}" [step]="${LIMIT_STEP:-60}"
                   [eval]="${LIMIT_EVAL:-55}" [recipe]="${LIMIT_RECIPE:-60}" [recipe-inline]="${LIMIT_RECIPE_INLINE:-40}" [recipe-new]="${LIMIT_RECIPE_NEW:-120}"
+                  [recipe-graphs]="${LIMIT_RECIPE_GRAPHS:-120}"
                   [tune]="${LIMIT_TUNE:-240}")
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
@@ -83,9 +85,13 @@ for stage in "${stages[@]}"; do
         # The GPU issue's toggles: compiled steps, bf16 autocast, last.pt every 25 epochs.
         recipe-new) run_stage recipe-new "$PY" -m bench recipe --scale "${RECIPE_SCALE:-0.05}" --compile \
                         --precision bf16 --checkpoint-every 25 || status=1 ;;
+        # The same with every step replayed from CUDA graphs (torch.compile's reduce-overhead mode).
+        recipe-graphs) run_stage recipe-graphs "$PY" -m bench recipe --scale "${RECIPE_SCALE:-0.05}" --compile \
+                           --compile-mode reduce-overhead --precision bf16 --checkpoint-every 25 || status=1 ;;
         recipe-inline) run_stage recipe-inline "$PY" -m bench recipe --scale "${RECIPE_SCALE:-0.05}" --sequential \
                            || status=1 ;;
-        *) echo "unknown stage $stage (tests kernels step eval recipe recipe-new recipe-inline tune)"; status=2 ;;
+        *) echo "unknown stage $stage (tests kernels step eval recipe recipe-new recipe-graphs recipe-inline tune)"
+           status=2 ;;
     esac
 done
 if [ -s bench/results/cases.jsonl ]; then

@@ -31,7 +31,7 @@ from bench import eval_data
 from ftcl import tool
 from ftcl.tool import markdown
 from ftcl import synthetic
-from ftcl.config import Config, preset
+from ftcl.config import COMPILE_MODES, Config, preset
 from ftcl.seed import resolve_device
 from ftcl.train import loop
 from ftcl.train.loop import Trainer
@@ -100,7 +100,7 @@ BESIDE_TRAINING = ("evaluation: proposals + mAP", "checkpoints + logs")
 
 def run_recipe(data_dir, scale, device, run_root, progress=False, overlap=True, timer=None, **settings):
     """Run both stages at `scale` in run_root (overlap: see Trainer.overlap), timing into `timer`;
-    settings: Config values beside the recipe's (compile_step, precision, checkpoint_every). Returns
+    settings: Config values beside the recipe's (compile_step, compile_mode, precision, checkpoint_every). Returns
     (PhaseTimer, epochs {stage: n}, best {stage: mAP})."""
     timer = timer or PhaseTimer()
     epochs = recipe_epochs(scale)
@@ -201,6 +201,8 @@ def add_arguments(parser):
     parser.add_argument("--sequential", action="store_true",
                         help="score, save and log each epoch in line, not beside the next epoch's training")
     parser.add_argument("--compile", action="store_true", help="train with --compile (torch.compile'd steps)")
+    parser.add_argument("--compile-mode", choices=COMPILE_MODES,
+                        help="train with --compile-mode (with --compile; reduce-overhead: CUDA graphs)")
     parser.add_argument("--precision", choices=("float32", "bf16"), help="train with --precision (default float32)")
     parser.add_argument("--checkpoint-every", type=tool.positive_int, help="train with --checkpoint-every N")
 
@@ -227,7 +229,10 @@ def run(args, parser):
     best, cut = {}, None
     # `timeout` (the GPU check's stage limit) ends a run with SIGTERM: print what it measured.
     signal.signal(signal.SIGTERM, _interrupt)
+    if getattr(args, "compile_mode", None) not in (None, "default") and not getattr(args, "compile", False):
+        parser.error(f"--compile-mode {args.compile_mode} applies to compiled steps: add --compile")
     settings = {key: value for key, value in (("compile_step", getattr(args, "compile", False) or None),
+                                              ("compile_mode", getattr(args, "compile_mode", None)),
                                               ("precision", getattr(args, "precision", None)),
                                               ("checkpoint_every", getattr(args, "checkpoint_every", None)))
                 if value is not None}

@@ -72,6 +72,10 @@ PRESETS = {
 }
 
 
+# torch.compile's modes that --compile-mode offers ("default" passes none).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
+
+
 def option(default, help, parse=None, *, flag=None, choices=None, stage=None, on_resume=False, negate=False):
     """A Config field that `python -m train` sets from the command line.
 
@@ -128,6 +132,9 @@ class Config:
     compile_step: bool = option(False, "compile each training step's model, loss and backward with "
                                        "torch.compile(fullgraph=True) (the DP terms as registered operators)",
                                 flag="--compile", negate=True)
+    compile_mode: str = option("default", "torch.compile mode of --compile: default, reduce-overhead (each step "
+                                          "replayed from CUDA graphs on a GPU) or max-autotune-no-cudagraphs",
+                               choices=COMPILE_MODES)
     checkpoint_every: int = option(1, "write RUN/last.pt every N epochs (and at the last epoch, on Ctrl-C and when a "
                                       "run stops; best.pt whenever the best improves)", tool.positive_int)
     checkpoint_minutes: float = option(0.0, "also write RUN/last.pt once this many minutes passed since the last "

@@ -115,9 +115,9 @@ def metrics_rows(path):
         return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(f)]
 
 
-def train_run(kind, data_dir, run_dir, init=None, **kw):
-    """A finished run of tiny_config(data_dir, **kw) on the CPU (from `init` when given)."""
-    trainer = Trainer(kind, tiny_config(data_dir, **kw), run_dir, torch.device("cpu"), progress=False)
+def train_run(kind, data_dir, run_dir, init=None, device="cpu", **kw):
+    """A finished run of tiny_config(data_dir, **kw) on the device (from `init` when given)."""
+    trainer = Trainer(kind, tiny_config(data_dir, **kw), run_dir, torch.device(device), progress=False)
     if init:
         trainer.init_from(init)
     trainer.run()

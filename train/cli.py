@@ -128,6 +128,9 @@ def _check_args(parser, args):
         parser.error("--seeds trains baselines; fine-tune the best one with --init RUN/best.pt")
     if args.seeds and args.seed is not None:
         parser.error("give --seed or --seeds, not both")
+    if getattr(args, _dest("--compile-mode")) not in (None, "default") and not getattr(args, _dest("--compile")):
+        parser.error(f"--compile-mode {getattr(args, _dest('--compile-mode'))} applies to compiled steps: add "
+                     f"--compile")
 
 
 def run_options(args):

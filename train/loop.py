@@ -252,9 +252,13 @@ class Trainer:
         torch.compile(fullgraph=True) once per objective when config.compile_step, under bfloat16
         autocast when config.precision is "bf16"."""
         if self.config.compile_step:
+            mode = None if self.config.compile_mode == "default" else self.config.compile_mode
             if fn not in self._compiled:
-                self._compiled[fn] = torch.compile(fn, fullgraph=True)
+                self._compiled[fn] = torch.compile(fn, fullgraph=True, mode=mode)
             fn = self._compiled[fn]
+            if mode == "reduce-overhead":
+                # A new step: the last step's graph outputs (read already) may be overwritten.
+                torch.compiler.cudagraph_mark_step_begin()
         if self.config.precision != "bf16":
             return fn(self.model, self.config, *tensors)
         # The model's matmuls and convolutions in bfloat16 (autocast); the DP ops take bfloat16

@@ -113,3 +113,10 @@ def test_the_recipe_passes_the_training_toggles_to_both_stages(monkeypatch, tmp_
                               "--checkpoint-every", "25"])
     recipe.run(args, parser)
     assert seen == {"compile_step": True, "precision": "bf16", "checkpoint_every": 25}
+    # recipe-graphs: the steps replayed from CUDA graphs; the mode alone is refused in one line.
+    seen.clear()
+    recipe.run(parser.parse_args(["--scale", "0.01", "--device", "cpu", "--compile", "--compile-mode",
+                                  "reduce-overhead"]), parser)
+    assert seen == {"compile_step": True, "compile_mode": "reduce-overhead"}
+    with pytest.raises(SystemExit):
+        recipe.run(parser.parse_args(["--device", "cpu", "--compile-mode", "reduce-overhead"]), parser)

@@ -61,6 +61,8 @@ def test_resume_takes_data_dir_and_refuses_what_it_cannot_honour(data, baseline_
     ("--seeds", "1,4294967296", "argument --seeds"), ("--lcs-threshold", "1.5", "argument --lcs-threshold"),
     ("--fsd-weight", "-1", "argument --fsd-weight"), ("--lcs-weight", "inf", "argument --lcs-weight"),
     ("--lcs-len", "0", "argument --lcs-len"), ("--fsd-len", "x", "argument --fsd-len"),
+    ("--compile-mode", "fast", "argument --compile-mode"),
+    ("--compile-mode", "reduce-overhead", "applies to compiled steps: add --compile"),
 ])
 def test_training_flags_are_checked_in_one_line(data, tmp_path, capsys, flag, value, message):
     with pytest.raises(SystemExit) as exit_info:

@@ -602,20 +602,22 @@ def test_an_interrupt_writes_the_epoch_the_cadence_skipped(data, tmp_path, monke
 
 
 @pytest.mark.slow
-def test_compiled_steps_train_as_eager_ones(tiny_data, tmp_path):
+@pytest.mark.parametrize("device,mode", [("cpu", "default"), pytest.param("cuda", "reduce-overhead", marks=CUDA)])
+def test_compiled_steps_train_as_eager_ones(tiny_data, tmp_path, device, mode):
     """--compile (torch.compile(fullgraph=True) of each step's model and loss, the DP terms as
     registered operators): without dropout, whose random stream inductor draws differently, an epoch
     of ACM-Net and one of FTCL on the release pairs give eager's losses to 1e-4 relative (inductor
-    reorders the float32 arithmetic)."""
+    reorders the float32 arithmetic). On CUDA with --compile-mode reduce-overhead: every step
+    replayed from CUDA graphs."""
     import pandas as pd
     from tests.helpers import train_run
     runs = {}
     for compiled in (False, True):
         base = train_run("baseline", tiny_data, tmp_path / f"base-{compiled}", objective="acm", dropout=0.0, epochs=1,
-                         compile_step=compiled)
+                         compile_step=compiled, compile_mode=mode, device=device)
         assert base.config.compile_step == compiled and bool(base._compiled) == compiled
         train_run("ftcl", tiny_data, tmp_path / f"ftcl-{compiled}", init=str(tmp_path / "base-False" / "last.pt"),
-                  dropout=0.0, compile_step=compiled)
+                  dropout=0.0, compile_step=compiled, compile_mode=mode, device=device)
         runs[compiled] = [pd.read_csv(tmp_path / f"{kind}-{compiled}" / "metrics.csv") for kind in ("base", "ftcl")]
     for eager, compiled in zip(runs[False], runs[True]):
         for column in ("loss", "inst", "cont", "back", "guide", "feat", "sparse", "lcs", "fsd"):
