@@ -179,6 +179,10 @@ def phase_frame(timer, overlap=True):
         rows.append({"phase": f"epoch wall ({stage})", "runs": "all of the above", "calls": count,
                      "seconds": first + (rest or 0.0) * (count - 1), "seconds per call": rest if rest is not None else first,
                      "full recipe (s)": _projected_wall(stage, first, rest)})
+        if rest is not None:  # what the first epoch took beyond the others: with --compile, mostly compilation
+            rows.append({"phase": f"first epoch's one-time costs ({stage}: compilation, first reads)",
+                         "runs": "in the first epoch", "calls": 1, "seconds": first - rest, "seconds per call": None,
+                         "full recipe (s)": None})
     frame = pd.DataFrame(rows)
     if len(walls) < len(FULL_EPOCHS):
         return frame

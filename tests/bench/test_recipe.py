@@ -1,4 +1,5 @@
 """bench.recipe: the recipe's phase projection, its arguments and its data set."""
+import pandas as pd
 import pytest
 
 
@@ -32,6 +33,10 @@ def test_recipe_projection_from_epoch_walls():
     assert frame.loc["epoch wall (baseline)", "seconds per call"] == pytest.approx(2.5)  # (19 - 14) / 2
     assert frame.loc["epoch wall (baseline)", "full recipe (s)"] == pytest.approx(4.0 + 2.5 * 499)
     assert frame.loc["epoch wall (ftcl)", "seconds per call"] == pytest.approx(10.0)
+    # The first epoch beyond the others (the compilation of a --compile run), counted in its wall.
+    one_time = frame.loc["first epoch's one-time costs (baseline: compilation, first reads)"]
+    assert one_time["seconds"] == pytest.approx(4.0 - 2.5) and pd.isna(one_time["full recipe (s)"])
+    assert not any(name.startswith("first epoch's") and "ftcl" in name for name in frame.index)  # one epoch only
     assert frame.loc["total", "seconds"] == pytest.approx(2.0 + 9.0 + 10.0)
     assert frame.loc["total", "full recipe (s)"] == pytest.approx(2.0 + 4.0 + 2.5 * 499 + 10.0 * 25)
 
