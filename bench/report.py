@@ -148,8 +148,10 @@ def _prefetch(cases, frame):
 @table("test_row_bands")
 def _row_bands(cases, frame):
     columns = [c for c in cases.columns if c.startswith(("bands_", "publish_")) and c.endswith("_ms")]
+    summary = [c for c in ("auto_bands", "best_bands", "one_band_gcell_s", "best_gcell_s", "best_speedup")
+               if c in cases]
     return "Row bands (programs per pair) and their hand-over cadence, forward + backward (do_bench median)", cases[
-        ["op", "B", "L"] + columns + ["auto_bands", "best_bands", "one_band_gcell_s", "best_gcell_s", "best_speedup"]]
+        ["op", "B", "L"] + columns + summary]
 
 
 @table("test_host_profile")
