@@ -47,8 +47,8 @@ def test_a_compiled_ftcl_step_equals_eager(compiler, device):
 
 
 @pytest.mark.slow
-@CUDA
-def test_steps_replayed_from_cuda_graphs_train_as_eager_ones():
+@pytest.mark.parametrize("device", [pytest.param("cuda", marks=CUDA)])
+def test_steps_replayed_from_cuda_graphs_train_as_eager_ones(device):
     """--compile-mode reduce-overhead: each step (forward, FTCL loss with the Triton ops, backward)
     replayed from CUDA graphs, then an Adam step; over ten steps on fresh inputs the losses and the
     weights stay within inductor's 1e-4 of eager's."""
@@ -58,13 +58,13 @@ def test_steps_replayed_from_cuda_graphs_train_as_eager_ones():
         loss, _ = losses.ftcl_loss(model(x), y, config)
         return loss
 
-    eager_model, graph_model = small_model(dropout=0.0).cuda(), small_model(dropout=0.0).cuda()
+    eager_model, graph_model = small_model(dropout=0.0).to(device), small_model(dropout=0.0).to(device)
     graph_model.load_state_dict(eager_model.state_dict())
     optimizers = [torch.optim.Adam(m.parameters(), lr=1e-3) for m in (eager_model, graph_model)]
     torch._dynamo.reset()
     graph_step = torch.compile(step, fullgraph=True, mode="reduce-overhead")
     for seed in range(10):
-        features, labels = (t.cuda() for t in _step_inputs(seed))
+        features, labels = (t.to(device) for t in _step_inputs(seed))
         want = step(eager_model, features, labels)
         want.backward()
         torch.compiler.cudagraph_mark_step_begin()
