@@ -9,6 +9,7 @@ generations (bench/compile.py); `ops` counts the operations of each training ste
 (bench/ops.py); `report` prints the tables of a saved JSON or of bench/results/cases.jsonl (each
 finished case, kept when a run is cut short), `--targets` only the GPU targets.
 """
+import re
 import sys
 from pathlib import Path
 
@@ -34,6 +35,10 @@ def build_parser():
         if name == "recipe":
             from bench import recipe
             recipe.add_arguments(command)
+        elif name in CASES:
+            command.add_argument("-k", dest="select", metavar="EXPRESSION",
+                                 help="only the cases pytest's -k EXPRESSION selects (their JSON: "
+                                      "latest-<benchmark>-<expression>.json)")
         elif name == "compile":
             command.add_argument("--json", action="store_true", help="every compiled variant as JSON")
     report = sub.add_parser("report", help="the tables of a saved JSON (default bench/results/cases.jsonl)")
@@ -42,17 +47,20 @@ def build_parser():
     return parser
 
 
-def run_pytest(what):
+def run_pytest(what, select=None):
+    """Run a benchmark's cases (those pytest's -k `select` picks, when given) and print its tables."""
     import pytest
 
     from bench.common import RESULTS_DIR
     from bench.report import print_report
     here = Path(__file__).resolve().parent
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    json_path = RESULTS_DIR / f"latest-{what}.json"
+    suffix = f"-{re.sub(r'[^A-Za-z0-9]+', '-', select).strip('-')}" if select else ""
+    json_path = RESULTS_DIR / f"latest-{what}{suffix}.json"
     files = [str(here / CASES[w]) for w in (IN_ALL if what == "all" else [what])]
     code = pytest.main([*files, "-q", "-p", "no:cacheprovider", "--benchmark-autosave", f"--benchmark-json={json_path}",
-                        "--benchmark-columns=median,mean,rounds", "--rootdir", str(here.parent)])
+                        "--benchmark-columns=median,mean,rounds", "--rootdir", str(here.parent),
+                        *(["-k", select] if select else [])])
     if json_path.exists():
         print_report(json_path)
     return int(code)
@@ -84,4 +92,4 @@ def main(argv=None):
     if what == "recipe" and any(value not in (None, False) for name, value in vars(args).items() if name != "what"):
         from bench import recipe
         return recipe.run(args, parser)
-    return run_pytest(what)
+    return run_pytest(what, getattr(args, "select", None))

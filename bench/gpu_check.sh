@@ -4,12 +4,13 @@
 # the machine's own python3 (for a machine without a package index that has torch, Triton, pytest and
 # pytest-benchmark), or $PYTHON.
 #
-# Usage from the repo root: bash bench/gpu_check.sh [STAGE ...], stages tests step kernels recipe
-# (default: these four, in that order), eval, recipe-inline (the recipe with its epoch ends in line),
+# Usage from the repo root: bash bench/gpu_check.sh [STAGE ...], stages tests step bands kernels
+# recipe (default: these five, in that order; bands is the kernels benchmark's row-bands A/B, kernels
+# the rest of it), eval, recipe-inline (the recipe with its epoch ends in line),
 # recipe-new (the recipe with --compile, --precision bf16 and --checkpoint-every 25), recipe-graphs
 # (the same with --compile-mode reduce-overhead: each step replayed from CUDA graphs) and tune (launch
 # configuration sweep) only when named. Each stage has its own time limit
-# (LIMIT_<STAGE> seconds; the defaults of the four sum to 500 s, under ten minutes), so a slow
+# (LIMIT_<STAGE> seconds; the defaults of the five sum to 560 s, under ten minutes), so a slow
 # stage cannot starve the others. After each stage its log, the benchmark JSON, every finished case
 # (bench/results/cases.jsonl, written case by case) and the CSVs are copied to $OUT, so a run cut
 # short still returns what it measured; $OUT/stages.tsv lists each stage's exit code and seconds.
@@ -26,8 +27,9 @@ mkdir -p "$OUT" bench/results
 exec > >(tee -a "$OUT/gpu_check.log") 2>&1
 
 stages=("$@")
-[ ${#stages[@]} -eq 0 ] && stages=(tests step kernels recipe)
-declare -A limit=([tests]="${LIMIT_TESTS:-200}" [kernels]="${LIMIT_KERNELS:-180}" [step]="${LIMIT_STEP:-60}"
+[ ${#stages[@]} -eq 0 ] && stages=(tests step bands kernels recipe)
+declare -A limit=([tests]="${LIMIT_TESTS:-200}" [kernels]="${LIMIT_KERNELS:-150}" [step]="${LIMIT_STEP:-60}"
+                  [bands]="${LIMIT_BANDS:-90}"
                   [eval]="${LIMIT_EVAL:-55}" [recipe]="${LIMIT_RECIPE:-60}" [recipe-inline]="${LIMIT_RECIPE_INLINE:-40}" [recipe-new]="${LIMIT_RECIPE_NEW:-120}"
                   [recipe-graphs]="${LIMIT_RECIPE_GRAPHS:-120}"
                   [tune]="${LIMIT_TUNE:-240}")
@@ -80,7 +82,11 @@ for stage in "${stages[@]}"; do
                    tests/kernels/test_cosine.py tests/bench/test_kernels.py tests/kernels/test_ops.py \
                    tests/ftcl/test_compile.py tests/kernels/test_soft_dtw.py tests/kernels/test_api.py \
                    || status=1 ;;
-        kernels|step|eval|tune) run_stage "$stage" "$PY" -m bench "$stage" || status=1 ;;
+        # The open kernel question first: row bands against one program per pair (test_row_bands), then
+        # the rest of the kernels benchmark.
+        bands) run_stage bands "$PY" -m bench kernels -k test_row_bands || status=1 ;;
+        kernels) run_stage kernels "$PY" -m bench kernels -k "not test_row_bands" || status=1 ;;
+        step|eval|tune) run_stage "$stage" "$PY" -m bench "$stage" || status=1 ;;
         recipe) run_stage recipe "$PY" -m bench recipe --scale "${RECIPE_SCALE:-0.05}" || status=1 ;;
         # The GPU issue's toggles: compiled steps, bf16 autocast, last.pt every 25 epochs.
         recipe-new) run_stage recipe-new "$PY" -m bench recipe --scale "${RECIPE_SCALE:-0.05}" --compile \
@@ -90,7 +96,7 @@ for stage in "${stages[@]}"; do
                            --compile-mode reduce-overhead --precision bf16 --checkpoint-every 25 || status=1 ;;
         recipe-inline) run_stage recipe-inline "$PY" -m bench recipe --scale "${RECIPE_SCALE:-0.05}" --sequential \
                            || status=1 ;;
-        *) echo "unknown stage $stage (tests kernels step eval recipe recipe-new recipe-graphs recipe-inline tune)"
+        *) echo "unknown stage $stage (tests step bands kernels recipe eval recipe-new recipe-graphs recipe-inline tune)"
            status=2 ;;
     esac
 done

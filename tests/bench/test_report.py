@@ -141,16 +141,35 @@ def test_cases_log_of_a_run_cut_short_gives_the_same_tables(gpu_json, tmp_path):
     (["nonsense"], "invalid choice: 'nonsense'"),
     (["kernels", "--x"], "unrecognized arguments: --x"),
     (["compile", "--bogus"], "unrecognized arguments: --bogus"),
+    (["compile", "-k", "x"], "unrecognized arguments: -k x"),  # compile and report select nothing
     (["report", "a.json", "b.json"], "unrecognized arguments: b.json"),
     (["--scale", "0.1"], "python -m bench: error: "),
 ])
 def test_bench_cli_refuses_what_it_would_ignore(argv, message, capsys, monkeypatch):
     from bench import cli as bench_cli
-    monkeypatch.setattr(bench_cli, "run_pytest", lambda what: pytest.fail("ran benchmarks despite a bad argument"))
+    monkeypatch.setattr(bench_cli, "run_pytest",
+                        lambda what, select=None: pytest.fail("ran benchmarks despite a bad argument"))
     with pytest.raises(SystemExit) as stop:
         bench_cli.main(argv)
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_bench_cases_can_be_selected_and_keep_their_own_json(monkeypatch, tmp_path):
+    """`python -m bench kernels -k EXPR` (what gpu_check.sh's bands and kernels stages run) passes
+    EXPR to pytest and names its JSON after it, so two selections of one benchmark keep both files."""
+    import bench.common
+    from bench import cli as bench_cli
+    runs = []
+    monkeypatch.setattr(pytest, "main", lambda args: runs.append(args) or 0)
+    monkeypatch.setattr(bench.common, "RESULTS_DIR", tmp_path)
+    assert bench_cli.main(["kernels", "-k", "test_row_bands"]) == 0
+    assert bench_cli.main(["kernels", "-k", "not test_row_bands"]) == 0
+    assert bench_cli.main(["eval"]) == 0
+    assert [args[args.index("-k") + 1] if "-k" in args else None for args in runs] == [
+        "test_row_bands", "not test_row_bands", None]
+    assert [next(a for a in args if a.startswith("--benchmark-json=")).rsplit("/", 1)[1] for args in runs] == [
+        "latest-kernels-test-row-bands.json", "latest-kernels-not-test-row-bands.json", "latest-eval.json"]
 
 
 def test_gpu_targets_compare_each_measure_with_its_limit(tmp_path):
