@@ -28,8 +28,8 @@ exec > >(tee -a "$OUT/gpu_check.log") 2>&1
 
 stages=("$@")
 [ ${#stages[@]} -eq 0 ] && stages=(tests step bands kernels recipe)
-declare -A limit=([tests]="${LIMIT_TESTS:-200}" [kernels]="${LIMIT_KERNELS:-150}" [step]="${LIMIT_STEP:-60}"
-                  [bands]="${LIMIT_BANDS:-90}"
+declare -A limit=([tests]="${LIMIT_TESTS:-200}" [kernels]="${LIMIT_KERNELS:-120}" [step]="${LIMIT_STEP:-60}"
+                  [bands]="${LIMIT_BANDS:-120}"
                   [eval]="${LIMIT_EVAL:-55}" [recipe]="${LIMIT_RECIPE:-60}" [recipe-inline]="${LIMIT_RECIPE_INLINE:-40}" [recipe-new]="${LIMIT_RECIPE_NEW:-120}"
                   [recipe-graphs]="${LIMIT_RECIPE_GRAPHS:-120}"
                   [tune]="${LIMIT_TUNE:-240}")
