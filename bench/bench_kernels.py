@@ -206,6 +206,12 @@ def test_soft_dtw(benchmark, implementation, batch, length):
                                 device=DEVICE)
     if DEVICE == "cuda":
         benchmark.extra_info["gpu_ms"] = gpu_ms(run)
+        if implementation == "ours-triton" and length <= kernels.settings().max_rows:
+            # The rows kernels run by default up to max_rows; the chunks kernels, same costs, beside them.
+            with kernels.configure(family="chunks"):
+                chunks = _soft_dtw_call(implementation, cost, 1.0)
+                assert all(torch.equal(g, w) for g, w in zip(chunks(), got))
+                benchmark.extra_info["chunks_ms"] = gpu_ms(chunks)
     benchmark.pedantic(synchronized(run), rounds=3 if implementation == "ours-naive" else 5, warmup_rounds=1)
 
 

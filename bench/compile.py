@@ -1,8 +1,8 @@
 """Ahead-of-time compilation of every Triton kernel for real GPUs, on any machine (no GPU needed).
 
 `python -m bench compile [--json]` compiles fsd_fwd, fsd_bwd, lcs_fwd and lcs_bwd of both kernel
-families (chunks and rows), soft_dtw_fwd and soft_dtw_bwd (chunks; with and without a band)
-through Triton's own compiler (triton.compile(ASTSource(...), target=GPUTarget("cuda", cc, 32)))
+families (chunks and rows; the rows kernels also split into row bands), soft_dtw_fwd and
+soft_dtw_bwd (both families; with and without a band) through Triton's own compiler (triton.compile(ASTSource(...), target=GPUTarget("cuda", cc, 32)))
 for A100 (80), RTX 30 (86), RTX 40 / L4 (89), H100 / H200 (90) and RTX 50 (120), over the variants
 the API can launch: HARD on / off, HAS_LENGTHS on / off, the smallest and the largest BLOCK of each family with their num_warps (the rows kernels also at their
 deepest prefetch: rows_configs), float32 and bfloat16 inputs; and the cosine producer's two kernels
@@ -30,7 +30,8 @@ KERNELS = ("fsd_fwd_kernel", "fsd_bwd_kernel", "lcs_fwd_kernel", "lcs_bwd_kernel
 ROWS_KERNELS = ("fsd_fwd_rows_kernel", "fsd_bwd_rows_kernel", "lcs_fwd_rows_kernel", "lcs_bwd_rows_kernel")
 COSINE_KERNELS = ("cosine_fwd_kernel", "cosine_bwd_kernel")
 SKEW_KERNELS = ("skew_kernel",)
-SOFT_DTW_KERNELS = ("soft_dtw_fwd_kernel", "soft_dtw_bwd_kernel")
+SOFT_DTW_KERNELS = ("soft_dtw_fwd_kernel", "soft_dtw_bwd_kernel", "soft_dtw_fwd_rows_kernel",
+                    "soft_dtw_bwd_rows_kernel")
 
 
 def _cosine_signature(kernel, dtype):
@@ -48,6 +49,8 @@ def _cosine_signature(kernel, dtype):
 
 def _soft_dtw_signature(kernel, dtype):
     x = DTYPES[dtype]
+    rows = "_rows" in kernel
+    kernel = kernel.replace("_rows", "")
     if kernel == "soft_dtw_fwd_kernel":
         sig = {"cost_ptr": x, "table_ptr": "*fp32", "out_ptr": "*fp32", "len_ptr": "*i64",
                **{f"stride_c{axis}": "i32" for axis in "bnm"}, "N": "i32", "M": "i32", "gamma": "fp32",
@@ -56,6 +59,8 @@ def _soft_dtw_signature(kernel, dtype):
         sig = {"table_ptr": "*fp32", "grad_out_ptr": "*fp32", "grad_cost_ptr": x, "ring_ptr": "*fp32",
                "len_ptr": "*i64", **{f"stride_d{axis}": "i32" for axis in "bnm"}, "N": "i32", "M": "i32",
                "inv_gamma_log2": "fp32", "band": "i32"}
+    if rows:
+        sig.pop("ring_ptr", None)  # the rows kernels keep their adjoints in registers
     return {**sig, "HAS_LENGTHS": "constexpr", "HAS_BAND": "constexpr", "HARD": "constexpr", "BLOCK": "constexpr"}
 
 
@@ -132,8 +137,8 @@ def variants():
     """Every (kernel, cc, dtype, hard, has_lengths, block, num_warps, prefetch, banded) the API can
     launch, at the smallest and the largest block (banded: None outside the rows kernels)."""
     from ftcl.kernels.cosine.triton_kernels import MAX_ROWS, launch_config
-    from ftcl.kernels.settings import Settings
-    from ftcl.kernels.shared.launch import chunks_launch_config
+    from ftcl.kernels.settings import ROWS_BLOCK_LIMIT, Settings
+    from ftcl.kernels.shared.launch import chunks_launch_config, rows_launch_config
     largest, skew_tile = Settings().max_chunk_block, Settings().skew_tile
     blocks = [chunks_launch_config(1, 1, largest) + (None,), chunks_launch_config(largest, largest, largest) + (None,)]
     rows_blocks = rows_configs()
@@ -151,11 +156,19 @@ def variants():
                                                                                      tiles)]
     skew = [(kernel, cc, dtype, None, None, skew_tile, 4, None, None)
             for kernel, cc, dtype in itertools.product(SKEW_KERNELS, TARGETS, DTYPES)]
-    # Soft-DTW runs the chunks family; its "lengths" entry is (HAS_LENGTHS, HAS_BAND).
+    # Soft-DTW's "lengths" entry is (HAS_LENGTHS, HAS_BAND); its rows kernels prefetch nothing beyond
+    # the next diagonal (no PREFETCH), at the rows family's smallest and largest block.
+    rows_ends = [rows_launch_config(1) + (None,), rows_launch_config(ROWS_BLOCK_LIMIT) + (None,)]
     soft_dtw = [(kernel, cc, dtype, hard, flags, block, warps, None, None)
                 for kernel, cc, dtype, hard, flags, (block, warps, _) in itertools.product(
                     SOFT_DTW_KERNELS, TARGETS, DTYPES, (True, False), itertools.product((True, False), repeat=2),
-                    blocks)]
+                    blocks)
+                if "_rows" not in kernel]
+    soft_dtw += [(kernel, cc, dtype, hard, flags, block, warps, None, None)
+                 for kernel, cc, dtype, hard, flags, (block, warps, _) in itertools.product(
+                     SOFT_DTW_KERNELS, TARGETS, DTYPES, (True, False), itertools.product((True, False), repeat=2),
+                     rows_ends)
+                 if "_rows" in kernel]
     return dp + cosine + skew + soft_dtw
 
 

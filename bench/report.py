@@ -102,8 +102,9 @@ def _soft_dtw(cases, frame):
     ours = cases[cases["implementation"] == "ours-torch"].set_index(["B", "L"])["ms"]
     cases = cases.assign(**{"ms / ours-torch ms": [ms_ / ours[(b, n)] if (b, n) in ours else float("nan")
                                                    for b, n, ms_ in zip(cases["B"], cases["L"], cases["ms"])]})
+    chunks = ["chunks_ms"] if "chunks_ms" in cases and cases["chunks_ms"].notna().any() else []
     return ("soft-DTW forward + backward (gamma 1), the same costs for every implementation",
-            cases[["implementation", "dtype", "B", "L", "ms", "Gcell/s", "ms / ours-torch ms"]])
+            cases[["implementation", "dtype", "B", "L", "ms", "Gcell/s", "ms / ours-torch ms"] + chunks])
 
 
 @table("test_triton_grid")

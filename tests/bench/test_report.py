@@ -48,6 +48,8 @@ def gpu_json(tmp_path):
         _case("test_host_fed_step", "ftcl-no-waits", 12.0, step="ftcl", loop="no-waits", device="cuda", gpu_ms=12.0),
         _case("test_soft_dtw", "ours-torch-B16-L32", 6.0, implementation="ours-torch", B=16, L=32, dtype="float32",
               device="cuda", gpu_ms=4.0),
+        _case("test_soft_dtw", "ours-triton-B16-L32", 1.0, implementation="ours-triton", B=16, L=32,
+              dtype="float32", device="cuda", gpu_ms=0.5, chunks_ms=0.6),
         _case("test_soft_dtw", "pysdtw-B16-L32", 9.0, implementation="pysdtw", B=16, L=32, dtype="float32",
               device="cuda", gpu_ms=8.0),
     ]
@@ -64,6 +66,8 @@ def test_soft_dtw_rows_compare_each_implementation_with_ours(gpu_json):
     peer = frame[frame["implementation"] == "pysdtw"].iloc[0]
     assert peer["ms"] == 8.0 and peer["ms / ours-torch ms"] == pytest.approx(2.0)
     assert peer["Gcell/s"] == pytest.approx(16 * 32 * 32 / 8.0 / 1e6)
+    triton_row = frame[frame["implementation"] == "ours-triton"].iloc[0]  # the rows kernels, the chunks beside
+    assert (triton_row["ms"], triton_row["chunks_ms"]) == (0.5, 0.6)
 
 
 def test_gpu_tables_join_the_torch_times_to_the_triton_grid(gpu_json):

@@ -57,11 +57,11 @@ def test_torch_backend_equals_the_naive_loops(batch, n_rows, n_cols, gamma, band
 @pytest.mark.parametrize("gamma", GAMMAS)
 @pytest.mark.parametrize("batch,n_rows,n_cols", SHAPES)
 def test_triton_backend_equals_the_naive_loops(batch, n_rows, n_cols, gamma, band):
-    """The Triton kernels (float32) against the float64 loops, with and without lengths (padding
-    1e30, which must not leak), and with a block smaller than the diagonals (several chunks)."""
+    """The Triton kernels (float32; the rows family, the default up to 2048 rows) against the float64
+    loops, with and without lengths (padding 1e30, which must not leak)."""
     x, y, lengths, upstream = _case(n_rows * 10 + n_cols, batch, n_rows, n_cols)
     cost = kernels.squared_euclidean(x, y)
-    for cut, block in ((None, None), (lengths, None), (lengths, 2)):
+    for cut in (None, lengths):
         padded = cost
         if cut is not None:
             inside = ((torch.arange(n_rows)[None, :, None] < cut[:, :1, None])
@@ -69,12 +69,31 @@ def test_triton_backend_equals_the_naive_loops(batch, n_rows, n_cols, gamma, ban
             padded = torch.where(inside, cost, torch.full_like(cost, 1e30))
         want, want_grad = _value_and_grad(padded, upstream, gamma=gamma, band=band, lengths=cut, backend="naive")
         device_cost = padded.float().to(TRITON_DEVICE)
-        with kernels.configure(max_chunk_block=block or 1024):
-            value, grad = _value_and_grad(device_cost, upstream.float().to(TRITON_DEVICE), gamma=gamma, band=band,
-                                          lengths=None if cut is None else cut.to(TRITON_DEVICE), backend="triton")
+        value, grad = _value_and_grad(device_cost, upstream.float().to(TRITON_DEVICE), gamma=gamma, band=band,
+                                      lengths=None if cut is None else cut.to(TRITON_DEVICE), backend="triton")
         assert value.dtype == torch.float32 and torch.isfinite(grad).all()
         torch.testing.assert_close(value.double().cpu(), want, rtol=1e-5, atol=1e-4)
         torch.testing.assert_close(grad.double().cpu(), want_grad, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("gamma", [pytest.param(0.0, id="dtw"), pytest.param(0.1, id="g0.1")])
+def test_both_triton_families_compute_the_same_bits(gamma):
+    """The chunks kernels (lanes across the diagonal, whole or BLOCK 2 at a time) compute every cell
+    from the same operands in the same order as the rows kernels: values and gradients equal bit for
+    bit, on a single row, a single column and a taller table, with and without a band and lengths."""
+    for seed, shape in enumerate([(2, 1, 6), (2, 6, 1), (3, 7, 4)]):
+        x, y, lengths, upstream = _case(100 + seed, *shape)
+        cost = kernels.squared_euclidean(x, y).float().to(TRITON_DEVICE)
+        upstream = upstream.float().to(TRITON_DEVICE)
+        for band in (None, 2):
+            for cut in (None, lengths.to(TRITON_DEVICE)):
+                runs = []
+                for family, block in (("rows", 1024), ("chunks", 1024), ("chunks", 2)):
+                    with kernels.configure(family=family, max_chunk_block=block):
+                        runs.append(_value_and_grad(cost, upstream, gamma=gamma, band=band, lengths=cut,
+                                                    backend="triton"))
+                for value, grad in runs[1:]:
+                    assert torch.equal(value, runs[0][0]) and torch.equal(grad, runs[0][1]), (shape, band, cut)
 
 
 def _tslearn():
@@ -200,3 +219,26 @@ def test_the_cuda_op_equals_pysdtw():
     (peer_grad,) = torch.autograd.grad(peer.sum(), x)
     torch.testing.assert_close(ours, peer.float(), rtol=1e-4, atol=1e-3)
     torch.testing.assert_close(ours_grad, peer_grad.float(), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_compiled_families_agree_with_float64_at_length():
+    """Compiled on a GPU, at the rows kernels' full height (16 warps, several rows per thread) and on
+    the chunks: both families equal bit for bit, and the torch backend in float64 within float32's
+    error, with a band and with lengths."""
+    gen = torch.Generator().manual_seed(10)
+    x, y = torch.randn(3, 1500, 4, generator=gen).cuda(), torch.randn(3, 1100, 4, generator=gen).cuda()
+    cost = kernels.squared_euclidean(x, y) / 4
+    lengths = torch.tensor([[1500, 1100], [900, 1000], [1200, 37]]).cuda()
+    upstream = torch.randn(3, generator=gen).cuda()
+    for band, cut in ((None, None), (64, lengths)):
+        runs = []
+        for family in ("rows", "chunks"):
+            with kernels.configure(family=family):
+                runs.append(_value_and_grad(cost, upstream, gamma=1.0, band=band, lengths=cut, backend="triton"))
+        assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+        want, want_grad = _value_and_grad(cost.double(), upstream.double(), gamma=1.0, band=band, lengths=cut,
+                                          backend="torch")
+        torch.testing.assert_close(runs[0][0].double(), want, rtol=1e-4, atol=1e-2)
+        torch.testing.assert_close(runs[0][1].double(), want_grad, rtol=1e-3, atol=1e-3)
