@@ -7,9 +7,9 @@ def _timer(stage_ends=True):
     from bench.recipe import PhaseTimer
     timer = PhaseTimer()
     timer.seconds.update({"data": 2.0, "training steps (baseline)": 3.0, "training steps (ftcl)": 8.0,
-                          "evaluation: forward": 1.5, "checkpoints + logs": 6.0})
+                          "evaluation: forward": 1.5, "checkpoints": 4.0, "logs": 2.0})
     timer.counts.update({"data": 2, "training steps (baseline)": 2, "training steps (ftcl)": 1,
-                         "evaluation: forward": 4, "checkpoints + logs": 9})
+                         "evaluation: forward": 4, "checkpoints": 4, "logs": 5})
     timer.starts.update({"training steps (baseline)": [10.0, 14.0, 16.5], "training steps (ftcl)": [20.0]})
     timer.counts["training steps (baseline)"] = 3
     if stage_ends:
@@ -27,7 +27,8 @@ def test_recipe_projection_from_epoch_walls():
     assert frame.loc["training steps (baseline)", "full recipe (s)"] == pytest.approx(1.0 * 500)
     assert frame.loc["training steps (ftcl)", "full recipe (s)"] == pytest.approx(8.0 * 25)
     assert frame.loc["evaluation: forward", "full recipe (s)"] == pytest.approx(1.5 / 4 * 525)
-    assert frame.loc["checkpoints + logs", "full recipe (s)"] == pytest.approx(6.0 / 4 * 525)
+    assert frame.loc["checkpoints", "full recipe (s)"] == pytest.approx(4.0 / 4 * 525)
+    assert frame.loc["logs", "full recipe (s)"] == pytest.approx(2.0 / 4 * 525)
     assert frame.loc["epoch wall (baseline)", "calls"] == 3
     assert frame.loc["epoch wall (baseline)", "seconds"] == pytest.approx(9.0)
     assert frame.loc["epoch wall (baseline)", "seconds per call"] == pytest.approx(2.5)  # (19 - 14) / 2
@@ -39,6 +40,11 @@ def test_recipe_projection_from_epoch_walls():
     assert not any(name.startswith("first epoch's") and "ftcl" in name for name in frame.index)  # one epoch only
     assert frame.loc["total", "seconds"] == pytest.approx(2.0 + 9.0 + 10.0)
     assert frame.loc["total", "full recipe (s)"] == pytest.approx(2.0 + 4.0 + 2.5 * 499 + 10.0 * 25)
+    # Checkpoint writes against the cadence's limit (5 % of the wall): 525 s of the 1503.5 s total.
+    from bench.recipe import checkpoint_share_line
+    line = checkpoint_share_line(phase_frame(_timer()))
+    assert f"525.0 s, {100 * 525 / 1503.5:.1f} % of the full recipe's wall (limit 5 %: NOT met" in line, line
+    assert checkpoint_share_line(phase_frame(_timer(stage_ends=False))) is None  # no total: no share
 
 
 def test_a_recipe_cut_short_reports_whole_epochs_and_no_total():
