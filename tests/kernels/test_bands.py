@@ -15,7 +15,7 @@ from tests.kernels.test_api import (
     _lcs_check,
 )
 
-SHAPES = [(3, 7, 5), (2, 9, 1), (2, 1, 6), (2, 13, 11)]
+SHAPES = [(3, 7, 5), (2, 9, 1), (2, 1, 6), (2, 11, 10)]
 
 
 def _lengths(gen, batch, n_rows, n_cols):
@@ -33,13 +33,13 @@ def _lengths(gen, batch, n_rows, n_cols):
     pytest.param("rows", 2, 0.0, id="row-per-band-publish2-hard"),
     pytest.param("rows", 2, 0.1, id="row-per-band-publish2-g0.1", marks=pytest.mark.slow)])
 def test_banded_rows_kernels_match_naive(bands, gamma, publish):
+    """Lengths with the first pair whole (and the launch without lengths in the bit-for-bit test)."""
     for seed, (batch, n_rows, n_cols) in enumerate(SHAPES):
         count = n_rows if bands == "rows" else bands
         with kernels.configure(family="rows", row_bands=count, band_publish=publish):
             match, gap, upstream, gen = _fsd_case(60 + seed, batch, n_rows, n_cols)
             lengths = _lengths(gen, batch, n_rows, n_cols)
             _fsd_check(match, gap, upstream, gamma, lengths, "triton", torch.float32, 1e-5, 1e-5)
-            _fsd_check(match, gap, upstream, gamma, None, "triton", torch.float32, 1e-5, 1e-5)
             sim, upstream, gen = _lcs_case(70 + seed, batch, n_rows, n_cols)
             _lcs_check(sim, upstream, 0.6, gamma, _lengths(gen, batch, n_rows, n_cols), "triton", torch.float32,
                        1e-5, 1e-5)
