@@ -13,7 +13,8 @@ try:
 
     from ftcl.kernels.shared.triton import (_row_bounds, _pair_lengths, _reverse_step, _neighbours, _adjoint, _push,
                                             _from_row_above, _from_row_below, _cells, _diagonal_offset,
-                                            _band_program, _edge_load, _edge_store)
+                                            _band_program, _band_extent, _edge_from_above,
+                                            _edge_to_below, _edge_from_below, _edge_to_above)
 except ImportError:  # the other backends work without Triton
     triton = None
 
@@ -190,17 +191,12 @@ if triton is not None:
         b_diag = tl.zeros([BLOCK], tl.float32)
         b_cur = tl.zeros([BLOCK], tl.float32)
         if BANDED:
-            n_last = tl.minimum(n, r0 + band_rows)  # this band's last row (none when <= r0)
+            n_last, slot, has_above, has_below = _band_extent(i_b, band, r0, n, band_rows, n_bands)
             d_end = tl.where(n_last > r0, n_last + m + 1, r0 + 2)
-            slot = i_b * n_bands + band
-            has_above = (band > 0) & (n_last > r0)
-            has_below = r0 + band_rows < n
             # Lane 0's upper neighbour C[r0, j] on diagonals r0 + 2 and r0 + 3 (j = 1, 2).
             ready = tl.zeros((), tl.int32)
-            b_edge_0, ready = _edge_load(edge_ptr + (slot - 1) * M, sync_ptr + slot, ready, lanes, 0, 1, 1,
-                                         has_above & (1 <= m))
-            b_edge_1, ready = _edge_load(edge_ptr + (slot - 1) * M, sync_ptr + slot, ready, lanes, 0, 2, 2,
-                                         has_above & (2 <= m))
+            b_edge_0, ready = _edge_from_above(edge_ptr, sync_ptr, slot, M, ready, lanes, 1, m, has_above)
+            b_edge_1, ready = _edge_from_above(edge_ptr, sync_ptr, slot, M, ready, lanes, 2, m, has_above)
             off_0 = _diagonal_offset(r0 + 2, n, m)
         else:
             n_last = n
@@ -214,8 +210,7 @@ if triton is not None:
             b_match_far, b_gap_far = _fsd_inputs(p_match, p_gap, i, d + PREFETCH, n_last, m, stride_mm, stride_gm)
             if BANDED:
                 column = d - r0 + 1  # lane 0's on diagonal d + 2
-                b_edge_far, ready = _edge_load(edge_ptr + (slot - 1) * M, sync_ptr + slot, ready, lanes, 0, column,
-                                               column, has_above & (column <= m))
+                b_edge_far, ready = _edge_from_above(edge_ptr, sync_ptr, slot, M, ready, lanes, column, m, has_above)
                 b_up = tl.where(lanes == 0, b_edge_0, b_up)
             j, active = _cells(i, d, n_last, m)
             b_g = b_gap_0.to(tl.float32)
@@ -227,8 +222,7 @@ if triton is not None:
             off_0 += hi - lo + 1
             if BANDED:
                 column = d - r0 - band_rows  # the band's last row's, handed to the band below
-                _edge_store(edge_ptr + slot * M, sync_ptr + 1 + slot, b_cur, lanes, band_rows - 1, column, column,
-                            has_below & (column >= 1) & (column <= m), column == m, PUBLISH)
+                _edge_to_below(edge_ptr, sync_ptr, slot, M, b_cur, lanes, band_rows, column, m, has_below, PUBLISH)
                 b_edge_0, b_edge_1 = b_edge_1, b_edge_far
             b_diag = b_up
             b_up = _from_row_above(b_cur, lanes)
@@ -286,18 +280,14 @@ if triton is not None:
         b_incoming = tl.zeros([BLOCK], tl.float32)
         b_pending_diag = tl.zeros([BLOCK], tl.float32)
         if BANDED:
-            n_last = tl.minimum(n, r0 + band_rows)
+            n_last, slot, has_above, has_below = _band_extent(i_b, band, r0, n, band_rows, n_bands)
             n_steps = tl.where(n_last > r0, n_last + m - r0 - 1, 0)
-            slot = i_b * n_bands + band
-            has_above = (band > 0) & (n_last > r0)
-            has_below = r0 + band_rows < n
             # What the band below pushes into this band's last row at columns m and m - 1 (its first
             # two diagonals), published as counts of columns from the right.
             ready = tl.zeros((), tl.int32)
-            b_edge_0, ready = _edge_load(edge_ptr + (slot + 1) * M, sync_ptr + 2 + slot, ready, lanes, band_rows - 1,
-                                         m, 1, has_below & (m >= 1))
-            b_edge_1, ready = _edge_load(edge_ptr + (slot + 1) * M, sync_ptr + 2 + slot, ready, lanes, band_rows - 1,
-                                         m - 1, 2, has_below & (m >= 2))
+            b_edge_0, ready = _edge_from_below(edge_ptr, sync_ptr, slot, M, ready, lanes, band_rows, m, m, has_below)
+            b_edge_1, ready = _edge_from_below(edge_ptr, sync_ptr, slot, M, ready, lanes, band_rows, m - 1, m,
+                                               has_below)
         else:
             n_last = n
             n_steps = n + m - 1
@@ -312,8 +302,8 @@ if triton is not None:
                 p_gap, p_table, i, d - PREFETCH, n, n_last, m, stride_gm)
             if BANDED:
                 column = m - k - 2  # the band's last row's on diagonal d - 2
-                b_edge_far, ready = _edge_load(edge_ptr + (slot + 1) * M, sync_ptr + 2 + slot, ready, lanes,
-                                               band_rows - 1, column, k + 3, has_below & (column >= 1))
+                b_edge_far, ready = _edge_from_below(edge_ptr, sync_ptr, slot, M, ready, lanes, band_rows, column, m,
+                                                     has_below)
                 b_incoming = b_incoming + b_edge_0
             j, active = _cells(i, d, n_last, m)
             b_g = b_gap_0.to(tl.float32)
@@ -327,8 +317,7 @@ if triton is not None:
             b_push_up = b_adj * w_up + b_pending_diag
             if BANDED:
                 column = d - r0 - 1  # lane 0's, whose up pushes go to the band above
-                _edge_store(edge_ptr + slot * M, sync_ptr + 1 + slot, b_push_up, lanes, 0, column, m - column + 1,
-                            has_above & (column >= 1) & (column <= m), column == 1, PUBLISH)
+                _edge_to_above(edge_ptr, sync_ptr, slot, M, b_push_up, lanes, column, m, has_above, PUBLISH)
                 b_edge_0, b_edge_1 = b_edge_1, b_edge_far
             b_incoming = b_adj * w_left + _from_row_below(b_push_up, lanes, BLOCK)
             b_pending_diag = b_adj * w_diag

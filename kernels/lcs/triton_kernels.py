@@ -13,7 +13,8 @@ try:
 
     from ftcl.kernels.shared.triton import (_row_bounds, _pair_lengths, _reverse_step, _up_left, _neighbours, _adjoint,
                                             _push, _from_row_above, _from_row_below, _cells, _diagonal_offset,
-                                            _band_program, _edge_load, _edge_store)
+                                            _band_program, _band_extent, _edge_from_above,
+                                            _edge_to_below, _edge_from_below, _edge_to_above)
 except ImportError:  # the other backends work without Triton
     triton = None
 
@@ -170,16 +171,11 @@ if triton is not None:
         b_diag = tl.zeros([BLOCK], tl.float32)
         b_cur = tl.zeros([BLOCK], tl.float32)
         if BANDED:
-            n_last = tl.minimum(n, r0 + band_rows)
+            n_last, slot, has_above, has_below = _band_extent(i_b, band, r0, n, band_rows, n_bands)
             d_end = tl.where(n_last > r0, n_last + m + 1, r0 + 2)
-            slot = i_b * n_bands + band
-            has_above = (band > 0) & (n_last > r0)
-            has_below = r0 + band_rows < n
             ready = tl.zeros((), tl.int32)
-            b_edge_0, ready = _edge_load(edge_ptr + (slot - 1) * M, sync_ptr + slot, ready, lanes, 0, 1, 1,
-                                         has_above & (1 <= m))
-            b_edge_1, ready = _edge_load(edge_ptr + (slot - 1) * M, sync_ptr + slot, ready, lanes, 0, 2, 2,
-                                         has_above & (2 <= m))
+            b_edge_0, ready = _edge_from_above(edge_ptr, sync_ptr, slot, M, ready, lanes, 1, m, has_above)
+            b_edge_1, ready = _edge_from_above(edge_ptr, sync_ptr, slot, M, ready, lanes, 2, m, has_above)
             off_0 = _diagonal_offset(r0 + 2, n, m)
         else:
             n_last = n
@@ -193,8 +189,7 @@ if triton is not None:
             b_sim_far = _lcs_inputs(p_sim, i, d + PREFETCH, n_last, m, stride_sm)
             if BANDED:
                 column = d - r0 + 1  # lane 0's on diagonal d + 2
-                b_edge_far, ready = _edge_load(edge_ptr + (slot - 1) * M, sync_ptr + slot, ready, lanes, 0, column,
-                                               column, has_above & (column <= m))
+                b_edge_far, ready = _edge_from_above(edge_ptr, sync_ptr, slot, M, ready, lanes, column, m, has_above)
                 b_up = tl.where(lanes == 0, b_edge_0, b_up)
             j, active = _cells(i, d, n_last, m)
             b_s = b_sim_0.to(tl.float32)
@@ -205,8 +200,7 @@ if triton is not None:
             off_0 += hi - lo + 1
             if BANDED:
                 column = d - r0 - band_rows
-                _edge_store(edge_ptr + slot * M, sync_ptr + 1 + slot, b_cur, lanes, band_rows - 1, column, column,
-                            has_below & (column >= 1) & (column <= m), column == m, PUBLISH)
+                _edge_to_below(edge_ptr, sync_ptr, slot, M, b_cur, lanes, band_rows, column, m, has_below, PUBLISH)
                 b_edge_0, b_edge_1 = b_edge_1, b_edge_far
             b_diag = b_up
             b_up = _from_row_above(b_cur, lanes)
@@ -258,16 +252,12 @@ if triton is not None:
         b_incoming = tl.zeros([BLOCK], tl.float32)
         b_pending_diag = tl.zeros([BLOCK], tl.float32)
         if BANDED:
-            n_last = tl.minimum(n, r0 + band_rows)
+            n_last, slot, has_above, has_below = _band_extent(i_b, band, r0, n, band_rows, n_bands)
             n_steps = tl.where(n_last > r0, n_last + m - r0 - 1, 0)
-            slot = i_b * n_bands + band
-            has_above = (band > 0) & (n_last > r0)
-            has_below = r0 + band_rows < n
             ready = tl.zeros((), tl.int32)
-            b_edge_0, ready = _edge_load(edge_ptr + (slot + 1) * M, sync_ptr + 2 + slot, ready, lanes, band_rows - 1,
-                                         m, 1, has_below & (m >= 1))
-            b_edge_1, ready = _edge_load(edge_ptr + (slot + 1) * M, sync_ptr + 2 + slot, ready, lanes, band_rows - 1,
-                                         m - 1, 2, has_below & (m >= 2))
+            b_edge_0, ready = _edge_from_below(edge_ptr, sync_ptr, slot, M, ready, lanes, band_rows, m, m, has_below)
+            b_edge_1, ready = _edge_from_below(edge_ptr, sync_ptr, slot, M, ready, lanes, band_rows, m - 1, m,
+                                               has_below)
         else:
             n_last = n
             n_steps = n + m - 1
@@ -282,8 +272,8 @@ if triton is not None:
                                                               stride_sm)
             if BANDED:
                 column = m - k - 2
-                b_edge_far, ready = _edge_load(edge_ptr + (slot + 1) * M, sync_ptr + 2 + slot, ready, lanes,
-                                               band_rows - 1, column, k + 3, has_below & (column >= 1))
+                b_edge_far, ready = _edge_from_below(edge_ptr, sync_ptr, slot, M, ready, lanes, band_rows, column, m,
+                                                     has_below)
                 b_incoming = b_incoming + b_edge_0
             j, active = _cells(i, d, n_last, m)
             matched = b_sim_0.to(tl.float32) > threshold
@@ -295,8 +285,7 @@ if triton is not None:
             b_push_up = b_skipped * w_up + b_pending_diag
             if BANDED:
                 column = d - r0 - 1
-                _edge_store(edge_ptr + slot * M, sync_ptr + 1 + slot, b_push_up, lanes, 0, column, m - column + 1,
-                            has_above & (column >= 1) & (column <= m), column == 1, PUBLISH)
+                _edge_to_above(edge_ptr, sync_ptr, slot, M, b_push_up, lanes, column, m, has_above, PUBLISH)
                 b_edge_0, b_edge_1 = b_edge_1, b_edge_far
             b_incoming = b_skipped * (1.0 - w_up) + _from_row_below(b_push_up, lanes, BLOCK)
             b_pending_diag = b_through
@@ -355,8 +344,8 @@ def lcs_bwd(grad_out, sim, table, threshold, gamma, lengths, skew=False, setting
     grad_out = grad_out.float().contiguous()
     if family == "rows":
         grid, bands, options = rows_launch(sim.shape, sim.device, "lcs", settings)
-        lcs_bwd_rows_kernel[grid](sim, table, grad_out, grad_sim, len_arg, *bands[:2], *sim.stride(), *grad_sim.stride(),
-                                  n_rows, n_cols, *bands[2:], threshold, _inv_gamma_log2(gamma),
+        lcs_bwd_rows_kernel[grid](sim, table, grad_out, grad_sim, len_arg, *bands[:2], *sim.stride(),
+                                  *grad_sim.stride(), n_rows, n_cols, *bands[2:], threshold, _inv_gamma_log2(gamma),
                                   HAS_LENGTHS=has_lengths, HARD=gamma == 0, **options)
         return grad_sim
     ring = torch.empty(batch, 7, n_rows + 2, dtype=torch.float32, device=sim.device)

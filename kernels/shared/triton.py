@@ -189,6 +189,40 @@ if triton is not None:
             tl.debug_barrier()
             tl.atomic_xchg(p_count, count, sem="release")
 
+    @triton.jit
+    def _band_extent(i_b, band, r0, n, band_rows, n_bands):
+        """(n_last, slot, has_above, has_below) of a band starting below row r0: its last row (none
+        when <= r0), its index among all bands, and whether a band above / below trades edges with it."""
+        n_last = tl.minimum(n, r0 + band_rows)
+        return n_last, i_b * n_bands + band, (band > 0) & (n_last > r0), r0 + band_rows < n
+
+    @triton.jit
+    def _edge_from_above(edge_ptr, sync_ptr, slot, M, ready, lanes, column, m, has_above):
+        """Forward: lane 0's upper neighbour C[r0, column], once the band above has published it.
+        Returns (value, ready)."""
+        return _edge_load(edge_ptr + (slot - 1) * M, sync_ptr + slot, ready, lanes, 0, column, column,
+                          has_above & (column <= m))
+
+    @triton.jit
+    def _edge_to_below(edge_ptr, sync_ptr, slot, M, x, lanes, band_rows, column, m, has_below,
+                       PUBLISH: tl.constexpr):
+        """Forward: the band's last row's x at `column`, for the band below (counts from the left)."""
+        _edge_store(edge_ptr + slot * M, sync_ptr + 1 + slot, x, lanes, band_rows - 1, column, column,
+                    has_below & (column >= 1) & (column <= m), column == m, PUBLISH)
+
+    @triton.jit
+    def _edge_from_below(edge_ptr, sync_ptr, slot, M, ready, lanes, band_rows, column, m, has_below):
+        """Backward: what the band below pushes into this band's last row at `column`, once published
+        (counts of columns from the right). Returns (value, ready)."""
+        return _edge_load(edge_ptr + (slot + 1) * M, sync_ptr + 2 + slot, ready, lanes, band_rows - 1, column,
+                          m - column + 1, has_below & (column >= 1))
+
+    @triton.jit
+    def _edge_to_above(edge_ptr, sync_ptr, slot, M, x, lanes, column, m, has_above, PUBLISH: tl.constexpr):
+        """Backward: lane 0's up and diagonal pushes x at `column`, for the band above."""
+        _edge_store(edge_ptr + slot * M, sync_ptr + 1 + slot, x, lanes, 0, column, m - column + 1,
+                    has_above & (column >= 1) & (column <= m), column == 1, PUBLISH)
+
     # The rows kernels load each diagonal's inputs PREFETCH diagonals ahead (1 to 4) and keep them
     # in registers x_0 (this diagonal) ... x_{PREFETCH-1}, so that the loads' latency hides behind
     # that many diagonals of work.
