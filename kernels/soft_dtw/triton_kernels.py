@@ -26,12 +26,18 @@ except ImportError:  # the other backends work without Triton
 if triton is not None:
 
     @triton.jit
-    def _predecessors(p_table, i, j, mask, off_1, lo_1, off_2, lo_2):
-        """R[i-1, j-1], R[i-1, j], R[i, j-1] with soft-DTW's border: 0 at the origin, +inf elsewhere."""
-        b_diag, b_up, b_left = _neighbours(p_table, i, j, mask, off_1, lo_1, off_2, lo_2)
+    def _border(b_diag, b_up, b_left, i, j):
+        """The predecessors of cells (i, j) with soft-DTW's border: R[0, 0] = 0, +inf elsewhere on
+        row and column 0 (whatever the table or the registers hold there)."""
         inf = float("inf")
         b_diag = tl.where((i > 1) & (j > 1), b_diag, tl.where((i == 1) & (j == 1), 0.0, inf))
         return b_diag, tl.where(i > 1, b_up, inf), tl.where(j > 1, b_left, inf)
+
+    @triton.jit
+    def _predecessors(p_table, i, j, mask, off_1, lo_1, off_2, lo_2):
+        """R[i-1, j-1], R[i-1, j], R[i, j-1] from the table, with soft-DTW's border."""
+        b_diag, b_up, b_left = _neighbours(p_table, i, j, mask, off_1, lo_1, off_2, lo_2)
+        return _border(b_diag, b_up, b_left, i, j)
 
     @triton.jit
     def _inside_band(i, j, n, m, band, HAS_BAND: tl.constexpr):
@@ -155,14 +161,6 @@ if triton is not None:
             tl.debug_barrier()
             off_0 = off_1
 
-
-    @triton.jit
-    def _border(b_diag, b_up, b_left, i, j):
-        """The predecessors of cells (i, j) with soft-DTW's border: R[0, 0] = 0, +inf elsewhere on
-        row and column 0 (the rows kernels' registers hold 0 there)."""
-        inf = float("inf")
-        b_diag = tl.where((i > 1) & (j > 1), b_diag, tl.where((i == 1) & (j == 1), 0.0, inf))
-        return b_diag, tl.where(i > 1, b_up, inf), tl.where(j > 1, b_left, inf)
 
     @triton.jit
     def soft_dtw_fwd_rows_kernel(
