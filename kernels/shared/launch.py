@@ -20,14 +20,16 @@ def next_power_of_2(n):
     return 1 << (n - 1).bit_length()
 
 
-_NO_LENGTHS = {}
+_PLACEHOLDERS = {}
 
 
-def _no_lengths(device):
-    """The placeholder lengths argument of launches without lengths (never read), one per device."""
-    if device not in _NO_LENGTHS:
-        _NO_LENGTHS[device] = torch.zeros(1, 2, dtype=torch.long, device=device)
-    return _NO_LENGTHS[device]
+def _placeholder(shape, dtype, device):
+    """A zero tensor passed for a kernel argument the launch never reads (lengths without lengths, the
+    band buffers of one program per pair), one per (shape, dtype, device)."""
+    key = (shape, dtype, device)
+    if key not in _PLACEHOLDERS:
+        _PLACEHOLDERS[key] = torch.zeros(shape, dtype=dtype, device=device)
+    return _PLACEHOLDERS[key]
 
 
 def chunks_launch_config(n_rows, n_cols, max_block=1024):
@@ -81,9 +83,6 @@ def row_bands(shape, device, settings=None):
     return -(-n_rows // band_rows) if n_rows else 1, max(band_rows, 1)
 
 
-_NO_BANDS = {}
-
-
 def rows_launch(shape, device, op, settings):
     """(grid, band arguments, constexpr options) of a rows-kernel launch: the band arguments are
     (sync, edge, band_rows, n_bands): a zeroed int32 ticket-and-counts buffer [1 + B * bands] and an
@@ -96,10 +95,8 @@ def rows_launch(shape, device, op, settings):
                "PREFETCH": rows_prefetch(block, settings.prefetch(op)), "BANDED": n_bands > 1,
                "PUBLISH": settings.band_publish}
     if n_bands == 1:
-        if device not in _NO_BANDS:
-            _NO_BANDS[device] = (torch.zeros(1, dtype=torch.int32, device=device),
-                                 torch.zeros(1, dtype=torch.float32, device=device))
-        return (batch,), (*_NO_BANDS[device], n_rows, 1), options
+        return (batch,), (_placeholder((1,), torch.int32, device), _placeholder((1,), torch.float32, device),
+                          n_rows, 1), options
     sync = torch.zeros(1 + batch * n_bands, dtype=torch.int32, device=device)
     edge = torch.empty(batch * n_bands, n_cols, dtype=torch.float32, device=device)
     return (batch * n_bands,), (sync, edge, band_rows, n_bands), options
@@ -205,7 +202,7 @@ def _launch_args(lengths, shape, device, settings):
         block = settings.chunk_block
     num_warps = settings.num_warps or num_warps
     if lengths is None:
-        return family, _no_lengths(device), False, block, num_warps
+        return family, _placeholder((1, 2), torch.long, device), False, block, num_warps
     return family, lengths.contiguous(), True, block, num_warps
 
 
