@@ -160,15 +160,10 @@ def variants():
     # the next diagonal (no PREFETCH), at the rows family's smallest and largest block.
     rows_ends = [rows_launch_config(1) + (None,), rows_launch_config(ROWS_BLOCK_LIMIT) + (None,)]
     soft_dtw = [(kernel, cc, dtype, hard, flags, block, warps, None, None)
-                for kernel, cc, dtype, hard, flags, (block, warps, _) in itertools.product(
-                    SOFT_DTW_KERNELS, TARGETS, DTYPES, (True, False), itertools.product((True, False), repeat=2),
-                    blocks)
-                if "_rows" not in kernel]
-    soft_dtw += [(kernel, cc, dtype, hard, flags, block, warps, None, None)
-                 for kernel, cc, dtype, hard, flags, (block, warps, _) in itertools.product(
-                     SOFT_DTW_KERNELS, TARGETS, DTYPES, (True, False), itertools.product((True, False), repeat=2),
-                     rows_ends)
-                 if "_rows" in kernel]
+                for kernel in SOFT_DTW_KERNELS
+                for cc, dtype, hard, flags, (block, warps, _) in itertools.product(
+                    TARGETS, DTYPES, (True, False), itertools.product((True, False), repeat=2),
+                    rows_ends if "_rows" in kernel else blocks)]
     return dp + cosine + skew + soft_dtw
 
 
