@@ -31,7 +31,7 @@ from bench import eval_data
 from ftcl import tool
 from ftcl.tool import markdown
 from ftcl import synthetic
-from ftcl.config import COMPILE_MODES, Config, preset
+from ftcl.config import COMPILE_MODES, Config, compile_mode_error, preset
 from ftcl.seed import resolve_device
 from ftcl.train import loop
 from ftcl.train.loop import Trainer
@@ -235,8 +235,9 @@ def run(args, parser):
     best, cut = {}, None
     # `timeout` (the GPU check's stage limit) ends a run with SIGTERM: print what it measured.
     signal.signal(signal.SIGTERM, _interrupt)
-    if getattr(args, "compile_mode", None) not in (None, "default") and not getattr(args, "compile", False):
-        parser.error(f"--compile-mode {args.compile_mode} applies to compiled steps: add --compile")
+    error = compile_mode_error(getattr(args, "compile_mode", None), getattr(args, "compile", False))
+    if error:
+        parser.error(error)
     settings = {key: value for key, value in (("compile_step", getattr(args, "compile", False) or None),
                                               ("compile_mode", getattr(args, "compile_mode", None)),
                                               ("precision", getattr(args, "precision", None)),

@@ -76,6 +76,13 @@ PRESETS = {
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")
 
 
+def compile_mode_error(compile_mode, compiled):
+    """The one-line error for a --compile-mode given without --compile (None when there is none)."""
+    if compile_mode not in (None, "default") and not compiled:
+        return f"--compile-mode {compile_mode} applies to compiled steps: add --compile"
+    return None
+
+
 def option(default, help, parse=None, *, flag=None, choices=None, stage=None, on_resume=False, negate=False):
     """A Config field that `python -m train` sets from the command line.
 

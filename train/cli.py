@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ftcl import tool
 from ftcl.checkpoint import CheckpointError
-from ftcl.config import STAGES, options, preset
+from ftcl.config import STAGES, compile_mode_error, options, preset
 from ftcl.data import DataError
 from ftcl.evaluation import EvaluationInputError
 from ftcl.evaluation.workers import default_workers
@@ -128,9 +128,9 @@ def _check_args(parser, args):
         parser.error("--seeds trains baselines; fine-tune the best one with --init RUN/best.pt")
     if args.seeds and args.seed is not None:
         parser.error("give --seed or --seeds, not both")
-    if getattr(args, _dest("--compile-mode")) not in (None, "default") and not getattr(args, _dest("--compile")):
-        parser.error(f"--compile-mode {getattr(args, _dest('--compile-mode'))} applies to compiled steps: add "
-                     f"--compile")
+    error = compile_mode_error(getattr(args, _dest("--compile-mode")), getattr(args, _dest("--compile")))
+    if error:
+        parser.error(error)
 
 
 def run_options(args):
