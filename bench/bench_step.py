@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from ftcl import kernels
 from bench.common import cuda_kernel_count, gpu_ms, on_gpu, synchronized
 from ftcl import losses
 from ftcl.config import preset
@@ -62,19 +61,9 @@ def _steps(device, feature_dim, **kw):
     return {name: step_of(*case) for name, case in cases.items()}
 
 
-@pytest.mark.parametrize("step", ["acm-32-videos", "ftcl-16-pairs", "release-baseline-16-videos",
-                                  "ftcl-16-pairs-triton-cosine"])
+@pytest.mark.parametrize("step", ["acm-32-videos", "ftcl-16-pairs", "release-baseline-16-videos"])
 def test_training_step(benchmark, step):
-    """The last case is the FTCL step with the Triton producer of the similarities (GPU only): whether
-    kernels.pairwise_cosine's "auto" (Settings.cosine_auto) should pick it."""
-    if step.endswith("triton-cosine") and DEVICE != "cuda":
-        pytest.skip("needs a CUDA GPU")
-    with kernels.configure(cosine_auto="triton" if step.endswith("triton-cosine") else "torch"):
-        _time_step(benchmark, step)
-
-
-def _time_step(benchmark, step):
-    run = _steps(DEVICE, DIM)[step.removesuffix("-triton-cosine")]
+    run = _steps(DEVICE, DIM)[step]
     benchmark.extra_info.update(step=step, device=DEVICE, feature_dim=DIM, snippets=750)
     if DEVICE == "cuda":
         benchmark.extra_info["gpu_ms"] = gpu_ms(run)

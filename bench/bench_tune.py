@@ -20,7 +20,7 @@ def _configs(length):
     if kernel_family(length) == "rows":
         block, warps = rows_launch_config(length)
         return "rows", (block, warps), [(None, w) for w in ROWS_WARPS if 32 * w <= max(32, block)]
-    max_block = kernels.settings().max_chunk_block
+    max_block = kernels.current_settings().max_chunk_block
     default = chunks_launch_config(length, length, max_block)
     blocks = sorted({default[0], max(32, default[0] // 2), min(max_block, default[0] * 2)})
     return "chunks", default, [(block, warps) for block in blocks for warps in WARPS]

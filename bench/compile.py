@@ -5,9 +5,8 @@ families (chunks and rows; the rows kernels also split into row bands), soft_dtw
 soft_dtw_bwd (both families; with and without a band) through Triton's own compiler (triton.compile(ASTSource(...), target=GPUTarget("cuda", cc, 32)))
 for A100 (80), RTX 30 (86), RTX 40 / L4 (89), H100 / H200 (90) and RTX 50 (120), over the variants
 the API can launch: HARD on / off, HAS_LENGTHS on / off, the smallest and the largest BLOCK of each family with their num_warps (the rows kernels also at their
-deepest prefetch: rows_configs), float32 and bfloat16 inputs; and the cosine producer's two kernels
-at their smallest and largest row tiles (16 x 16 with 4 warps, 32 x 32 with 8), float32 and
-bfloat16 inputs; and the diagonal-major copy (skew_kernel, its one tile), float32 and bfloat16.
+deepest prefetch: rows_configs), float32 and bfloat16 inputs;
+and the diagonal-major copy (skew_kernel, its one tile), float32 and bfloat16.
 Each cubin's registers, stack, shared and local memory are read with the cuobjdump inside Triton's
 wheel. Local memory means register spills. `loop_barriers` counts the block barriers the PTX keeps
 inside a loop (each chunk kernel needs one between diagonals; a rows kernel's lane shift across
@@ -28,23 +27,9 @@ TARGETS = {80: "A100", 86: "RTX 30", 89: "RTX 40 / L4", 90: "H100 / H200", 120: 
 DTYPES = {"float32": "*fp32", "bfloat16": "*bf16"}
 KERNELS = ("fsd_fwd_kernel", "fsd_bwd_kernel", "lcs_fwd_kernel", "lcs_bwd_kernel")
 ROWS_KERNELS = ("fsd_fwd_rows_kernel", "fsd_bwd_rows_kernel", "lcs_fwd_rows_kernel", "lcs_bwd_rows_kernel")
-COSINE_KERNELS = ("cosine_fwd_kernel", "cosine_bwd_kernel")
 SKEW_KERNELS = ("skew_kernel",)
 SOFT_DTW_KERNELS = ("soft_dtw_fwd_kernel", "soft_dtw_bwd_kernel", "soft_dtw_fwd_rows_kernel",
                     "soft_dtw_bwd_rows_kernel")
-
-
-def _cosine_signature(kernel, dtype):
-    x = DTYPES[dtype]
-    strides = {f"stride_{name}": "i32" for name in ("ab", "an", "ad", "bb", "bm", "bd")}
-    sig = {"a_ptr": x, "b_ptr": x, "sim_ptr": "*fp32", "norm_a_ptr": "*fp32", "norm_b_ptr": "*fp32"}
-    if kernel == "cosine_bwd_kernel":
-        sig.update({"grad_sim_ptr": "*fp32", "grad_a_ptr": x, "grad_b_ptr": x})
-    sig.update(strides)
-    sig.update({"N": "i32", "M": "i32", "WIDTH": "i32"})
-    if kernel == "cosine_bwd_kernel":
-        sig["D"] = "i32"
-    return {**sig, "eps": "fp32", "BLOCK_N": "constexpr", "BLOCK_M": "constexpr", "BLOCK_D": "constexpr"}
 
 
 def _soft_dtw_signature(kernel, dtype):
@@ -66,8 +51,6 @@ def _soft_dtw_signature(kernel, dtype):
 
 def _signature(kernel, dtype):
     """Triton signature of a kernel with its input (and input-gradient) pointers of `dtype`."""
-    if kernel in COSINE_KERNELS:
-        return _cosine_signature(kernel, dtype)
     if kernel in SOFT_DTW_KERNELS:
         return _soft_dtw_signature(kernel, dtype)
     if kernel in SKEW_KERNELS:
@@ -136,7 +119,6 @@ def banded_configs(kernel):
 def variants():
     """Every (kernel, cc, dtype, hard, has_lengths, block, num_warps, prefetch, banded) the API can
     launch, at the smallest and the largest block (banded: None outside the rows kernels)."""
-    from ftcl.kernels.cosine.triton_kernels import MAX_ROWS, launch_config
     from ftcl.kernels.settings import ROWS_BLOCK_LIMIT, Settings
     from ftcl.kernels.shared.launch import chunks_launch_config, rows_launch_config
     largest, skew_tile = Settings().max_chunk_block, Settings().skew_tile
@@ -150,10 +132,6 @@ def variants():
            for kernel in ROWS_KERNELS
            for cc, dtype, hard, lengths, (block, warps, prefetch) in itertools.product(
                TARGETS, DTYPES, (True, False), (True, False), banded_configs(kernel))]
-    tiles = [launch_config(1, 1), launch_config(MAX_ROWS, MAX_ROWS)]
-    cosine = [(kernel, cc, dtype, None, None, (block_n, block_m), warps, None, None)
-              for kernel, cc, dtype, (block_n, block_m, warps) in itertools.product(COSINE_KERNELS, TARGETS, DTYPES,
-                                                                                     tiles)]
     skew = [(kernel, cc, dtype, None, None, skew_tile, 4, None, None)
             for kernel, cc, dtype in itertools.product(SKEW_KERNELS, TARGETS, DTYPES)]
     # Soft-DTW's "lengths" entry is (HAS_LENGTHS, HAS_BAND); its rows kernels prefetch nothing beyond
@@ -164,7 +142,7 @@ def variants():
                 for cc, dtype, hard, flags, (block, warps, _) in itertools.product(
                     TARGETS, DTYPES, (True, False), itertools.product((True, False), repeat=2),
                     rows_ends if "_rows" in kernel else blocks)]
-    return dp + cosine + skew + soft_dtw
+    return dp + skew + soft_dtw
 
 
 def _cuobjdump():
@@ -179,7 +157,6 @@ def compile_one(variant):
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from ftcl.kernels.cosine import triton_kernels as cosine
     from ftcl.kernels.settings import Settings
     from ftcl.kernels.fsd import triton_kernels as fsd_triton
     from ftcl.kernels.lcs import triton_kernels as lcs_triton
@@ -187,12 +164,8 @@ def compile_one(variant):
     from ftcl.kernels.soft_dtw import triton_kernels as soft_dtw_triton
     kernel, cc, dtype, hard, lengths, block, warps, prefetch, banded = variant
     module = {"fsd": fsd_triton, "lcs": lcs_triton, "skew": shared_triton,
-              "soft": soft_dtw_triton}.get(kernel.split("_")[0], cosine)
-    if kernel in COSINE_KERNELS:
-        constexprs = {"BLOCK_N": block[0], "BLOCK_M": block[1], "BLOCK_D": cosine.BLOCK_D}
-        block = f"{block[0]}x{block[1]}"
-        source = ASTSource(getattr(cosine, kernel), _signature(kernel, dtype), constexprs=constexprs)
-    elif kernel in SKEW_KERNELS:
+              "soft": soft_dtw_triton}[kernel.split("_")[0]]
+    if kernel in SKEW_KERNELS:
         constexprs = {"TILE_I": block[0], "TILE_D": block[1]}
         block = f"{block[0]}x{block[1]}"
         source = ASTSource(getattr(module, kernel), _signature(kernel, dtype), constexprs=constexprs)
@@ -256,7 +229,7 @@ def main(argv=None, as_json=None):
         return 0
     frame = pd.DataFrame(rows)
     print(f"# ahead-of-time compile: Triton {triton.__version__}, {len(rows)} cubins "
-          f"({len(KERNELS + ROWS_KERNELS + COSINE_KERNELS + SKEW_KERNELS + SOFT_DTW_KERNELS)} kernels x "
+          f"({len(KERNELS + ROWS_KERNELS + SKEW_KERNELS + SOFT_DTW_KERNELS)} kernels x "
           f"{len(TARGETS)} targets)\n")
     frame["kernel"] = [f"{kernel} (banded)" if banded is True else kernel
                        for kernel, banded in zip(frame["kernel"], frame["banded"])]

@@ -82,13 +82,13 @@ def table(device=None, feature_dim=64, pairs=16, snippets=60):
     """A DataFrame: per step, the operations (and Triton launches) of each phase and in all."""
     import pandas as pd
 
-    from ftcl import kernels
+    from ftcl.kernels.shared import checks
     from bench.bench_step import step_cases
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, _, cases = step_cases(device, feature_dim, pairs=pairs, snippets=snippets)
     optimizer = torch.optim.Adam(model.parameters(), fused=True)  # the trainer's on a GPU, on any device
-    real_pick = kernels.api._pick_backend
-    kernels.api._pick_backend = lambda backend, tensors: "triton"
+    real_resolve = checks.resolve_backend
+    checks.resolve_backend = lambda backend, tensors: "triton" if backend == "auto" else backend
     try:
         rows = []
         for name, (features, loss_of) in cases.items():
@@ -98,7 +98,7 @@ def table(device=None, feature_dim=64, pairs=16, snippets=60):
                          "total": sum(c[0] for c in counts.values()),
                          "Triton launches": sum(c[1] for c in counts.values())})
     finally:
-        kernels.api._pick_backend = real_pick
+        checks.resolve_backend = real_resolve
     frame = pd.DataFrame(rows)
     acm = frame.loc[frame["step"] == "acm-32-videos", "total"].iloc[0]
     return frame.assign(**{"ratio to ACM-Net": frame["total"] / acm})

@@ -84,12 +84,12 @@ def pair_terms(a, b, positive, config, backend="auto", rescale_lcs=False):
             half = width // 2
             match = pairwise_cosine(a.fsd_action[..., :half], other[..., :half])
             gap = pairwise_cosine(a.fsd_action[..., half:], other[..., half:])
-        fsd = kernels.fsd(match, gap, gamma=config.fsd_gamma, backend=backend)
+        fsd = kernels.fsd_score(match, gap, gamma=config.fsd_gamma, backend=backend)
     if config.use_lcs:
         sim = pairwise_cosine(a.lcs_candidates, b.lcs_candidates)
         if rescale_lcs:
             sim = (sim - config.inbatch_lcs_offset).clamp_min(0) * config.inbatch_lcs_scale
-        lcs = kernels.lcs(sim, threshold=config.lcs_threshold, gamma=config.lcs_gamma, backend=backend)
+        lcs = kernels.lcs_score(sim, threshold=config.lcs_threshold, gamma=config.lcs_gamma, backend=backend)
     return fsd, lcs
 
 

@@ -58,7 +58,7 @@ def test_another_top_level_kernels_package_and_ours_import_side_by_side(tmp_path
             "from ftcl.train import loop\n"
             "assert kernels.WHO == 'another kernels package', kernels\n"
             "sim = torch.rand(2, 5, 4, requires_grad=True)\n"
-            "ours.lcs(sim, threshold=0.5).sum().backward()\n"
+            "ours.lcs_score(sim, threshold=0.5).sum().backward()\n"
             "print(ours.__name__, sim.grad.shape)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120,
                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{tmp_path / 'site'}:{ROOT}"})

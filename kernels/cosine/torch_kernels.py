@@ -1,4 +1,4 @@
-"""The torch backend of pairwise_cosine: one bmm forward and one baddbmm per input backward (autograd
+"""pairwise_cosine: one bmm forward and one baddbmm per input backward (autograd
 through normalise-then-multiply costs several times more on [B, L, 2048] inputs); dynamo traces it
 as it is."""
 import torch
@@ -25,7 +25,7 @@ class CosineTorch(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_sim):
-        refuse_second_derivative("pairwise_cosine (torch backend)")
+        refuse_second_derivative("kernels.pairwise_cosine")
         a, b, norm_a, norm_b, inv, sim = ctx.saved_tensors
         grad_dots = grad_sim * inv
         weighted = grad_sim * sim

@@ -1,38 +1,51 @@
-"""FSD as registered PyTorch operators (torch.library.custom_op): a forward op returning
-(values [B], table), the table being what the backward recomputes its weights from, and a backward
-op returning the input gradients, each with a fake (meta) implementation, joined by
-register_autograd. torch.compile and torch.export trace kernels' public functions to these ops;
-an eager backward runs under the kernel settings its forward saw.
+"""FSD as registered PyTorch operators: the only way from kernels.fsd_score to a backend, eager and
+compiled. ftcl::fsd_forward returns (values [B], table), the table being what the backward
+recomputes its weights from; ftcl::fsd_backward returns the input gradients. Each checks its
+arguments first (kernels.shared.checks), has a fake (meta) implementation for tracing, and the two
+are joined by register_autograd; a backward runs under the kernel settings its forward saw.
 """
 from typing import Optional
 
 import torch
 from torch import Tensor
 
-from ftcl.kernels.settings import settings as current_settings
-from ftcl.kernels.settings import use_settings
-from ftcl.kernels.shared import registration
-from ftcl.kernels.shared import wavefront as shared
-from ftcl.kernels.shared.autograd import refuse_second_derivative
 from ftcl.kernels.fsd import triton_kernels as fsd_triton
 from ftcl.kernels.fsd import wavefront as fsd_wavefront
+from ftcl.kernels.settings import current_settings, use_settings
+from ftcl.kernels.shared import checks, launch, registration
+from ftcl.kernels.shared import wavefront as shared
+from ftcl.kernels.shared.autograd import refuse_second_derivative
+
+
+def check(match, gap, gamma, lengths, backend, allowed=checks.OP_BACKENDS):
+    """The door of both ops (and of the naive specification): (gamma, lengths, resolved backend)."""
+    checks.table("match", match)
+    checks.table("gap", gap)
+    checks.same_tables(("match", "gap"), (match, gap))
+    gamma = checks.gamma(gamma)
+    lengths = checks.lengths(lengths, match.shape, match.device)
+    resolved = checks.backend(backend, (match, gap), allowed)
+    checks.gamma_fits(gamma, match.shape, shared.compute_dtype(match, gap))
+    return gamma, lengths, resolved
 
 
 @torch.library.custom_op("ftcl::fsd_forward", mutates_args=())
-def fsd_forward(match: Tensor, gap: Tensor, gamma: float, lengths: Optional[Tensor], backend: str,
-                skew: bool) -> tuple[Tensor, Tensor]:
-    """(values [B], table) of FSD; skew: copy the inputs diagonal-major first (Triton only)."""
+def fsd_forward(match: Tensor, gap: Tensor, gamma: float, lengths: Optional[Tensor],
+                backend: str) -> tuple[Tensor, Tensor]:
+    """(values [B], table) of FSD on match, gap [B, N, M]."""
+    gamma, lengths, backend = check(match, gap, gamma, lengths, backend)
     if backend == "torch":
         value, table, _, _ = fsd_wavefront.fsd_forward(match, gap, gamma, lengths)
         return value, table
     settings = current_settings()
-    match, gap = registration.triton_inputs(skew, settings, match, gap)
+    if launch.skews(match.shape, settings):
+        match, gap = launch.to_diagonal_major(match, settings), launch.to_diagonal_major(gap, settings)
     return fsd_triton.fsd_fwd(match, gap, gamma, lengths, settings, zero_table=lengths is not None)
 
 
 @fsd_forward.register_fake
-def _(match, gap, gamma, lengths, backend, skew):
-    if backend == "torch":
+def _(match, gap, gamma, lengths, backend):
+    if checks.resolve_backend(backend, (match, gap)) == "torch":
         dtype = shared.compute_dtype(match, gap)
         return match.new_empty(match.shape[0], dtype=dtype), registration.torch_table(match, dtype)
     batch, n_rows, n_cols = match.shape
@@ -42,7 +55,10 @@ def _(match, gap, gamma, lengths, backend, skew):
 @torch.library.custom_op("ftcl::fsd_backward", mutates_args=())
 def fsd_backward(grad: Tensor, match: Tensor, gap: Tensor, table: Tensor, gamma: float, lengths: Optional[Tensor],
                  backend: str, skew: bool) -> tuple[Tensor, Tensor]:
-    """Gradients of sum(grad * value) w.r.t. match and gap ([B, N, M], or diagonal-major buffers)."""
+    """Gradients of sum(grad * value) w.r.t. match and gap: [B, N, M], or (Triton, skew) their
+    diagonal-major buffers [B, (N+M-1)*N]."""
+    gamma, lengths, backend = check(match, gap, gamma, lengths, backend)
+    checks.saved(grad, table, match.shape, match.device, backend, shared.compute_dtype(match, gap))
     if backend == "torch":
         order = registration.order(gap.shape, gap.device)
         gap_s = shared._to_skewed(gap, order, lengths, table.dtype)
@@ -50,42 +66,36 @@ def fsd_backward(grad: Tensor, match: Tensor, gap: Tensor, table: Tensor, gamma:
         return (shared._from_skewed(grad_match_s, order, gap.shape, match.dtype),
                 shared._from_skewed(grad_gap_s, order, gap.shape, gap.dtype))
     settings = current_settings()
-    (gap,) = registration.triton_inputs(skew, settings, gap)
+    if skew:
+        gap = launch.to_diagonal_major(gap, settings)
     outputs, written = registration.triton_gradients(gap, (match.dtype, gap.dtype), lengths, skew)
-    fsd_triton.fsd_bwd(grad, gap, table, gamma, lengths, match.dtype, skew, settings, out=written)
+    fsd_triton.fsd_bwd(grad, gap, table.contiguous(), gamma, lengths, settings, out=written)
     return outputs[0], outputs[1]
 
 
 @fsd_backward.register_fake
 def _(grad, match, gap, table, gamma, lengths, backend, skew):
-    if backend == "torch":
+    if checks.resolve_backend(backend, (match, gap)) == "torch":
         return match.new_empty(match.shape), gap.new_empty(gap.shape)
     return registration.fake_gradient(match, skew), registration.fake_gradient(gap, skew)
 
 
-def _fsd_setup(ctx, inputs, output):
-    match, gap, gamma, lengths, backend, skew = inputs
+def _setup(ctx, inputs, output):
+    match, gap, gamma, lengths, backend = inputs
     ctx.mark_non_differentiable(output[1])
     ctx.save_for_backward(match, gap, output[1], lengths)
-    ctx.gamma, ctx.backend, ctx.skew, ctx.settings = gamma, backend, skew, current_settings()
+    ctx.settings = current_settings()
+    ctx.backend = checks.resolve_backend(backend, (match, gap))
+    ctx.gamma, ctx.skew = gamma, ctx.backend == "triton" and launch.skews(match.shape, ctx.settings)
 
 
-def _fsd_grad(ctx, grad_value, _grad_table):
-    refuse_second_derivative(f"kernels.fsd ({ctx.backend} backend)")
+def _backward(ctx, grad_value, _grad_table):
+    refuse_second_derivative(f"kernels.fsd_score ({ctx.backend} backend)")
     match, gap, table, lengths = ctx.saved_tensors
     with use_settings(ctx.settings):
         grad_match, grad_gap = fsd_backward(grad_value, match, gap, table, ctx.gamma, lengths, ctx.backend, ctx.skew)
     return (registration.as_gradient(grad_match, match.shape, ctx.skew),
-            registration.as_gradient(grad_gap, gap.shape, ctx.skew),
-            None, None, None, None)
+            registration.as_gradient(grad_gap, gap.shape, ctx.skew), None, None, None)
 
 
-fsd_forward.register_autograd(_fsd_grad, setup_context=_fsd_setup)
-
-
-def fsd(match, gap, gamma, lengths, backend):
-    """FSD values [B] through the registered op (backend "torch" or "triton")."""
-    skew = backend == "triton" and registration.skews_now(tuple(match.shape))
-    return fsd_forward(match, gap, gamma, lengths, backend, skew)[0]
-
-
+fsd_forward.register_autograd(_backward, setup_context=_setup)

@@ -1,11 +1,8 @@
-"""FSD's Triton kernels ("rows" and "chunks" families, forward and backward), their launches
-and the autograd Function of the eager path; one program per pair (kernels.shared.triton)."""
+"""FSD's Triton kernels ("rows" and "chunks" families, forward and backward) and their launches;
+one program per pair (kernels.shared.triton). kernels/fsd/op.py calls them."""
 import torch
 
-from ftcl.kernels.settings import settings as current_settings
-from ftcl.kernels.shared.autograd import refuse_second_derivative
-from ftcl.kernels.shared.launch import (rows_launch, skews, to_diagonal_major, _gradient_like, _inv_gamma_log2,
-                                        _launch_args, _require_triton)
+from ftcl.kernels.shared.launch import _inv_gamma_log2, _launch_args, rows_launch
 
 try:
     import triton
@@ -231,9 +228,6 @@ if triton is not None:
                 b_match_0, b_gap_0 = b_match_far, b_gap_far
             elif PREFETCH == 2:
                 b_match_0, b_gap_0, b_match_1, b_gap_1 = b_match_1, b_gap_1, b_match_far, b_gap_far
-            elif PREFETCH == 3:
-                b_match_0, b_gap_0, b_match_1, b_gap_1 = b_match_1, b_gap_1, b_match_2, b_gap_2
-                b_match_2, b_gap_2 = b_match_far, b_gap_far
             else:
                 b_match_0, b_gap_0, b_match_1, b_gap_1 = b_match_1, b_gap_1, b_match_2, b_gap_2
                 b_match_2, b_gap_2, b_match_3, b_gap_3 = b_match_3, b_gap_3, b_match_far, b_gap_far
@@ -326,10 +320,6 @@ if triton is not None:
             elif PREFETCH == 2:
                 b_gap_0, b_diag_0, b_up_0, b_left_0 = b_gap_1, b_diag_1, b_up_1, b_left_1
                 b_gap_1, b_diag_1, b_up_1, b_left_1 = b_gap_far, b_diag_far, b_up_far, b_left_far
-            elif PREFETCH == 3:
-                b_gap_0, b_diag_0, b_up_0, b_left_0 = b_gap_1, b_diag_1, b_up_1, b_left_1
-                b_gap_1, b_diag_1, b_up_1, b_left_1 = b_gap_2, b_diag_2, b_up_2, b_left_2
-                b_gap_2, b_diag_2, b_up_2, b_left_2 = b_gap_far, b_diag_far, b_up_far, b_left_far
             else:
                 b_gap_0, b_diag_0, b_up_0, b_left_0 = b_gap_1, b_diag_1, b_up_1, b_left_1
                 b_gap_1, b_diag_1, b_up_1, b_left_1 = b_gap_2, b_diag_2, b_up_2, b_left_2
@@ -344,10 +334,9 @@ def kernels_for(family):
     return fsd_fwd_kernel, fsd_bwd_kernel
 
 
-def fsd_fwd(match, gap, gamma, lengths, settings=None, zero_table=False):
+def fsd_fwd(match, gap, gamma, lengths, settings, zero_table=False):
     """Returns (values [B] float32, table [B, N*M] float32); zero_table: the cells no pair reaches
     (outside the lengths) are 0, not left as they were in memory."""
-    settings = settings or current_settings()
     batch, n_rows, n_cols = match.shape
     table = (torch.zeros if zero_table else torch.empty)(batch, n_rows * n_cols, dtype=torch.float32,
                                                         device=match.device)
@@ -367,14 +356,12 @@ def fsd_fwd(match, gap, gamma, lengths, settings=None, zero_table=False):
         num_warps=num_warps)
     return out, table
 
-def fsd_bwd(grad_out, gap, table, gamma, lengths, match_dtype, skew=False, settings=None, out=None):
-    """Gradients [B, N, M] of sum(grad_out * value) w.r.t. match and gap (diagonal-major when skew),
-    written into `out` (two tensors laid out so, zeros outside the lengths) when given."""
-    settings = settings or current_settings()
+def fsd_bwd(grad_out, gap, table, gamma, lengths, settings, out):
+    """Writes the gradients of sum(grad_out * value) w.r.t. match and gap into out (two [B, N, M]
+    tensors in one layout, zeros outside the lengths: the kernel writes every cell inside each
+    pair's (n, m)) and returns them."""
+    grad_match, grad_gap = out
     batch, n_rows, n_cols = gap.shape
-    # The kernel writes every cell inside each pair's (n, m); only cells outside need zeros.
-    grad_match, grad_gap = out or (_gradient_like(gap.shape, match_dtype, gap.device, lengths, skew),
-                                   _gradient_like(gap.shape, gap.dtype, gap.device, lengths, skew))
     if batch == 0:
         return grad_match, grad_gap
     family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, gap.shape, gap.device, settings)
@@ -390,27 +377,3 @@ def fsd_bwd(grad_out, gap, table, gamma, lengths, match_dtype, skew=False, setti
                              *grad_match.stride(), n_rows, n_cols, _inv_gamma_log2(gamma), HAS_LENGTHS=has_lengths,
                              HARD=gamma == 0, BLOCK=block, num_warps=num_warps)
     return grad_match, grad_gap
-
-class FSDTriton(torch.autograd.Function):
-    """FSD values [B] float32 of match, gap [B, N, M] (lengths [B, 2] int64 or None), with the
-    backward recomputing the soft-max weights from the saved [B, N*M] table."""
-
-    @staticmethod
-    def forward(ctx, match, gap, gamma, lengths):
-        _require_triton()
-        ctx.settings = current_settings()  # the backward launches what this forward chose
-        ctx.skew = skews(match.shape, ctx.settings)
-        if ctx.skew:
-            match, gap = to_diagonal_major(match, ctx.settings), to_diagonal_major(gap, ctx.settings)
-        out, table = fsd_fwd(match, gap, gamma, lengths, ctx.settings)
-        ctx.save_for_backward(gap, table, lengths)
-        ctx.gamma, ctx.match_dtype = gamma, match.dtype
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        refuse_second_derivative("kernels.fsd (triton backend)")
-        gap, table, lengths = ctx.saved_tensors
-        grad_match, grad_gap = fsd_bwd(grad_out, gap, table, ctx.gamma, lengths, ctx.match_dtype, ctx.skew,
-                                       ctx.settings)
-        return grad_match, grad_gap, None, None

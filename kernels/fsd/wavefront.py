@@ -3,7 +3,6 @@
 import torch
 
 from ftcl.kernels.shared import wavefront as shared
-from ftcl.kernels.shared.autograd import refuse_second_derivative
 
 
 def fsd_forward(match, gap, gamma, lengths):
@@ -54,27 +53,3 @@ def fsd_backward(grad_out, table, gap_s, gamma, lengths, shape):
         grad_gap[:, off:off + width] = pushed[1] + pushed[2]
         pushes.push(d, lo, hi, pushed[0], pushed[1], pushed[2])
     return grad_match, grad_gap
-
-
-class FSDFunction(torch.autograd.Function):
-    """FSD values [B] of match, gap [B, N, M] (lengths [B, 2] or None) with torch operations, one
-    per diagonal; gradients in the inputs' dtypes."""
-
-    @staticmethod
-    def forward(ctx, match, gap, gamma, lengths):
-        value, table, match_s, gap_s = fsd_forward(match, gap, gamma, lengths)
-        ctx.save_for_backward(table, match_s, gap_s, lengths)
-        ctx.gamma, ctx.shape, ctx.dtypes = gamma, match.shape, (match.dtype, gap.dtype)
-        return value
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        refuse_second_derivative("kernels.fsd (torch backend)")
-        table, match_s, gap_s, lengths = ctx.saved_tensors
-        grad_match_s, grad_gap_s = fsd_backward(grad_out, table, gap_s, ctx.gamma, lengths, ctx.shape)
-        _, order = shared._diagonals(ctx.shape[1], ctx.shape[2])
-        order = order.to(table.device)
-        return (shared._from_skewed(grad_match_s, order, ctx.shape, ctx.dtypes[0]),
-                shared._from_skewed(grad_gap_s, order, ctx.shape, ctx.dtypes[1]), None, None)
-
-

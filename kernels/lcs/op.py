@@ -1,38 +1,48 @@
-"""The thresholded LCS as registered PyTorch operators (torch.library.custom_op): a forward op returning
-(values [B], table), the table being what the backward recomputes its weights from, and a backward
-op returning the input gradients, each with a fake (meta) implementation, joined by
-register_autograd. torch.compile and torch.export trace kernels' public functions to these ops;
-an eager backward runs under the kernel settings its forward saw.
+"""The thresholded LCS as registered PyTorch operators: the only way from kernels.lcs_score to a
+backend, eager and compiled (laid out as kernels/fsd/op.py): ftcl::lcs_forward returns (values [B],
+table), ftcl::lcs_backward the gradient w.r.t. sim; each checks its arguments first.
 """
 from typing import Optional
 
 import torch
 from torch import Tensor
 
-from ftcl.kernels.settings import settings as current_settings
-from ftcl.kernels.settings import use_settings
-from ftcl.kernels.shared import registration
-from ftcl.kernels.shared import wavefront as shared
-from ftcl.kernels.shared.autograd import refuse_second_derivative
 from ftcl.kernels.lcs import triton_kernels as lcs_triton
 from ftcl.kernels.lcs import wavefront as lcs_wavefront
+from ftcl.kernels.settings import current_settings, use_settings
+from ftcl.kernels.shared import checks, launch, registration
+from ftcl.kernels.shared import wavefront as shared
+from ftcl.kernels.shared.autograd import refuse_second_derivative
+
+
+def check(sim, threshold, gamma, lengths, backend, allowed=checks.OP_BACKENDS):
+    """The door of both ops (and of the naive specification): (threshold, gamma, lengths, backend)."""
+    checks.table("sim", sim)
+    threshold = checks.threshold(threshold)
+    gamma = checks.gamma(gamma)
+    lengths = checks.lengths(lengths, sim.shape, sim.device)
+    resolved = checks.backend(backend, (sim,), allowed)
+    checks.gamma_fits(gamma, sim.shape, shared.compute_dtype(sim))
+    return threshold, gamma, lengths, resolved
 
 
 @torch.library.custom_op("ftcl::lcs_forward", mutates_args=())
-def lcs_forward(sim: Tensor, threshold: float, gamma: float, lengths: Optional[Tensor], backend: str,
-                skew: bool) -> tuple[Tensor, Tensor]:
-    """(values [B], table) of the thresholded LCS."""
+def lcs_forward(sim: Tensor, threshold: float, gamma: float, lengths: Optional[Tensor],
+                backend: str) -> tuple[Tensor, Tensor]:
+    """(values [B], table) of the thresholded LCS on sim [B, N, M]."""
+    threshold, gamma, lengths, backend = check(sim, threshold, gamma, lengths, backend)
     if backend == "torch":
         value, table, _ = lcs_wavefront.lcs_forward(sim, threshold, gamma, lengths)
         return value, table
     settings = current_settings()
-    (sim,) = registration.triton_inputs(skew, settings, sim)
+    if launch.skews(sim.shape, settings):
+        sim = launch.to_diagonal_major(sim, settings)
     return lcs_triton.lcs_fwd(sim, threshold, gamma, lengths, settings, zero_table=lengths is not None)
 
 
 @lcs_forward.register_fake
-def _(sim, threshold, gamma, lengths, backend, skew):
-    if backend == "torch":
+def _(sim, threshold, gamma, lengths, backend):
+    if checks.resolve_backend(backend, (sim,)) == "torch":
         dtype = shared.compute_dtype(sim)
         return sim.new_empty(sim.shape[0], dtype=dtype), registration.torch_table(sim, dtype)
     batch, n_rows, n_cols = sim.shape
@@ -42,45 +52,46 @@ def _(sim, threshold, gamma, lengths, backend, skew):
 @torch.library.custom_op("ftcl::lcs_backward", mutates_args=())
 def lcs_backward(grad: Tensor, sim: Tensor, table: Tensor, threshold: float, gamma: float, lengths: Optional[Tensor],
                  backend: str, skew: bool) -> Tensor:
-    """Gradient of sum(grad * value) w.r.t. sim ([B, N, M], or a diagonal-major buffer)."""
+    """Gradient of sum(grad * value) w.r.t. sim: [B, N, M], or (Triton, skew) its diagonal-major
+    buffer [B, (N+M-1)*N]."""
+    threshold, gamma, lengths, backend = check(sim, threshold, gamma, lengths, backend)
+    checks.saved(grad, table, sim.shape, sim.device, backend, shared.compute_dtype(sim))
     if backend == "torch":
         order = registration.order(sim.shape, sim.device)
         sim_s = shared._to_skewed(sim, order, lengths, table.dtype)
         grad_s = lcs_wavefront.lcs_backward(grad, table, sim_s, threshold, gamma, lengths, sim.shape)
         return shared._from_skewed(grad_s, order, sim.shape, sim.dtype)
     settings = current_settings()
-    (sim,) = registration.triton_inputs(skew, settings, sim)
+    if skew:
+        sim = launch.to_diagonal_major(sim, settings)
     outputs, written = registration.triton_gradients(sim, (sim.dtype,), lengths, skew)
-    lcs_triton.lcs_bwd(grad, sim, table, threshold, gamma, lengths, skew, settings, out=written[0])
+    lcs_triton.lcs_bwd(grad, sim, table.contiguous(), threshold, gamma, lengths, settings, out=written[0])
     return outputs[0]
 
 
 @lcs_backward.register_fake
 def _(grad, sim, table, threshold, gamma, lengths, backend, skew):
-    return sim.new_empty(sim.shape) if backend == "torch" else registration.fake_gradient(sim, skew)
+    if checks.resolve_backend(backend, (sim,)) == "torch":
+        return sim.new_empty(sim.shape)
+    return registration.fake_gradient(sim, skew)
 
 
-def _lcs_setup(ctx, inputs, output):
-    sim, threshold, gamma, lengths, backend, skew = inputs
+def _setup(ctx, inputs, output):
+    sim, threshold, gamma, lengths, backend = inputs
     ctx.mark_non_differentiable(output[1])
     ctx.save_for_backward(sim, output[1], lengths)
-    ctx.threshold, ctx.gamma, ctx.backend, ctx.skew, ctx.settings = threshold, gamma, backend, skew, current_settings()
+    ctx.settings = current_settings()
+    ctx.backend = checks.resolve_backend(backend, (sim,))
+    ctx.threshold, ctx.gamma = threshold, gamma
+    ctx.skew = ctx.backend == "triton" and launch.skews(sim.shape, ctx.settings)
 
 
-def _lcs_grad(ctx, grad_value, _grad_table):
-    refuse_second_derivative(f"kernels.lcs ({ctx.backend} backend)")
+def _backward(ctx, grad_value, _grad_table):
+    refuse_second_derivative(f"kernels.lcs_score ({ctx.backend} backend)")
     sim, table, lengths = ctx.saved_tensors
     with use_settings(ctx.settings):
         grad = lcs_backward(grad_value, sim, table, ctx.threshold, ctx.gamma, lengths, ctx.backend, ctx.skew)
-    return registration.as_gradient(grad, sim.shape, ctx.skew), None, None, None, None, None
+    return registration.as_gradient(grad, sim.shape, ctx.skew), None, None, None, None
 
 
-lcs_forward.register_autograd(_lcs_grad, setup_context=_lcs_setup)
-
-
-def lcs(sim, threshold, gamma, lengths, backend):
-    """LCS values [B] through the registered op (backend "torch" or "triton")."""
-    skew = backend == "triton" and registration.skews_now(tuple(sim.shape))
-    return lcs_forward(sim, threshold, gamma, lengths, backend, skew)[0]
-
-
+lcs_forward.register_autograd(_backward, setup_context=_setup)

@@ -1,11 +1,8 @@
-"""The thresholded LCS's Triton kernels ("rows" and "chunks" families, forward and backward),
-their launches and the autograd Function of the eager path (kernels.shared.triton)."""
+"""The thresholded LCS's Triton kernels ("rows" and "chunks" families, forward and backward) and
+their launches (kernels.shared.triton). kernels/lcs/op.py calls them."""
 import torch
 
-from ftcl.kernels.settings import settings as current_settings
-from ftcl.kernels.shared.autograd import refuse_second_derivative
-from ftcl.kernels.shared.launch import (rows_launch, skews, to_diagonal_major, _gradient_like, _inv_gamma_log2,
-                                        _launch_args, _require_triton)
+from ftcl.kernels.shared.launch import _inv_gamma_log2, _launch_args, rows_launch
 
 try:
     import triton
@@ -209,8 +206,6 @@ if triton is not None:
                 b_sim_0 = b_sim_far
             elif PREFETCH == 2:
                 b_sim_0, b_sim_1 = b_sim_1, b_sim_far
-            elif PREFETCH == 3:
-                b_sim_0, b_sim_1, b_sim_2 = b_sim_1, b_sim_2, b_sim_far
             else:
                 b_sim_0, b_sim_1, b_sim_2, b_sim_3 = b_sim_1, b_sim_2, b_sim_3, b_sim_far
         b_value = tl.sum(tl.where(i == n, b_cur, 0.0), 0)
@@ -294,10 +289,6 @@ if triton is not None:
             elif PREFETCH == 2:
                 b_sim_0, b_up_0, b_left_0 = b_sim_1, b_up_1, b_left_1
                 b_sim_1, b_up_1, b_left_1 = b_sim_far, b_up_far, b_left_far
-            elif PREFETCH == 3:
-                b_sim_0, b_up_0, b_left_0 = b_sim_1, b_up_1, b_left_1
-                b_sim_1, b_up_1, b_left_1 = b_sim_2, b_up_2, b_left_2
-                b_sim_2, b_up_2, b_left_2 = b_sim_far, b_up_far, b_left_far
             else:
                 b_sim_0, b_up_0, b_left_0 = b_sim_1, b_up_1, b_left_1
                 b_sim_1, b_up_1, b_left_1 = b_sim_2, b_up_2, b_left_2
@@ -312,9 +303,8 @@ def kernels_for(family):
     return lcs_fwd_kernel, lcs_bwd_kernel
 
 
-def lcs_fwd(sim, threshold, gamma, lengths, settings=None, zero_table=False):
+def lcs_fwd(sim, threshold, gamma, lengths, settings, zero_table=False):
     """Returns (values [B] float32, table [B, N*M] float32); zero_table as in fsd_fwd."""
-    settings = settings or current_settings()
     batch, n_rows, n_cols = sim.shape
     table = (torch.zeros if zero_table else torch.empty)(batch, n_rows * n_cols, dtype=torch.float32, device=sim.device)
     out = torch.empty(batch, dtype=torch.float32, device=sim.device)
@@ -332,12 +322,11 @@ def lcs_fwd(sim, threshold, gamma, lengths, settings=None, zero_table=False):
         HAS_LENGTHS=has_lengths, HARD=gamma == 0, BLOCK=block, num_warps=num_warps)
     return out, table
 
-def lcs_bwd(grad_out, sim, table, threshold, gamma, lengths, skew=False, settings=None, out=None):
-    """Gradient [B, N, M] of sum(grad_out * value) w.r.t. sim (diagonal-major when skew), written
-    into `out` when given (see fsd_bwd)."""
-    settings = settings or current_settings()
+def lcs_bwd(grad_out, sim, table, threshold, gamma, lengths, settings, out):
+    """Writes the gradient of sum(grad_out * value) w.r.t. sim into out ([B, N, M] in sim's layout or
+    diagonal-major, zeros outside the lengths) and returns it."""
+    grad_sim = out
     batch, n_rows, n_cols = sim.shape
-    grad_sim = out if out is not None else _gradient_like(sim.shape, sim.dtype, sim.device, lengths, skew)
     if batch == 0:
         return grad_sim
     family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, sim.shape, sim.device, settings)
@@ -353,26 +342,3 @@ def lcs_bwd(grad_out, sim, table, threshold, gamma, lengths, skew=False, setting
                              n_rows, n_cols, threshold, _inv_gamma_log2(gamma), HAS_LENGTHS=has_lengths,
                              HARD=gamma == 0, BLOCK=block, num_warps=num_warps)
     return grad_sim
-
-class LCSTriton(torch.autograd.Function):
-    """LCS values [B] float32 of sim [B, N, M] (lengths [B, 2] int64 or None), with the backward
-    recomputing each unmatched cell's weights from the saved [B, N*M] table."""
-
-    @staticmethod
-    def forward(ctx, sim, threshold, gamma, lengths):
-        _require_triton()
-        ctx.settings = current_settings()
-        ctx.skew = skews(sim.shape, ctx.settings)
-        if ctx.skew:
-            sim = to_diagonal_major(sim, ctx.settings)
-        out, table = lcs_fwd(sim, threshold, gamma, lengths, ctx.settings)
-        ctx.save_for_backward(sim, table, lengths)
-        ctx.threshold, ctx.gamma = threshold, gamma
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        refuse_second_derivative("kernels.lcs (triton backend)")
-        sim, table, lengths = ctx.saved_tensors
-        grad_sim = lcs_bwd(grad_out, sim, table, ctx.threshold, ctx.gamma, lengths, ctx.skew, ctx.settings)
-        return grad_sim, None, None, None

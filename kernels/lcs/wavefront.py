@@ -3,7 +3,6 @@
 import torch
 
 from ftcl.kernels.shared import wavefront as shared
-from ftcl.kernels.shared.autograd import refuse_second_derivative
 
 
 def lcs_forward(sim, threshold, gamma, lengths):
@@ -48,23 +47,3 @@ def lcs_backward(grad_out, table, sim_s, threshold, gamma, lengths, shape):
         grad_sim[:, off:off + width] = through_diag
         pushes.push(d, lo, hi, through_diag, skipped * weight_up, skipped * (1 - weight_up))
     return grad_sim
-
-
-class LCSFunction(torch.autograd.Function):
-    """LCS values [B] of sim [B, N, M] (lengths [B, 2] or None) with torch operations, one per
-    diagonal; the gradient in sim's dtype."""
-
-    @staticmethod
-    def forward(ctx, sim, threshold, gamma, lengths):
-        value, table, sim_s = lcs_forward(sim, threshold, gamma, lengths)
-        ctx.save_for_backward(table, sim_s, lengths)
-        ctx.threshold, ctx.gamma, ctx.shape, ctx.dtype = threshold, gamma, sim.shape, sim.dtype
-        return value
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        refuse_second_derivative("kernels.lcs (torch backend)")
-        table, sim_s, lengths = ctx.saved_tensors
-        grad_sim_s = lcs_backward(grad_out, table, sim_s, ctx.threshold, ctx.gamma, lengths, ctx.shape)
-        _, order = shared._diagonals(ctx.shape[1], ctx.shape[2])
-        return shared._from_skewed(grad_sim_s, order.to(table.device), ctx.shape, ctx.dtype), None, None, None

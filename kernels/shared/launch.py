@@ -5,7 +5,7 @@ import os
 
 import torch
 
-from ftcl.kernels.settings import settings as current_settings
+from ftcl.kernels.settings import current_settings
 from ftcl.kernels.shared.triton import triton
 
 if triton is not None:
@@ -204,10 +204,5 @@ def _launch_args(lengths, shape, device, settings):
     if lengths is None:
         return family, _placeholder((1, 2), torch.long, device), False, block, num_warps
     return family, lengths.contiguous(), True, block, num_warps
-
-
-def _require_triton():
-    if triton is None:
-        raise RuntimeError("backend 'triton' needs the triton package (pip install triton)")
 
 

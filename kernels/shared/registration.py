@@ -1,12 +1,10 @@
-"""What the registered operators (kernels/*/op.py) share: fake tables and gradients, the Triton
-gradients' layout as op outputs, and the layout decision made when a graph is traced.
+"""What the registered operators (kernels/*/op.py) share: fake tables and gradients, and the Triton
+gradients' layout as op outputs.
 
 An op's output may not be a view, so a Triton gradient written diagonal-major is returned as its
 buffer [B, (N+M-1)*N] (zero-filled, so every output element is defined) and viewed as [B, N, M] by
 the autograd formula.
 """
-import torch
-
 from ftcl.kernels.shared import launch
 from ftcl.kernels.shared import wavefront as shared
 
@@ -41,16 +39,3 @@ def triton_gradients(like, dtypes, lengths, skew):
 def as_gradient(output, shape, skew):
     """An op's Triton gradient as [B, N, M]: the diagonal-major view of its buffer when skew."""
     return launch.diagonal_major_view(output, shape) if skew else output
-
-
-def triton_inputs(skew, settings, *tables):
-    return [launch.to_diagonal_major(x, settings) for x in tables] if skew else list(tables)
-
-
-@torch.compiler.assume_constant_result
-def skews_now(shape):
-    """Whether the Triton op copies a table of this shape diagonal-major under the settings in force
-    (decided when a graph is traced, so a compiled graph keeps its layout)."""
-    return launch.skews(tuple(shape))
-
-

@@ -1,27 +1,36 @@
-"""Soft-DTW as registered PyTorch operators (torch.library.custom_op): a forward op returning
-(values [B], table), the table being what the backward recomputes its weights from, and a backward
-op returning the input gradients, each with a fake (meta) implementation, joined by
-register_autograd. torch.compile and torch.export trace kernels' public functions to these ops;
-an eager backward runs under the kernel settings its forward saw.
+"""Soft-DTW as registered PyTorch operators: the only way from kernels.soft_dtw_score to a backend,
+eager and compiled (laid out as kernels/fsd/op.py): ftcl::soft_dtw_forward returns (values [B],
+table), ftcl::soft_dtw_backward the gradient w.r.t. the cost; each checks its arguments first.
 """
 from typing import Optional
 
 import torch
 from torch import Tensor
 
-from ftcl.kernels.settings import settings as current_settings
-from ftcl.kernels.settings import use_settings
-from ftcl.kernels.shared import registration
+from ftcl.kernels.settings import current_settings, use_settings
+from ftcl.kernels.shared import checks, registration
 from ftcl.kernels.shared import wavefront as shared
 from ftcl.kernels.shared.autograd import refuse_second_derivative
 from ftcl.kernels.soft_dtw import triton_kernels as soft_dtw_triton
 from ftcl.kernels.soft_dtw import wavefront as soft_dtw_wavefront
 
 
+def check(cost, gamma, lengths, band, backend, allowed=checks.OP_BACKENDS):
+    """The door of both ops (and of the naive specification): (gamma, lengths, band, backend)."""
+    checks.table("cost", cost)
+    gamma = checks.gamma(gamma)
+    lengths = checks.lengths(lengths, cost.shape, cost.device)
+    band = checks.band(band)
+    resolved = checks.backend(backend, (cost,), allowed)
+    checks.gamma_fits(gamma, cost.shape, shared.compute_dtype(cost))
+    return gamma, lengths, band, resolved
+
+
 @torch.library.custom_op("ftcl::soft_dtw_forward", mutates_args=())
 def soft_dtw_forward(cost: Tensor, gamma: float, lengths: Optional[Tensor], band: Optional[int],
                      backend: str) -> tuple[Tensor, Tensor]:
-    """(values [B], table) of soft-DTW on the backend ("torch" or "triton")."""
+    """(values [B], table) of soft-DTW on cost [B, N, M]."""
+    gamma, lengths, band, backend = check(cost, gamma, lengths, band, backend)
     if backend == "torch":
         value, table, _ = soft_dtw_wavefront.soft_dtw_forward(cost, gamma, lengths, band)
         return value, table
@@ -31,7 +40,7 @@ def soft_dtw_forward(cost: Tensor, gamma: float, lengths: Optional[Tensor], band
 
 @soft_dtw_forward.register_fake
 def _(cost, gamma, lengths, band, backend):
-    if backend == "torch":
+    if checks.resolve_backend(backend, (cost,)) == "torch":
         dtype = shared.compute_dtype(cost)
         return cost.new_empty(cost.shape[0], dtype=dtype), registration.torch_table(cost, dtype)
     batch, n_rows, n_cols = cost.shape
@@ -42,10 +51,14 @@ def _(cost, gamma, lengths, band, backend):
 def soft_dtw_backward(grad: Tensor, cost: Tensor, table: Tensor, gamma: float, lengths: Optional[Tensor],
                       band: Optional[int], backend: str) -> Tensor:
     """Gradient of sum(grad * value) w.r.t. the cost (the expected alignments), [B, N, M]."""
+    gamma, lengths, band, backend = check(cost, gamma, lengths, band, backend)
+    checks.saved(grad, table, cost.shape, cost.device, backend, shared.compute_dtype(cost))
     if backend == "torch":
         grad_s = soft_dtw_wavefront.soft_dtw_backward(grad, table, gamma, lengths, cost.shape)
         return shared._from_skewed(grad_s, registration.order(cost.shape, cost.device), cost.shape, cost.dtype)
-    return soft_dtw_triton.soft_dtw_bwd(grad, table, gamma, lengths, band, cost.shape, cost.dtype, current_settings())
+    (grad_cost,), _ = registration.triton_gradients(cost, (cost.dtype,), lengths, False)
+    return soft_dtw_triton.soft_dtw_bwd(grad, table.contiguous(), gamma, lengths, band, current_settings(),
+                                        out=grad_cost)
 
 
 @soft_dtw_backward.register_fake
@@ -53,24 +66,20 @@ def _(grad, cost, table, gamma, lengths, band, backend):
     return cost.new_empty(cost.shape)
 
 
-def _soft_dtw_setup(ctx, inputs, output):
+def _setup(ctx, inputs, output):
     cost, gamma, lengths, band, backend = inputs
     ctx.mark_non_differentiable(output[1])
     ctx.save_for_backward(cost, output[1], lengths)
-    ctx.gamma, ctx.band, ctx.backend, ctx.settings = gamma, band, backend, current_settings()
+    ctx.settings = current_settings()
+    ctx.gamma, ctx.band, ctx.backend = gamma, band, checks.resolve_backend(backend, (cost,))
 
 
-def _soft_dtw_grad(ctx, grad_value, _grad_table):
-    refuse_second_derivative(f"kernels.soft_dtw ({ctx.backend} backend)")
+def _backward(ctx, grad_value, _grad_table):
+    refuse_second_derivative(f"kernels.soft_dtw_score ({ctx.backend} backend)")
     cost, table, lengths = ctx.saved_tensors
     with use_settings(ctx.settings):
         grad = soft_dtw_backward(grad_value, cost, table, ctx.gamma, lengths, ctx.band, ctx.backend)
     return grad, None, None, None, None
 
 
-soft_dtw_forward.register_autograd(_soft_dtw_grad, setup_context=_soft_dtw_setup)
-
-
-def soft_dtw(cost, gamma, lengths, band, backend):
-    """Soft-DTW values [B] through the registered op (backend "torch" or "triton")."""
-    return soft_dtw_forward(cost, gamma, lengths, band, backend)[0]
+soft_dtw_forward.register_autograd(_backward, setup_context=_setup)

@@ -10,9 +10,7 @@ bit).
 """
 import torch
 
-from ftcl.kernels.settings import settings as current_settings
-from ftcl.kernels.shared.autograd import refuse_second_derivative
-from ftcl.kernels.shared.launch import _gradient_like, _inv_gamma_log2, _launch_args, _require_triton
+from ftcl.kernels.shared.launch import _inv_gamma_log2, _launch_args
 
 try:
     import triton
@@ -267,7 +265,7 @@ def kernels_for(family):
     return soft_dtw_fwd_kernel, soft_dtw_bwd_kernel
 
 
-def soft_dtw_fwd(cost, gamma, lengths, band, settings=None, zero_table=False):
+def soft_dtw_fwd(cost, gamma, lengths, band, settings, zero_table=False):
     """Returns (values [B] float32, table [B, N*M] float32: R, diagonal-major per pair)."""
     batch, n_rows, n_cols = cost.shape
     table = (torch.zeros if zero_table else torch.empty)(batch, n_rows * n_cols, dtype=torch.float32,
@@ -275,8 +273,7 @@ def soft_dtw_fwd(cost, gamma, lengths, band, settings=None, zero_table=False):
     out = torch.empty(batch, dtype=torch.float32, device=cost.device)
     if batch == 0:
         return out, table
-    family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, cost.shape, cost.device,
-                                                                  settings or current_settings())
+    family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, cost.shape, cost.device, settings)
     kernels_for(family)[0][(batch,)](
         cost, table, out, len_arg, *cost.stride(), n_rows, n_cols, gamma, _inv_gamma_log2(gamma),
         0 if band is None else band, HAS_LENGTHS=has_lengths, HAS_BAND=band is not None, HARD=gamma == 0,
@@ -284,14 +281,15 @@ def soft_dtw_fwd(cost, gamma, lengths, band, settings=None, zero_table=False):
     return out, table
 
 
-def soft_dtw_bwd(grad_out, table, gamma, lengths, band, shape, dtype, settings=None, out=None):
-    """Gradient [B, N, M] (dtype) of sum(grad_out * value) w.r.t. the cost: the expected alignments."""
-    batch, n_rows, n_cols = shape
+def soft_dtw_bwd(grad_out, table, gamma, lengths, band, settings, out):
+    """Writes the gradient of sum(grad_out * value) w.r.t. the cost (the expected alignments) into
+    out ([B, N, M], zeros outside the lengths) and returns it."""
+    grad_cost = out
+    batch, n_rows, n_cols = out.shape
     device = table.device
-    grad_cost = out if out is not None else _gradient_like(shape, dtype, device, lengths, False)
     if batch == 0:
         return grad_cost
-    family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, shape, device, settings or current_settings())
+    family, len_arg, has_lengths, block, num_warps = _launch_args(lengths, out.shape, device, settings)
     options = dict(HAS_LENGTHS=has_lengths, HAS_BAND=band is not None, HARD=gamma == 0, BLOCK=block,
                    num_warps=num_warps)
     if family == "rows":
@@ -304,24 +302,3 @@ def soft_dtw_bwd(grad_out, table, gamma, lengths, band, shape, dtype, settings=N
         table, grad_out.float().contiguous(), grad_cost, ring, len_arg, *grad_cost.stride(), n_rows, n_cols,
         _inv_gamma_log2(gamma), 0 if band is None else band, **options)
     return grad_cost
-
-
-class SoftDTWTriton(torch.autograd.Function):
-    """Soft-DTW values [B] float32 of cost [B, N, M] (lengths [B, 2] int64 or None, band an int or
-    None), the backward recomputing the soft-min weights from the saved table."""
-
-    @staticmethod
-    def forward(ctx, cost, gamma, lengths, band):
-        _require_triton()
-        ctx.settings = current_settings()
-        out, table = soft_dtw_fwd(cost, gamma, lengths, band, ctx.settings)
-        ctx.save_for_backward(table, lengths)
-        ctx.gamma, ctx.band, ctx.shape, ctx.dtype = gamma, band, cost.shape, cost.dtype
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        refuse_second_derivative("kernels.soft_dtw (triton backend)")
-        table, lengths = ctx.saved_tensors
-        grad = soft_dtw_bwd(grad_out, table, ctx.gamma, lengths, ctx.band, ctx.shape, ctx.dtype, ctx.settings)
-        return grad, None, None, None

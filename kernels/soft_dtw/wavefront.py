@@ -8,7 +8,6 @@ respect to the cost is the expected alignment.
 import torch
 
 from ftcl.kernels.shared import wavefront
-from ftcl.kernels.shared.autograd import refuse_second_derivative
 from ftcl.kernels.soft_dtw.band import band_mask
 
 
@@ -64,23 +63,3 @@ def soft_dtw_backward(grad_out, table, gamma, lengths, shape):
         grad_cost[:, off:off + hi - lo + 1] = adjoint
         pushes.push(d, lo, hi, pushed[0], pushed[1], pushed[2])
     return grad_cost
-
-
-class SoftDTWFunction(torch.autograd.Function):
-    """Soft-DTW values [B] of cost [B, N, M] (lengths [B, 2] or None, band an int or None) with torch
-    operations, one per diagonal; the gradient in the cost's dtype."""
-
-    @staticmethod
-    def forward(ctx, cost, gamma, lengths, band):
-        value, table, _ = soft_dtw_forward(cost, gamma, lengths, band)
-        ctx.save_for_backward(table, lengths)
-        ctx.gamma, ctx.shape, ctx.dtype = gamma, cost.shape, cost.dtype
-        return value
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        refuse_second_derivative("kernels.soft_dtw (torch backend)")
-        table, lengths = ctx.saved_tensors
-        grad_s = soft_dtw_backward(grad_out, table, ctx.gamma, lengths, ctx.shape)
-        _, order = wavefront._diagonals(ctx.shape[1], ctx.shape[2])
-        return wavefront._from_skewed(grad_s, order.to(table.device), ctx.shape, ctx.dtype), None, None, None

@@ -25,9 +25,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.compiles_every_kernel, pytest.mark.s
 # this variant only (bfloat16, soft max, no lengths, BLOCK 1024). Any other spill, or a larger
 # one, fails the test.
 KNOWN_SPILLS = {("fsd_bwd", cc, "bfloat16", False, False, 1024): 8 for cc in (86, 89)}
-# ptxas gives the cosine forward a 16-byte stack frame on sm_120 at 56 registers (far below any cap,
-# so not register pressure), float32 16 x 16 tiles only.
-KNOWN_SPILLS[("cosine_fwd", 120, "float32", None, None, "16x16")] = 16
 # Likewise an 8-byte frame at 64 registers for the rows LCS forward on sm_120 (bfloat16, soft max,
 # no lengths, BLOCK 2048), seen with the prefetch depth 2 variant, with no local memory.
 KNOWN_SPILLS[("lcs_fwd_rows", 120, "bfloat16", False, False, 2048)] = 8
@@ -57,7 +54,6 @@ def rows(tmp_path_factory):
 
 def test_every_kernel_compiles_for_every_target_and_variant(rows):
     from bench.compile import (
-        COSINE_KERNELS,
         KERNELS,
         ROWS_KERNELS,
         SKEW_KERNELS,
@@ -68,7 +64,7 @@ def test_every_kernel_compiles_for_every_target_and_variant(rows):
     )
     banded = sum(len(banded_configs(kernel)) for kernel in ROWS_KERNELS)
     assert len(rows) == (len(KERNELS) * 16 + len(ROWS_KERNELS) * 8 * len(rows_configs()) + 8 * banded) * len(TARGETS) + \
-        len(COSINE_KERNELS) * len(TARGETS) * 4 + len(SKEW_KERNELS) * len(TARGETS) * 2 + \
+        len(SKEW_KERNELS) * len(TARGETS) * 2 + \
         len(SOFT_DTW_KERNELS) * len(TARGETS) * 32  # 2 dtypes x hard x lengths x band x 2 blocks
     # The deepest prefetch (4 diagonals ahead) where the API launches it, 2 at the largest block.
     assert {(r["block"], r["prefetch"]) for r in rows if "_rows" in r["kernel"]} >= {(1024, 4), (2048, 2)}
@@ -77,8 +73,8 @@ def test_every_kernel_compiles_for_every_target_and_variant(rows):
         (k.removesuffix("_kernel"), block) for k in ROWS_KERNELS for block in (256, 1024)}
     seen = {(r["kernel"], r["cc"]) for r in rows}
     assert seen == {(k.removesuffix("_kernel"), cc)
-                    for k in KERNELS + ROWS_KERNELS + COSINE_KERNELS + SKEW_KERNELS + SOFT_DTW_KERNELS for cc in TARGETS}
-    assert {r["block"] for r in rows} == {1, 16, 256, 1024, 2048, "16x16", "32x32", "32x64"}  # 1024: rows and chunks; 256: bands
+                    for k in KERNELS + ROWS_KERNELS + SKEW_KERNELS + SOFT_DTW_KERNELS for cc in TARGETS}
+    assert {r["block"] for r in rows} == {1, 16, 256, 1024, 2048, "32x64"}  # 1024: rows and chunks; 256: bands
     assert {r["dtype"] for r in rows} == {"float32", "bfloat16"}
 
 
@@ -86,11 +82,10 @@ def test_no_local_memory_no_shared_memory_and_no_unexpected_spill(rows):
     for r in rows:
         key = (r["kernel"], r["cc"], r["dtype"], r["hard"], r["lengths"], r["block"])
         assert r["local"] == 0, r
-        # The chunk kernels keep everything in registers; tl.dot in the cosine kernels may stage in
-        # shared memory (a few KiB of the 100+ KiB per block), and so may the rows kernels' lane
-        # shift across warps (at most one float per row).
-        # The diagonal-major copy transposes its 32 x 64 tile through shared memory (8 KiB of float32).
-        limit = 8192 if r["kernel"].startswith(("cosine", "skew")) else 4 * r["block"] if "_rows" in r["kernel"] else 0
+        # The chunk kernels keep everything in registers; the rows kernels' lane shift across warps
+        # may stage in shared memory (at most one float per row), and the diagonal-major copy
+        # transposes its 32 x 64 tile through it (8 KiB of float32).
+        limit = 8192 if r["kernel"].startswith("skew") else 4 * r["block"] if "_rows" in r["kernel"] else 0
         assert r["shared"] <= limit, r
         known = BANDED_1024_STACK if r["banded"] and r["block"] == 1024 else KNOWN_SPILLS.get(key, 0)
         assert r["stack"] <= known, r
@@ -104,6 +99,6 @@ def test_every_wavefront_loop_keeps_a_block_barrier(rows):
     global memory; with several warps their lane shift goes through shared memory and must be
     fenced the same way (one warp shifts with shuffles)."""
     for r in rows:
-        if r["kernel"].startswith(("cosine", "skew")) or ("_rows" in r["kernel"] and r["num_warps"] == 1):
+        if r["kernel"].startswith("skew") or ("_rows" in r["kernel"] and r["num_warps"] == 1):
             continue
         assert r["loop_barriers"] >= 1, r

@@ -14,7 +14,7 @@ def test_operation_count_skips_views_and_counts_triton_launches():
         torch.mm(y.t(), y)
     assert (count.operations, count.launches) == (2, 0)
     with ops.OperationCount() as count:
-        kernels.lcs(sim, threshold=0.5, backend="triton").sum().backward()
+        kernels.lcs_score(sim, threshold=0.5, backend="triton").sum().backward()
     # The forward and backward kernels; what the interpreter does inside them is not counted.
     assert count.launches == 2 and count.operations > 0
     assert sim.grad is not None

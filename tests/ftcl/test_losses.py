@@ -107,10 +107,10 @@ def test_pair_terms_compare_action_with_action_or_background():
     for p, other in ((0, b.fsd_action[0]), (1, b.fsd_background[1])):
         match = cosine(a.fsd_action[p, :, :4], other[:, :4])[None]
         gap = cosine(a.fsd_action[p, :, 4:], other[:, 4:])[None]
-        want = kernels.fsd(match.double(), gap.double(), gamma=0.1, backend="naive")
+        want = kernels.fsd_score(match.double(), gap.double(), gamma=0.1, backend="naive")
         assert fsd[p].item() == pytest.approx(want.item(), abs=1e-5)
         sim = cosine(a.lcs_candidates[p], b.lcs_candidates[p])[None]
-        want = kernels.lcs(sim.double(), threshold=0.1, backend="naive")
+        want = kernels.lcs_score(sim.double(), threshold=0.1, backend="naive")
         assert lcs[p].item() == pytest.approx(want.item(), abs=1e-5)
     none = losses.pair_terms(a, b, positive, Config(use_fsd=False, use_lcs=False))
     assert none == (None, None)

@@ -1,4 +1,4 @@
-"""kernels.fsd / kernels.lcs: every backend against the naive per-cell specification in float64."""
+"""kernels.fsd_score / kernels.lcs_score: every backend against the naive per-cell specification in float64."""
 import math
 
 import pytest
@@ -67,11 +67,11 @@ def _lcs_case(seed, batch, n_rows, n_cols):
 
 def _fsd_check(match, gap, upstream, gamma, lengths, backend, dtype, rtol, atol):
     ref_in = [x.clone().requires_grad_() for x in (match, gap)]
-    ref = kernels.fsd(*ref_in, gamma=gamma, lengths=lengths, backend="naive")
+    ref = kernels.fsd_score(*ref_in, gamma=gamma, lengths=lengths, backend="naive")
     ref_grads = _grads(ref, ref_in, upstream)
     device = _device(backend)
     test_in = [x.to(device, dtype).requires_grad_() for x in (match, gap)]
-    out = kernels.fsd(*test_in, gamma=gamma, lengths=_on(lengths, device), backend=backend)
+    out = kernels.fsd_score(*test_in, gamma=gamma, lengths=_on(lengths, device), backend=backend)
     assert out.shape == ref.shape
     torch.testing.assert_close(out.cpu().double(), ref.detach(), rtol=rtol, atol=atol)
     for got, want in zip(_grads(out, test_in, upstream.to(device, out.dtype)), ref_grads):
@@ -81,11 +81,11 @@ def _fsd_check(match, gap, upstream, gamma, lengths, backend, dtype, rtol, atol)
 
 def _lcs_check(sim, upstream, threshold, gamma, lengths, backend, dtype, rtol, atol):
     ref_in = sim.clone().requires_grad_()
-    ref = kernels.lcs(ref_in, threshold=threshold, gamma=gamma, lengths=lengths, backend="naive")
+    ref = kernels.lcs_score(ref_in, threshold=threshold, gamma=gamma, lengths=lengths, backend="naive")
     (ref_grad,) = _grads(ref, [ref_in], upstream)
     device = _device(backend)
     test_in = sim.to(device, dtype).requires_grad_()
-    out = kernels.lcs(test_in, threshold=threshold, gamma=gamma, lengths=_on(lengths, device), backend=backend)
+    out = kernels.lcs_score(test_in, threshold=threshold, gamma=gamma, lengths=_on(lengths, device), backend=backend)
     torch.testing.assert_close(out.cpu().double(), ref.detach(), rtol=rtol, atol=atol)
     (got,) = _grads(out, [test_in], upstream.to(device, out.dtype))
     assert got.dtype == dtype
@@ -104,11 +104,11 @@ def _gradcheck_inputs(seed):
 
 def test_naive_lcs_stays_differentiable_and_tiny_gamma_is_refused():
     sim = torch.full((2, 3, 4), 0.1, dtype=torch.float64, requires_grad=True)  # nothing clears 0.92
-    value = kernels.lcs(sim, backend="naive")
+    value = kernels.lcs_score(sim, backend="naive")
     assert value.grad_fn is not None
     (grad,) = torch.autograd.grad(value.sum(), sim)
     assert torch.equal(grad, torch.zeros_like(sim))
-    for call in (lambda: kernels.lcs(sim, gamma=1e-40), lambda: kernels.fsd(sim, sim, gamma=1e-40)):
+    for call in (lambda: kernels.lcs_score(sim, gamma=1e-40), lambda: kernels.fsd_score(sim, sim, gamma=1e-40)):
         with pytest.raises(ValueError, match="gamma 1e-40 is below"):
             call()
 
@@ -180,9 +180,9 @@ def _skewed_tables_match_naive(with_lengths):
         _lcs_check(sim, upstream, 0.92, 0.0, lengths, "triton", torch.float32, 1e-5, 1e-5)
 
 
-@pytest.mark.parametrize("depth", [2, 3, 4])
+@pytest.mark.parametrize("depth", [2, 4])
 def test_rows_kernels_prefetching_further_ahead_match_naive(depth):
-    """Inputs loaded 2-4 diagonals ahead (Settings.fsd_prefetch / lcs_prefetch) are consumed on the
+    """Inputs loaded 2 or 4 diagonals ahead (Settings.fsd_prefetch / lcs_prefetch) are consumed on the
     right diagonal, also at the ends of short tables (fewer diagonals than the depth) and with per-pair
     lengths."""
     with kernels.configure(family="rows", fsd_prefetch=depth, lcs_prefetch=depth):
@@ -227,11 +227,12 @@ def test_skewed_tables_are_the_wide_enough_ones_past_the_threshold():
     sim = torch.rand(2, 7, 4, device=TRITON_DEVICE)
     skewed = launch.to_diagonal_major(sim)
     assert skewed.stride() == (70, 8, 7) and torch.equal(skewed, sim)
-    _, table = lcs_triton.lcs_fwd(skewed, 0.5, 0.0, None)
-    upstream = torch.randn(2, device=TRITON_DEVICE)
-    grad = lcs_triton.lcs_bwd(upstream, skewed, table, 0.5, 0.0, None, skew=True)
+    with kernels.configure(skew_min_cells=28, skew_min_diagonals=0):
+        value = kernels.lcs_score(sim.requires_grad_(), threshold=0.5, backend="triton")
+        (grad,) = torch.autograd.grad(value.sum(), sim)
     assert grad.stride() == (70, 8, 7)
-    assert torch.equal(grad, lcs_triton.lcs_bwd(upstream, sim, table, 0.5, 0.0, None))
+    (want,) = torch.autograd.grad(kernels.lcs_score(sim, threshold=0.5, backend="triton").sum(), sim)
+    assert want.is_contiguous() and torch.equal(grad, want)
 
 
 @pytest.mark.parametrize("shape", [(3, 7, 5), (2, 5, 9), (1, 1, 1), (2, 1, 70), (1, 40, 1), (2, 33, 65)])
@@ -284,11 +285,11 @@ def test_rows_family_leaves_taller_tables_to_the_chunks():
 
 
 def test_settings_are_checked_and_restored():
-    before = kernels.settings()
+    before = kernels.current_settings()
     with kernels.configure(family="chunks", lcs_prefetch=2) as inside:
-        assert kernels.settings() is inside and (inside.family, inside.lcs_prefetch, inside.fsd_prefetch) == (
+        assert kernels.current_settings() is inside and (inside.family, inside.lcs_prefetch, inside.fsd_prefetch) == (
             "chunks", 2, before.fsd_prefetch)
-    assert kernels.settings() is before
+    assert kernels.current_settings() is before
     for bad, message in ((dict(family="columns"), "family must be"), (dict(max_rows=4096), "max_rows"),
                          (dict(max_chunk_block=3), "power of two"), (dict(fsd_prefetch=5), "fsd_prefetch")):
         with pytest.raises(ValueError, match=message):
@@ -297,7 +298,7 @@ def test_settings_are_checked_and_restored():
     with pytest.raises(TypeError, match="unknown kernel setting 'implementation'"):
         with kernels.configure(implementation="rows"):
             pass
-    assert kernels.settings() is before
+    assert kernels.current_settings() is before
 
 
 def test_a_backward_launches_what_its_forward_chose():
@@ -305,10 +306,10 @@ def test_a_backward_launches_what_its_forward_chose():
     match, gap, upstream, _ = _fsd_case(12, 2, 5, 6)
     match, gap = (x.float().to(TRITON_DEVICE).requires_grad_() for x in (match, gap))
     with kernels.configure(family="chunks", max_chunk_block=2):
-        value = kernels.fsd(match, gap, backend="triton")
-    assert value.grad_fn.settings.family == "chunks" and kernels.settings().family == "rows"
+        value = kernels.fsd_score(match, gap, backend="triton")
+    assert value.grad_fn.settings.family == "chunks" and kernels.current_settings().family == "rows"
     (grad_chunks,) = torch.autograd.grad(value.sum(), match)
-    value = kernels.fsd(match, gap, backend="triton")
+    value = kernels.fsd_score(match, gap, backend="triton")
     (grad_rows,) = torch.autograd.grad(value.sum(), match)
     torch.testing.assert_close(grad_chunks, grad_rows, rtol=1e-5, atol=1e-6)
 
@@ -336,8 +337,8 @@ def test_triton_reads_diagonal_major_inputs_exactly(family):
             inputs = [layout(x.to(TRITON_DEVICE, torch.float32)).requires_grad_() for x in tensors]
             if layout is diagonal_major:
                 assert inputs[0].stride()[1:] == (tensors[0].shape[1] + 1, tensors[0].shape[1])
-            value = kernels.fsd(*inputs, gamma=0.1, backend="triton") if op == "fsd" else \
-                kernels.lcs(*inputs, threshold=0.92, backend="triton")
+            value = kernels.fsd_score(*inputs, gamma=0.1, backend="triton") if op == "fsd" else \
+                kernels.lcs_score(*inputs, threshold=0.92, backend="triton")
             results.append([value, *_grads(value, inputs, upstream.to(TRITON_DEVICE, torch.float32))])
         for got, want in zip(*results):
             assert torch.equal(got, want), op
@@ -376,8 +377,8 @@ def test_a_gamma_that_would_overflow_is_refused(backend, dtype):
     compute = torch.float64 if dtype == torch.float64 and backend != "triton" else torch.float32
     # The bound the check uses, from first principles: ln 3 per step of the longest path.
     largest = torch.finfo(compute).max / 4 / ((n_rows + n_cols) * math.log(3))
-    for op in (lambda g: kernels.fsd(match, gap, gamma=g, backend=backend),
-               lambda g: kernels.lcs(sim, threshold=0.5, gamma=g, backend=backend)):
+    for op in (lambda g: kernels.fsd_score(match, gap, gamma=g, backend=backend),
+               lambda g: kernels.lcs_score(sim, threshold=0.5, gamma=g, backend=backend)):
         with pytest.raises(ValueError, match=f"too large for a {n_rows} x {n_cols} table in {compute}"):
             op(largest * 1.01)
         inputs = [t.detach().requires_grad_() for t in (match, gap, sim)]
@@ -406,9 +407,9 @@ def test_gradcheck(backend, gamma):
     lengths = torch.tensor([[3, 4], [2, 3]])
     for lens in (None, lengths):
         assert torch.autograd.gradcheck(
-            lambda m, g: kernels.fsd(m, g, gamma=gamma, lengths=lens, backend=backend), (match, gap))
+            lambda m, g: kernels.fsd_score(m, g, gamma=gamma, lengths=lens, backend=backend), (match, gap))
         assert torch.autograd.gradcheck(
-            lambda s: kernels.lcs(s, threshold=0.92, gamma=gamma, lengths=lens, backend=backend), (sim,))
+            lambda s: kernels.lcs_score(s, threshold=0.92, gamma=gamma, lengths=lens, backend=backend), (sim,))
 
 
 @pytest.mark.parametrize("backend", ["torch", "triton"])
@@ -417,15 +418,15 @@ def test_non_finite_input_stays_in_its_own_pair(backend, family):
     sim, _, _ = _lcs_case(13, 3, 4, 5)
     device = _device(backend)
     match, gap, sim = match.to(device), gap.to(device), sim.to(device)
-    clean_fsd = kernels.fsd(match.float(), gap.float(), backend=backend)
-    clean_lcs = kernels.lcs(sim.float(), backend=backend)
+    clean_fsd = kernels.fsd_score(match.float(), gap.float(), backend=backend)
+    clean_lcs = kernels.lcs_score(sim.float(), backend=backend)
     match[1, 2, 3] = float("nan")
     gap[1, 0, 0] = float("inf")
     sim[1, 1, 1] = float("nan")
     dirty = [x.float().requires_grad_() for x in (match, gap, sim)]
     lengths = torch.tensor([[4, 5], [4, 5], [3, 2]], device=device)
-    fsd_out = kernels.fsd(dirty[0], dirty[1], lengths=lengths, backend=backend)
-    lcs_out = kernels.lcs(dirty[2], backend=backend)
+    fsd_out = kernels.fsd_score(dirty[0], dirty[1], lengths=lengths, backend=backend)
+    lcs_out = kernels.lcs_score(dirty[2], backend=backend)
     assert not torch.isfinite(fsd_out[1])
     for b in (0, 2):
         assert torch.isfinite(fsd_out[b]) and torch.isfinite(lcs_out[b])
@@ -438,31 +439,31 @@ def test_non_finite_input_stays_in_its_own_pair(backend, family):
 
 def test_auto_backend_on_cpu_is_the_wavefront():
     match, gap, _, _ = _fsd_case(14, 2, 5, 5)
-    torch.testing.assert_close(kernels.fsd(match, gap), kernels.fsd(match, gap, backend="torch"))
-    assert kernels.fsd(match.float(), gap.float()).dtype == torch.float32
-    assert kernels.lcs(match.half()).dtype == torch.float32
+    torch.testing.assert_close(kernels.fsd_score(match, gap), kernels.fsd_score(match, gap, backend="torch"))
+    assert kernels.fsd_score(match.float(), gap.float()).dtype == torch.float32
+    assert kernels.lcs_score(match.half()).dtype == torch.float32
 
 
 @pytest.mark.parametrize("backend", ["naive", "torch", "triton"])
 def test_empty_batch(backend, family):
     empty = torch.zeros(0, 3, 4, device=_device(backend))
-    assert kernels.fsd(empty, empty, backend=backend).shape == (0,)
-    assert kernels.lcs(empty, backend=backend).shape == (0,)
+    assert kernels.fsd_score(empty, empty, backend=backend).shape == (0,)
+    assert kernels.lcs_score(empty, backend=backend).shape == (0,)
 
 
 @pytest.mark.parametrize("call,message", [
-    (lambda: kernels.fsd(torch.zeros(3, 4), torch.zeros(3, 4)), "match must have shape"),
-    (lambda: kernels.fsd(torch.zeros(2, 3, 4), torch.zeros(2, 4, 3)), "same shape"),
-    (lambda: kernels.fsd(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4), gamma=-0.1), "gamma"),
-    (lambda: kernels.lcs(torch.zeros(2, 3, 4), gamma=float("inf")), "gamma"),
-    (lambda: kernels.lcs(torch.zeros(2, 3, 4), lengths=torch.tensor([[3, 4], [0, 2]])), r"lengths\[1\]"),
-    (lambda: kernels.lcs(torch.zeros(2, 3, 4), lengths=torch.tensor([[3, 5], [1, 2]])), r"lengths\[0\]"),
-    (lambda: kernels.lcs(torch.zeros(2, 3, 4), lengths=torch.tensor([[3, 4]])), "lengths must have shape"),
-    (lambda: kernels.lcs(torch.zeros(2, 3, 4), lengths=torch.ones(2, 2)), "integer"),
-    (lambda: kernels.lcs(torch.zeros(2, 3, 4), backend="cuda"), "backend"),
-    (lambda: kernels.lcs(torch.zeros(2, 3, 4, dtype=torch.int32)), "float"),
-    (lambda: kernels.lcs(torch.zeros(2, 0, 4)), "N >= 1"),
-    (lambda: kernels.lcs(torch.zeros(2, 3, 4, dtype=torch.float64), backend="triton"), "float64"),
+    (lambda: kernels.fsd_score(torch.zeros(3, 4), torch.zeros(3, 4)), "match must have shape"),
+    (lambda: kernels.fsd_score(torch.zeros(2, 3, 4), torch.zeros(2, 4, 3)), "same shape"),
+    (lambda: kernels.fsd_score(torch.zeros(2, 3, 4), torch.zeros(2, 3, 4), gamma=-0.1), "gamma"),
+    (lambda: kernels.lcs_score(torch.zeros(2, 3, 4), gamma=float("inf")), "gamma"),
+    (lambda: kernels.lcs_score(torch.zeros(2, 3, 4), lengths=torch.tensor([[3, 4], [0, 2]])), r"lengths\[1\]"),
+    (lambda: kernels.lcs_score(torch.zeros(2, 3, 4), lengths=torch.tensor([[3, 5], [1, 2]])), r"lengths\[0\]"),
+    (lambda: kernels.lcs_score(torch.zeros(2, 3, 4), lengths=torch.tensor([[3, 4]])), "lengths must have shape"),
+    (lambda: kernels.lcs_score(torch.zeros(2, 3, 4), lengths=torch.ones(2, 2)), "integer"),
+    (lambda: kernels.lcs_score(torch.zeros(2, 3, 4), backend="cuda"), "backend"),
+    (lambda: kernels.lcs_score(torch.zeros(2, 3, 4, dtype=torch.int32)), "float"),
+    (lambda: kernels.lcs_score(torch.zeros(2, 0, 4)), "N >= 1"),
+    (lambda: kernels.lcs_score(torch.zeros(2, 3, 4, dtype=torch.float64), backend="triton"), "float64"),
 ])
 def test_bad_input_raises_value_error_naming_the_argument(call, message, monkeypatch):
     # As on a GPU machine, where nothing sets it: the message must not depend on the interpreter.
@@ -474,7 +475,7 @@ def test_bad_input_raises_value_error_naming_the_argument(call, message, monkeyp
 def test_triton_on_cpu_without_interpreter_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(ValueError, match="CUDA"):
-        kernels.lcs(torch.zeros(2, 3, 4), backend="triton")
+        kernels.lcs_score(torch.zeros(2, 3, 4), backend="triton")
 
 
 def test_second_derivatives_are_exact_on_naive_and_refused_elsewhere(family):
@@ -482,11 +483,11 @@ def test_second_derivatives_are_exact_on_naive_and_refused_elsewhere(family):
     and the cosine producers compute their gradients without a graph, so asking for a second
     derivative through them is an error, not a silently missing term."""
     match, gap, sim = _gradcheck_inputs(13)
-    assert torch.autograd.gradgradcheck(lambda m, g: kernels.fsd(m, g, gamma=0.1, backend="naive"), (match, gap))
-    assert torch.autograd.gradgradcheck(lambda s: kernels.lcs(s, threshold=0.5, gamma=0.1, backend="naive"), (sim,))
-    calls = [(lambda b, x: kernels.fsd(x, x.detach() * 0.5, gamma=0.1, backend=b), ("torch", "triton")),
-             (lambda b, x: kernels.lcs(x, threshold=0.5, gamma=0.1, backend=b), ("torch", "triton")),
-             (lambda b, x: kernels.pairwise_cosine(x, x.detach() + 1, backend=b), ("torch", "triton"))]
+    assert torch.autograd.gradgradcheck(lambda m, g: kernels.fsd_score(m, g, gamma=0.1, backend="naive"), (match, gap))
+    assert torch.autograd.gradgradcheck(lambda s: kernels.lcs_score(s, threshold=0.5, gamma=0.1, backend="naive"), (sim,))
+    calls = [(lambda b, x: kernels.fsd_score(x, x.detach() * 0.5, gamma=0.1, backend=b), ("torch", "triton")),
+             (lambda b, x: kernels.lcs_score(x, threshold=0.5, gamma=0.1, backend=b), ("torch", "triton")),
+             (lambda b, x: kernels.pairwise_cosine(x, x.detach() + 1), ("torch",))]
     for call, backends in calls:
         for backend in backends:
             x = sim.detach().float().clone().requires_grad_()

@@ -47,13 +47,13 @@ def test_banded_rows_kernels_match_naive(bands, gamma, publish):
 
 def _fsd_run(match, gap, upstream, gamma, lengths):
     inputs = [x.to(TRITON_DEVICE, torch.float32).requires_grad_() for x in (match, gap)]
-    value = kernels.fsd(*inputs, gamma=gamma, lengths=lengths, backend="triton")
+    value = kernels.fsd_score(*inputs, gamma=gamma, lengths=lengths, backend="triton")
     return [value, *torch.autograd.grad((value * upstream.to(value)).sum(), inputs)]
 
 
 def _lcs_run(sim, upstream, gamma, lengths):
     inputs = sim.to(TRITON_DEVICE, torch.float32).requires_grad_()
-    value = kernels.lcs(inputs, threshold=0.6, gamma=gamma, lengths=lengths, backend="triton")
+    value = kernels.lcs_score(inputs, threshold=0.6, gamma=gamma, lengths=lengths, backend="triton")
     return [value, *torch.autograd.grad((value * upstream.to(value)).sum(), [inputs])]
 
 

@@ -22,13 +22,13 @@ def _case(seed, batch, n_rows, n_cols, device="cuda"):
 
 def _fsd_and_grads(match, gap, upstream, backend, **kw):
     inputs = [x.detach().clone().requires_grad_() for x in (match, gap)]
-    out = kernels.fsd(*inputs, backend=backend, **kw)
+    out = kernels.fsd_score(*inputs, backend=backend, **kw)
     return [out.detach()] + list(torch.autograd.grad((out * upstream).sum(), inputs))
 
 
 def _lcs_and_grads(sim, upstream, backend, **kw):
     inputs = sim.detach().clone().requires_grad_()
-    out = kernels.lcs(inputs, backend=backend, **kw)
+    out = kernels.lcs_score(inputs, backend=backend, **kw)
     grads = torch.autograd.grad((out * upstream).sum(), inputs, allow_unused=True, materialize_grads=True)
     return [out.detach()] + list(grads)
 
@@ -104,7 +104,7 @@ def test_square_tables_up_to_4096_work(size):
     # Cheap independent check of the value: a square hard LCS of a constant table is its length
     # times the constant when everything matches.
     ones = torch.full((1, size, size), 0.95, device="cuda")
-    assert kernels.lcs(ones).item() == pytest.approx(size * 0.95, rel=1e-3)
+    assert kernels.lcs_score(ones).item() == pytest.approx(size * 0.95, rel=1e-3)
 
 
 def test_repeated_runs_are_bitwise_identical(family):

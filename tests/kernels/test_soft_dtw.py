@@ -1,4 +1,4 @@
-"""kernels.soft_dtw: the torch and Triton backends against the naive loops, and against tslearn in float64."""
+"""kernels.soft_dtw_score: the torch and Triton backends against the naive loops, and against tslearn in float64."""
 import numpy as np
 import pytest
 import torch
@@ -25,7 +25,7 @@ def _case(seed, batch, n_rows, n_cols, dim=3):
 
 def _value_and_grad(cost, upstream, **kw):
     cost = cost.detach().requires_grad_()
-    value = kernels.soft_dtw(cost, **kw)
+    value = kernels.soft_dtw_score(cost, **kw)
     (grad,) = torch.autograd.grad((value * upstream).sum(), cost)
     return value, grad
 
@@ -122,7 +122,7 @@ def test_values_and_alignments_equal_tslearns(batch, n_rows, n_cols, gamma, band
     for backend in ("torch",):
         for cut in (None, lengths):
             cost = kernels.squared_euclidean(x, y).detach().requires_grad_()
-            value = kernels.soft_dtw(cost, gamma=gamma, band=band, lengths=cut, backend=backend)
+            value = kernels.soft_dtw_score(cost, gamma=gamma, band=band, lengths=cut, backend=backend)
             grads = [torch.autograd.grad(value[b], cost, retain_graph=True)[0][b] for b in range(batch)]
             for b in range(batch):
                 n, m = (n_rows, n_cols) if cut is None else cut[b].tolist()
@@ -182,7 +182,7 @@ def test_second_derivatives_are_refused(backend):
     x, y, _, _ = _case(2, 2, 4, 5)
     x = x.float().to(TRITON_DEVICE if backend == "triton" else "cpu").requires_grad_()
     cost = kernels.squared_euclidean(x, y.float().to(x.device))
-    value = kernels.soft_dtw(cost, gamma=0.1, backend=backend)
+    value = kernels.soft_dtw_score(cost, gamma=0.1, backend=backend)
     with pytest.raises(RuntimeError, match=f"no second derivative.*{backend}|{backend}.*no second derivative"):
         torch.autograd.grad(value.sum(), x, create_graph=True)
 
@@ -196,7 +196,7 @@ def test_second_derivatives_are_refused(backend):
 def test_bad_arguments_are_one_line_errors(kwargs, message):
     cost = torch.rand(2, 3, 4)
     with pytest.raises(ValueError, match=message):
-        kernels.soft_dtw(cost, **kwargs)
+        kernels.soft_dtw_score(cost, **kwargs)
 
 
 def test_sequences_must_agree():
