@@ -125,13 +125,20 @@ def _op_backend(backend):
 
 def squared_euclidean(x, y):
     """[B, N, M] squared Euclidean distances |x_i - y_j|^2 of x [B, N, D] and y [B, M, D] (clamped at
-    0 against rounding), differentiable."""
+    0 against rounding), differentiable.
+
+    Computed as |x'|^2 + |y'|^2 - 2 x'.y' (one batched matrix product) on x' = x - x_0, y' = y - x_0,
+    both sequences shifted by x's first step: distances do not change, and the terms stay of the size
+    of the data's spread rather than of its offset, which float32 would cancel away."""
     checks.table("x", x, "[B, N, D]", empty_sides=True)
     checks.table("y", y, "[B, M, D]", empty_sides=True)
     if x.shape[0] != y.shape[0] or x.shape[2] != y.shape[2]:
         raise ValueError(f"x and y must agree in B and D, got {tuple(x.shape)} and {tuple(y.shape)}")
     if x.device != y.device or x.dtype != y.dtype:
         raise ValueError(f"x and y must share a device and a dtype, got {x.device}/{x.dtype} and {y.device}/{y.dtype}")
+    if x.shape[1]:
+        origin = x[:, :1].detach()  # [B, 1, D]; the distances' gradient does not depend on it
+        x, y = x - origin, y - origin
     squares = x.pow(2).sum(dim=2, keepdim=True) + y.pow(2).sum(dim=2).unsqueeze(1)  # [B, N, M]
     return torch.baddbmm(squares, x, y.mT, alpha=-2).clamp_min(0)
 

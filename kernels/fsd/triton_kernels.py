@@ -34,8 +34,10 @@ if triton is not None:
 
     @triton.jit
     def _fsd_max(b_diag, b_up, b_left, gamma, inv_gamma_log2, HARD: tl.constexpr):
-        """max_gamma of FSD's three candidates (the hard max when HARD)."""
-        b_max = tl.maximum(tl.maximum(b_diag, b_up), b_left)
+        """max_gamma of FSD's three candidates (the hard max when HARD); NaN if any is NaN (as
+        torch.maximum)."""
+        b_max = tl.maximum(tl.maximum(b_diag, b_up, propagate_nan=tl.PropagateNan.ALL), b_left,
+                           propagate_nan=tl.PropagateNan.ALL)
         if HARD:
             return b_max
         b_sum = (tl.exp2((b_diag - b_max) * inv_gamma_log2) + tl.exp2((b_up - b_max) * inv_gamma_log2)

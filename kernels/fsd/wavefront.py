@@ -23,7 +23,9 @@ def fsd_forward(match, gap, gamma, lengths):
         if gamma == 0:
             best = torch.maximum(torch.maximum(diag, up), left)
         else:
-            best = gamma * torch.logsumexp(torch.stack((diag, up, left)) / gamma, dim=0)
+            candidates = torch.stack((diag, up, left))  # [3, B, width]
+            top = shared.shift(candidates.amax(dim=0))
+            best = top + gamma * torch.logsumexp((candidates - top) / gamma, dim=0)
         table[:, d, lo:hi + 1] = match_s[:, off:off + width] + best
     end_diag, end_row = shared._end_cells(lengths, match.shape, match.device)
     return shared._answer(table, end_diag, end_row), table, match_s, gap_s
@@ -47,7 +49,7 @@ def fsd_backward(grad_out, table, gap_s, gamma, lengths, shape):
             first = candidates.argmax(dim=0)  # the first maximum, as the forward's tie rule
             weights = torch.nn.functional.one_hot(first, 3).movedim(-1, 0).to(table.dtype)
         else:
-            weights = torch.softmax(candidates / gamma, dim=0)
+            weights = torch.softmax((candidates - shared.shift(candidates.amax(dim=0))) / gamma, dim=0)
         pushed = adjoint * weights
         grad_match[:, off:off + width] = adjoint
         grad_gap[:, off:off + width] = pushed[1] + pushed[2]

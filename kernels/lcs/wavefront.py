@@ -19,7 +19,8 @@ def lcs_forward(sim, threshold, gamma, lengths):
         if gamma == 0:
             skip = torch.maximum(up, left)
         else:
-            skip = gamma * torch.logaddexp(up / gamma, left / gamma)
+            top = shared.shift(torch.maximum(up, left))
+            skip = top + gamma * torch.logaddexp((up - top) / gamma, (left - top) / gamma)
         table[:, d, lo:hi + 1] = torch.where(s > threshold, table[:, d - 2, lo - 1:hi] + s, skip)
     end_diag, end_row = shared._end_cells(lengths, sim.shape, sim.device)
     return shared._answer(table, end_diag, end_row), table, sim_s

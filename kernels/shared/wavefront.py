@@ -23,6 +23,13 @@ def _diagonals(n_rows, n_cols):
     return tuple(spans), torch.tensor(order, dtype=torch.long)
 
 
+def shift(extreme):
+    """Where a smooth max (or min) is taken from: the hard one, or 0 where that is not finite (an
+    unreachable cell's +inf, a NaN), so that (x - shift) / gamma cannot overflow where the answer is
+    finite and the non-finite answers come out as they are."""
+    return torch.where(extreme.isfinite(), extreme, torch.zeros((), dtype=extreme.dtype, device=extreme.device))
+
+
 def compute_dtype(*tensors):
     return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
 

@@ -10,14 +10,19 @@ from ftcl.kernels.soft_dtw.band import inside_band
 
 
 def _smooth_min(values, gamma):
-    """min_gamma over a list of 0-d tensors; at gamma = 0 the first minimum wins (and takes the gradient)."""
+    """min_gamma over a list of 0-d tensors; at gamma = 0 the first minimum wins (and takes the gradient);
+    NaN if any is NaN (as torch.minimum)."""
     if gamma == 0:
         best = values[0]
         for value in values[1:]:
-            if value < best:
+            if value < best or value != value:
                 best = value
         return best
-    return -gamma * torch.logsumexp(-torch.stack(values) / gamma, dim=0)
+    stacked = torch.stack(values)
+    low = stacked.min().detach()  # (low - x) / gamma cannot overflow; the value does not depend on low
+    if not torch.isfinite(low):
+        return -gamma * torch.logsumexp(-stacked / gamma, dim=0)
+    return low - gamma * torch.logsumexp((low - stacked) / gamma, dim=0)
 
 
 def soft_dtw_naive(cost, gamma, lengths, band):

@@ -46,23 +46,30 @@ if triton is not None:
         return i == i
 
     @triton.jit
+    def _min3(b_diag, b_up, b_left):
+        """The least of three, NaN if any is NaN (as torch.minimum)."""
+        return tl.minimum(tl.minimum(b_diag, b_up, propagate_nan=tl.PropagateNan.ALL), b_left,
+                          propagate_nan=tl.PropagateNan.ALL)
+
+    @triton.jit
     def _soft_min(b_diag, b_up, b_left, gamma, inv_gamma_log2, HARD: tl.constexpr):
-        """min_gamma of the three predecessors (the hard min when HARD); +inf when all three are."""
-        b_min = tl.minimum(tl.minimum(b_diag, b_up), b_left)
+        """min_gamma of the three predecessors (the hard min when HARD); +inf when all three are, NaN
+        when any is."""
+        b_min = _min3(b_diag, b_up, b_left)
         if HARD:
             return b_min
-        reachable = b_min < float("inf")
+        reachable = b_min < float("inf")  # False for +inf and NaN, which are the answer there
         safe = tl.where(reachable, b_min, 0.0)
         b_sum = (tl.exp2((safe - b_diag) * inv_gamma_log2) + tl.exp2((safe - b_up) * inv_gamma_log2)
                  + tl.exp2((safe - b_left) * inv_gamma_log2))
         # b_sum >= 1 where the minimum is finite (its own term is 1); the floor only spares the
         # unreachable lanes a log(0).
-        return tl.where(reachable, safe - gamma * tl.log(tl.maximum(b_sum, 1.0)), float("inf"))
+        return tl.where(reachable, safe - gamma * tl.log(tl.maximum(b_sum, 1.0)), b_min)
 
     @triton.jit
     def _soft_min_weights(b_diag, b_up, b_left, inv_gamma_log2, HARD: tl.constexpr):
         """Soft-min (or first-arg-min) weights of the three predecessors; 0 where none is reachable."""
-        b_min = tl.minimum(tl.minimum(b_diag, b_up), b_left)
+        b_min = _min3(b_diag, b_up, b_left)
         reachable = (b_min < float("inf")).to(tl.float32)
         if HARD:
             w_diag = ((b_diag <= b_up) & (b_diag <= b_left)).to(tl.float32)

@@ -36,7 +36,8 @@ def soft_dtw_forward(cost, gamma, lengths, band):
         if gamma == 0:
             best = previous.amin(dim=0)
         else:
-            best = -gamma * torch.logsumexp(-previous / gamma, dim=0)
+            low = wavefront.shift(previous.amin(dim=0))
+            best = low - gamma * torch.logsumexp((low - previous) / gamma, dim=0)
         table[:, d, lo:hi + 1] = cost_s[:, off:off + hi - lo + 1] + best
     end_diag, end_row = wavefront._end_cells(lengths, cost.shape, cost.device)
     return wavefront._answer(table, end_diag, end_row), table, cost_s
@@ -58,7 +59,8 @@ def soft_dtw_backward(grad_out, table, gamma, lengths, shape):
             weights = torch.nn.functional.one_hot(first, 3).movedim(-1, 0).to(table.dtype)
         else:
             # A cell none of whose predecessors is reachable (outside the band) has no weights: 0, not NaN.
-            weights = torch.nan_to_num(torch.softmax(-previous / gamma, dim=0), nan=0.0)
+            low = wavefront.shift(previous.amin(dim=0))
+            weights = torch.nan_to_num(torch.softmax((low - previous) / gamma, dim=0), nan=0.0)
         pushed = adjoint * weights
         grad_cost[:, off:off + hi - lo + 1] = adjoint
         pushes.push(d, lo, hi, pushed[0], pushed[1], pushed[2])

@@ -495,3 +495,31 @@ def test_second_derivatives_are_exact_on_naive_and_refused_elsewhere(family):
                 torch.autograd.grad(call(backend, x).sum(), x, create_graph=True)
             (grad,) = torch.autograd.grad(call(backend, x).sum(), x)  # a first derivative as before
             assert torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.1], ids=["hard", "g0.1"])
+def test_nan_and_overflow_give_one_answer_on_every_backend(gamma):
+    """A NaN anywhere in a pair's FSD or soft-DTW table makes its value NaN on every backend (as
+    torch.maximum / minimum); a NaN similarity never clears LCS's threshold (its value stays finite);
+    costs near float32's range with a small gamma give the same finite values everywhere."""
+    gen = torch.Generator().manual_seed(21)
+    cost, match, gap, sim = (torch.rand(3, 4, 5, generator=gen) for _ in range(4))
+    for where in ((0, 0, 0), (1, 2, 3), (2, 3, 4)):
+        cost[where] = match[where] = sim[where] = float("nan")
+    gap[1, 1, 1] = float("nan")
+    huge = torch.rand(2, 3, 4, generator=gen) * 1e35
+    results = {}
+    for backend in ("naive", "torch", "triton"):
+        device = _device(backend)
+        results[backend] = [
+            kernels.soft_dtw_score(cost.to(device), gamma=gamma, backend=backend).cpu(),
+            kernels.fsd_score(match.to(device), gap.to(device), gamma=gamma, backend=backend).cpu(),
+            kernels.lcs_score(sim.to(device), threshold=0.5, gamma=gamma, backend=backend).cpu(),
+            kernels.soft_dtw_score(huge.to(device), gamma=gamma and 1e-4, backend=backend).cpu(),
+            kernels.fsd_score(huge.to(device), huge.to(device) * 0, gamma=gamma and 1e-4, backend=backend).cpu()]
+        sdtw, fsd, lcs, sdtw_huge, fsd_huge = results[backend]
+        assert sdtw.isnan().all() and fsd.isnan().all(), backend
+        assert torch.isfinite(lcs).all() and torch.isfinite(sdtw_huge).all() and torch.isfinite(fsd_huge).all()
+    for backend in ("torch", "triton"):
+        for got, want in zip(results[backend][2:], results["naive"][2:]):
+            torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-5)

@@ -242,3 +242,15 @@ def test_compiled_families_agree_with_float64_at_length():
                                           backend="torch")
         torch.testing.assert_close(runs[0][0].double(), want, rtol=1e-4, atol=1e-2)
         torch.testing.assert_close(runs[0][1].double(), want_grad, rtol=1e-3, atol=1e-3)
+
+
+def test_float32_sequences_far_from_the_origin_keep_their_digits():
+    """Sequences around 100 and 1000 with a spread of 0.01: the float32 value is the float64 one to
+    float32's precision (the cost is not |x|^2 + |y|^2 - 2 x.y at the offset, which cancels)."""
+    gen = torch.Generator().manual_seed(5)
+    for offset in (100.0, 1000.0):
+        x = offset + 0.01 * torch.randn(4, 30, 3, generator=gen, dtype=torch.float64)
+        y = offset + 0.01 * torch.randn(4, 23, 3, generator=gen, dtype=torch.float64)
+        want = kernels.soft_dtw_sequences(x, y, gamma=0.01)
+        got = kernels.soft_dtw_sequences(x.float(), y.float(), gamma=0.01)
+        torch.testing.assert_close(got.double(), want, rtol=1e-3, atol=1e-6)
