@@ -147,6 +147,8 @@ def convert_wtalc(src, dst, name="Thumos14reduced"):
             raise ConvertError(f"{features_path}: video {vid}: {shape[1]}-d features, but video {entries[0][1]} "
                                f"has {entries[0][2].shape[1]}-d; one data set has one feature dimension")
         raw = arrays["duration"][k]
+        if isinstance(raw, np.ndarray) and raw.size == 1:  # W-TALC's own duration.npy is [N, 1]
+            raw = raw.reshape(())[()]
         duration = _number(raw)
         if duration is None or duration < 0:
             shown = raw.item() if isinstance(raw, np.generic) else raw

@@ -29,6 +29,22 @@ def thumos14_annotations():
     return path
 
 
+# W-TALC's own Thumos14reduced-Annotations directory (videoname.npy, duration.npy, ... as W-TALC
+# distributes them, features aside); the tests that need it skip where it is unset.
+WTALC_VARIABLE = "FTCL_WTALC_ANNOTATIONS"
+
+
+def wtalc_annotations():
+    """The directory FTCL_WTALC_ANNOTATIONS names, or None when unset or empty; a named directory
+    without videoname.npy fails (a mistyped setting must not pass for a skip)."""
+    value = os.environ.get(WTALC_VARIABLE)
+    if not value:
+        return None
+    path = Path(value)
+    assert (path / "videoname.npy").is_file(), f"{WTALC_VARIABLE}={value}: no videoname.npy there"
+    return path
+
+
 # Marks of a test case that runs only on a CUDA GPU (and is skipped elsewhere).
 CUDA = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 

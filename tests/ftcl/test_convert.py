@@ -11,7 +11,9 @@ import pytest
 
 from ftcl import convert
 from ftcl.data import load_dataset
-from tests.helpers import thumos14_annotations
+import shutil
+
+from tests.helpers import WTALC_VARIABLE, thumos14_annotations, wtalc_annotations
 
 
 def _object_array(items):
@@ -41,8 +43,10 @@ def _source_videos(rng):
     return videos
 
 
-def write_wtalc(root, videos, name="Thumos14reduced", rng=None, bytes_names=True):
-    """A W-TALC directory (features of 0.64 s snippets, 16-d) for the given videos."""
+def write_wtalc(root, videos, name="Thumos14reduced", rng=None, bytes_names=True, flat_durations=False):
+    """A W-TALC directory (features of 0.64 s snippets, 16-d) for the given videos, laid out as
+    W-TALC's own files are: byte strings, durations [N, 1] (flat_durations: [N]), the frame-rate
+    files and Ambiguous_test.txt beside them."""
     rng = rng or np.random.default_rng(0)
     ann = root / f"{name}-Annotations"
     ann.mkdir(parents=True)
@@ -56,7 +60,9 @@ def write_wtalc(root, videos, name="Thumos14reduced", rng=None, bytes_names=True
         "segments": _object_array([[[s, e] for _, s, e in v[3]] for v in videos]),
         "labels": _object_array([[label for label, _, _ in v[3]] for v in videos]),
         "labels_all": _object_array([sorted({label for label, _, _ in v[3]}) for v in videos]),
-        "duration": np.array([v[2] for v in videos]),
+        "duration": np.array([v[2] for v in videos]) if flat_durations else np.array([[v[2]] for v in videos]),
+        "extracted_fps": np.full(len(videos), 10, dtype=np.int64),
+        "original_fps": np.full(len(videos), 30.0),
     }
     for key, array in arrays.items():
         np.save(ann / f"{key}.npy", array, allow_pickle=True)
@@ -112,9 +118,9 @@ BREAKAGES = [
      "is not a segment"),
     (lambda src: [_mutate(key, lambda a: _object_array([[]] + list(a[1:])))(src) for key in ("segments", "labels")],
      "has no annotations"),
-    (_mutate("duration", lambda a: np.array([float("nan")] + list(a[1:]))), "duration nan is not a finite number"),
-    (_mutate("duration", lambda a: np.array([-3.0] + list(a[1:]))), "duration -3.0 is not a finite number"),
-    (_mutate("duration", lambda a: np.array([float("inf")] + list(a[1:]))), "duration inf is not a finite number"),
+    (_mutate("duration", lambda a: np.array([[float("nan")]] + list(a[1:]))), "duration nan is not a finite number"),
+    (_mutate("duration", lambda a: np.array([[-3.0]] + list(a[1:]))), "duration -3.0 is not a finite number"),
+    (_mutate("duration", lambda a: np.array([[float("inf")]] + list(a[1:]))), "duration inf is not a finite number"),
     (_mutate_features(lambda f: f.__setitem__((1, 0), float("nan"))), "row 1 holds a non-finite value"),
     (_mutate_features(lambda f: f.__setitem__((-1, 0), float("inf"))), "holds a non-finite value"),
     (_mutate_features(lambda f: f.astype(np.complex64)), "complex features"),
@@ -142,6 +148,36 @@ def test_round_trip_keeps_annotations_and_features(source, tmp_path):
         assert (dst / split / f"{vid}.npy").read_bytes() == buffer.getvalue()
     dataset = load_dataset(dst)
     assert dataset.feature_dim == 16 and len(dataset.train) + len(dataset.test) == len(videos)
+
+
+def test_flat_durations_convert_too(tmp_path):
+    """Durations [N] (as some copies of the files have them) convert as [N, 1] do."""
+    videos = _source_videos(np.random.default_rng(1))[:12]
+    for flat in (False, True):
+        write_wtalc(tmp_path / f"src{flat}", videos, flat_durations=flat)
+        assert convert.main(["wtalc", str(tmp_path / f"src{flat}"), str(tmp_path / f"dst{flat}")]) == 0
+    assert (tmp_path / "dstFalse" / "gt.json").read_text() == (tmp_path / "dstTrue" / "gt.json").read_text()
+
+
+def test_wtalc_own_annotation_files_convert_whole(tmp_path, capsys):
+    """W-TALC's own Thumos14reduced annotation files (FTCL_WTALC_ANNOTATIONS), with features made here
+    for each of their videos: all 412 convert, 200 train and 212 test."""
+    annotations = wtalc_annotations()
+    if annotations is None:
+        pytest.skip(f"{WTALC_VARIABLE} names no W-TALC annotation directory")
+    src = tmp_path / "src"
+    shutil.copytree(annotations, src / "Thumos14reduced-Annotations")
+    names = np.load(annotations / "videoname.npy")
+    rng = np.random.default_rng(0)
+    features = _object_array([rng.random((int(rng.integers(2, 6)), 8), dtype=np.float32) for _ in names])
+    np.save(src / "Thumos14reduced-I3D-JOINTFeatures.npy", features, allow_pickle=True)
+    assert convert.main(["wtalc", str(src), str(tmp_path / "dst")]) == 0, capsys.readouterr().err
+    assert "412" not in capsys.readouterr().err
+    dataset = load_dataset(tmp_path / "dst")
+    assert (len(dataset.train), len(dataset.test)) == (200, 212)
+    database = json.loads((tmp_path / "dst" / "gt.json").read_text())["database"]
+    durations = np.load(annotations / "duration.npy")
+    assert [database[name.decode()]["duration"] for name in names] == durations.reshape(-1).tolist()
 
 
 def test_activitynet12_subsets(tmp_path):
@@ -221,7 +257,7 @@ def test_what_the_converter_accepts_the_loader_accepts(tmp_path, capsys, seed):
         kind = rng.integers(4)
         bad = float(rng.choice([np.nan, np.inf, -np.inf, -1.0, 0.0, 1e9]))
         if kind == 0:
-            _mutate("duration", lambda a: np.array([bad if k == video else x for k, x in enumerate(a)]))(src)
+            _mutate("duration", lambda a: np.array([[bad] if k == video else x for k, x in enumerate(a)]))(src)
         elif kind == 1:
             _mutate("segments", lambda a: _object_array([[[bad, x[0][1]]] + list(x[1:]) if k == video and len(x) else x
                                                          for k, x in enumerate(a)]))(src)
