@@ -88,8 +88,11 @@ def option(default, help, parse=None, *, flag=None, choices=None, stage=None, on
 
     parse: argparse type of the value; flag: the flag when not --<field-name>; choices: its allowed
     values; stage: "baseline" or "ftcl" when only that stage takes it (two fields may share a flag,
-    one per stage); on_resume: may be given with --resume (else it would change a finished run and
-    is refused there); negate: a boolean field that the flag (e.g. --without-fsd) turns off.
+    one per stage); on_resume: whether --resume takes it: False (it would change what the run
+    computes: refused), True (it changes no number: the stage's epochs, where the data lie, the
+    checkpoint cadence, the plateau window) or "note" (it changes how a step is computed, which may
+    round differently: taken with a note); negate: a boolean field that the flag (e.g. --without-fsd)
+    turns off, or for a field off by default, turns on (with --no-... to turn it off again).
     """
     metadata = {"help": help, "parse": parse, "flag": flag, "choices": choices, "stage": stage,
                 "on_resume": on_resume, "negate": negate}
@@ -131,21 +134,22 @@ class Config:
     # A run "at chance": training accuracy 0 and the instance loss within plateau_margin of ln(C + 1).
     plateau_epochs: int = option(10, "epochs in a row at chance (training accuracy 0, instance loss within "
                                      "0.05 of ln(C + 1)) before the log says so; training is not changed",
-                                 tool.positive_int)
+                                 tool.positive_int, on_resume=True)
     plateau_margin: float = 0.05
     precision: str = option("float32", "float32, or bf16: the training steps' model under bfloat16 autocast (the "
                                        "DP ops keep float32 tables; evaluation stays float32)",
                             choices=("float32", "bf16"))
     compile_step: bool = option(False, "compile each training step's model, loss and backward with "
                                        "torch.compile(fullgraph=True) (the DP terms as registered operators)",
-                                flag="--compile", negate=True)
+                                flag="--compile", negate=True, on_resume="note")
     compile_mode: str = option("default", "torch.compile mode of --compile: default, reduce-overhead (each step "
                                           "replayed from CUDA graphs on a GPU) or max-autotune-no-cudagraphs",
-                               choices=COMPILE_MODES)
+                               choices=COMPILE_MODES, on_resume="note")
     checkpoint_every: int = option(1, "write RUN/last.pt every N epochs (and at the last epoch, on Ctrl-C and when a "
-                                      "run stops; best.pt whenever the best improves)", tool.positive_int)
+                                      "run stops; best.pt whenever the best improves)", tool.positive_int,
+                                 on_resume=True)
     checkpoint_minutes: float = option(0.0, "also write RUN/last.pt once this many minutes passed since the last "
-                                            "write (0: by epochs only)", tool.number(0))
+                                            "write (0: by epochs only)", tool.number(0), on_resume=True)
 
     # ACM-Net losses.
     branch_weights: tuple = option((1.0, 1.0, 1.0), "weights of the instance, context and background classification "

@@ -84,7 +84,9 @@ def build_parser():
     parser.add_argument("--seeds", type=_seeds, help="one run per seed under RUN/seed-K: a count (4) or a list (0,1,2,3)")
     for flag, fields in config_flags().items():
         meta = fields[0].metadata
-        if meta["negate"]:
+        if meta["negate"] and fields[0].default is False:  # --compile and --no-compile
+            parser.add_argument(flag, dest=_dest(flag), action=argparse.BooleanOptionalAction, help=meta["help"])
+        elif meta["negate"]:
             parser.add_argument(flag, dest=_dest(flag), action="store_const", const=not fields[0].default,
                                 help=meta["help"])
         else:
@@ -118,8 +120,14 @@ def _check_args(parser, args):
         refused = [flag for flag, fields in given.items() if not fields[0].metadata["on_resume"]]
         refused += [f"--{name}" for name in RUN_DEFINING_ACTIONS if getattr(args, name) not in (None, False)]
         if refused:
+            taken = [flag for flag, fields in config_flags().items() if fields[0].metadata["on_resume"]]
             parser.error(f"{refused[0]} cannot change a run on --resume; its settings are in "
-                         f"{Path(args.run_dir) / 'config.json'} (only --epochs, --data-dir and --device apply)")
+                         f"{Path(args.run_dir) / 'config.json'} (only {', '.join(taken)} and --device apply)")
+        for flag in (flag for flag, fields in given.items() if fields[0].metadata["on_resume"] == "note"):
+            if getattr(args, _dest(flag)) is False:
+                flag = "--no-" + flag.removeprefix("--")
+            print(f"note: {flag} on --resume changes how the steps are computed from here on, which may round "
+                  f"differently from the epochs before (not bit for bit the run it would have been)", file=sys.stderr)
     elif not args.data_dir:
         parser.error("--data-dir is required (except with --resume)")
     if args.kind == "ftcl" and not args.init and not args.resume:
@@ -129,7 +137,7 @@ def _check_args(parser, args):
     if args.seeds and args.seed is not None:
         parser.error("give --seed or --seeds, not both")
     error = compile_mode_error(getattr(args, _dest("--compile-mode")), getattr(args, _dest("--compile")))
-    if error:
+    if error and not args.resume:  # a resumed run's stored --compile counts: checked with its config
         parser.error(error)
 
 
@@ -138,7 +146,7 @@ def run_options(args):
     overrides = config_overrides(args.kind, args)
     config = None if args.resume else preset(overrides.pop("preset", "thumos14"), **overrides)
     return RunOptions(kind=args.kind, config=config, resume=args.resume, overwrite=args.overwrite, init=args.init,
-                      epochs=args.epochs, data_dir=args.data_dir, progress=not args.no_progress,
+                      changes=overrides if args.resume else {}, progress=not args.no_progress,
                       tensorboard=args.tensorboard, wandb=args.wandb)
 
 

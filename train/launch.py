@@ -1,7 +1,7 @@
 """Starting or continuing one run in its directory (held, checked, logged), for the command line and
 for `--seeds`; nothing here reads command-line flags."""
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ftcl.checkpoint import CheckpointError
@@ -18,16 +18,16 @@ class RunOptions:
 
     kind: "baseline" or "ftcl"; config: a new run's settings (None when resuming); resume: continue
     RUN/last.pt; overwrite: replace a run already in the directory (its files go only once the new
-    run is ready to train); init: checkpoint to start from; epochs, data_dir: what a resumed run may
-    change; progress: progress bars; tensorboard, wandb: the optional loggers."""
+    run is ready to train); init: checkpoint to start from; changes: {Config field: value} that a
+    resumed run takes (the fields whose flags --resume accepts: ftcl.config.option's on_resume);
+    progress: progress bars; tensorboard, wandb: the optional loggers."""
 
     kind: str
     config: Config | None = None
     resume: bool = False
     overwrite: bool = False
     init: str | None = None
-    epochs: int | None = None
-    data_dir: str | None = None
+    changes: dict = field(default_factory=dict)
     progress: bool = True
     tensorboard: bool = False
     wandb: bool = False
@@ -74,7 +74,7 @@ def train_one(options, run_dir, device, seed=None, resume=None, config=None, dat
     with RunDirectory(run_dir) as held:
         if resume:
             refuse_unresumable(run_dir)
-            config = resumed_config(run_dir, options.kind, options.epochs, options.data_dir)
+            config = resumed_config(run_dir, options.kind, options.changes)
         else:
             held.claim_new(options.overwrite)
             config = config or options.config

@@ -18,7 +18,7 @@ from ftcl.evaluation import workers as eval_workers
 from ftcl import losses
 from ftcl.checkpoint import (FORMAT, CheckpointError, cpu_copy, link_checkpoint, load_checkpoint, load_weights,
                              save_checkpoint)
-from ftcl.config import Config
+from ftcl.config import Config, compile_mode_error
 from ftcl.data import DataError, in_batch_pairs, load_dataset, random_sample, release_pairs, require_same_data
 from ftcl.inference import EVAL_CACHE_BYTES, eval_batches, eval_bytes, model_outputs, score_outputs
 from ftcl.model import ACMNet
@@ -299,7 +299,14 @@ class Trainer:
         """Start from another run's weights (ours or a release .pth); the optimizer starts fresh.
         Returns a one-line description of the checkpoint (its recorded test mAP when it has one)."""
         ckpt = load_checkpoint(path)
-        missing = load_weights(self.model, ckpt["model_state_dict"], path)
+        try:
+            missing = load_weights(self.model, ckpt["model_state_dict"], path)
+        except CheckpointError:
+            trained = (ckpt.get("config") or {}).get("preset") if ckpt.get("format") == FORMAT else None
+            if isinstance(trained, str) and trained != self.config.preset:
+                raise CheckpointError(f"{path}: trained with --preset {trained}, this run has --preset "
+                                      f"{self.config.preset}; add --preset {trained}") from None
+            raise
         if missing:
             print(f"note: {path} has no {', '.join(sorted({k.split('.')[0] for k in missing}))}; "
                   f"initialised fresh", file=sys.stderr)
@@ -583,9 +590,10 @@ def _cell(value):
     return f"{float(value):.6g}"
 
 
-def resumed_config(run_dir, kind, epochs=None, data_dir=None):
-    """The stored Config of RUN/last.pt, with --epochs (to extend a run, never below what is done)
-    and --data-dir (the same data moved elsewhere) applied."""
+def resumed_config(run_dir, kind, changes=None):
+    """The stored Config of RUN/last.pt with `changes` applied ({Config field: value} of the flags
+    --resume takes: the stage's epochs, to extend a run, never below what is done; the data moved
+    elsewhere; the checkpoint cadence; compiled steps)."""
     path = Path(run_dir) / "last.pt"
     ckpt = load_checkpoint(path)
     if "config" not in ckpt or ckpt.get("format") != FORMAT:
@@ -593,18 +601,23 @@ def resumed_config(run_dir, kind, epochs=None, data_dir=None):
     if ckpt.get("kind") != kind:
         raise CheckpointError(f"{path}: a {ckpt.get('kind')} run, not {kind}; resume it with `python -m train "
                               f"{ckpt.get('kind')} --resume`")
+    changes = changes or {}
+    epochs = changes.get("ftcl_epochs" if kind == "ftcl" else "epochs")
     if epochs is not None and epochs < ckpt["epoch"]:
         raise ValueError(f"--epochs {epochs}: below the {ckpt['epoch']} epochs {run_dir} has done already")
-    return with_resume_flags(Config.from_dict(ckpt["config"]), kind, epochs, data_dir)
+    return with_resume_flags(Config.from_dict(ckpt["config"]), changes)
 
 
-def with_resume_flags(config, kind, epochs=None, data_dir=None):
-    """config with what --resume may change applied: --epochs (the stage's epoch count) and
-    --data-dir."""
-    if epochs is not None:
-        setattr(config, "ftcl_epochs" if kind == "ftcl" else "epochs", epochs)
-    if data_dir is not None:
-        config.data_dir = str(data_dir)
+def with_resume_flags(config, changes=None):
+    """config with `changes` ({Config field: value}: what --resume may change) applied."""
+    changes = changes or {}
+    for name, value in changes.items():
+        setattr(config, name, str(value) if name == "data_dir" else value)
+    if changes.get("compile_step") is False and "compile_mode" not in changes:
+        config.compile_mode = "default"  # --no-compile: no mode of compiled steps either
+    error = compile_mode_error(config.compile_mode, config.compile_step)
+    if error:
+        raise ValueError(error)
     return config
 
 

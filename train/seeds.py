@@ -48,14 +48,14 @@ def _point_best(run_dir, seed_dir):
 
 def _resume_template(run_dir, options):
     """The Config the seeds of a resumed --seeds run share: that of a seed's last.pt, else (no seed
-    finished an epoch) of a seed's config.json; --epochs and --data-dir applied."""
+    finished an epoch) of a seed's config.json; what --resume may change applied."""
     started = sorted(run_dir.glob("seed-*/last.pt"))
     if started:
-        return resumed_config(started[0].parent, options.kind, options.epochs, options.data_dir)
+        return resumed_config(started[0].parent, options.kind, options.changes)
     begun = sorted(run_dir.glob("seed-*/config.json"))
     if not begun:
         raise CheckpointError(f"{run_dir}: no seed-K run to resume; start one with --seeds (no --resume)")
-    return with_resume_flags(stored_config(begun[0].parent), options.kind, options.epochs, options.data_dir)
+    return with_resume_flags(stored_config(begun[0].parent), options.changes)
 
 
 def train_seeds(options, run_dir, seeds, device):

@@ -51,6 +51,32 @@ def test_resume_takes_data_dir_and_refuses_what_it_cannot_honour(data, baseline_
     assert (run / "config.json").read_text() == config_before
 
 
+def test_resume_takes_the_flags_that_change_no_number_and_compile_with_a_note(baseline_run, tmp_path, capsys):
+    """The checkpoint cadence and the plateau window change on --resume; compiled steps too (a run
+    started with --compile goes on where compiling fails), with a one-line note that the steps may
+    round differently; the rest is refused, naming what --resume takes."""
+    run = tmp_path / "run"
+    shutil.copytree(baseline_run, run)
+    last = torch.load(run / "last.pt", weights_only=True)
+    last["config"].update(compile_step=True, compile_mode="reduce-overhead")  # as started with --compile
+    torch.save(last, run / "last.pt")
+    assert train_cli.main(["baseline", "--run-dir", str(run), "--resume", "--epochs", "2", "--no-compile",
+                           "--checkpoint-every", "2", "--checkpoint-minutes", "5", "--plateau-epochs", "3",
+                           "--no-progress"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert [line for line in err if line.startswith("note:")] == [
+        "note: --no-compile on --resume changes how the steps are computed from here on, which may round "
+        "differently from the epochs before (not bit for bit the run it would have been)"]
+    config = torch.load(run / "last.pt", weights_only=True)["config"]
+    assert (config["epochs"], config["compile_step"], config["compile_mode"], config["checkpoint_every"],
+            config["checkpoint_minutes"], config["plateau_epochs"]) == (2, False, "default", 2, 5.0, 3)
+    assert json.loads((run / "config.json").read_text())["checkpoint_every"] == 2
+    with pytest.raises(SystemExit):
+        train_cli.main(["baseline", "--run-dir", str(run), "--resume", "--precision", "bf16"])
+    one_line_error(capsys, "--precision cannot change a run on --resume", "(only --data-dir, --epochs, "
+                   "--plateau-epochs, --compile, --compile-mode, --checkpoint-every, --checkpoint-minutes and --device")
+
+
 @pytest.mark.parametrize("flag,value,message", [
     ("--fsd-gamma", "inf", "argument --fsd-gamma"), ("--lcs-gamma", "1e-40", "argument --lcs-gamma"),
     ("--fsd-gamma", "1e7", "must be <= 1e+06"), ("--branch-weights", "1,2", "three comma-separated weights"),
@@ -104,6 +130,22 @@ def test_train_cli_rejects_a_checkpoint_of_another_architecture(tiny_data, tmp_p
     code = train_cli.main(["ftcl", "--data-dir", str(tiny_data), "--run-dir", str(tmp_path / "run"),
                            "--init", str(tmp_path / "missing.pt"), "--no-progress"])
     assert code == 2 and "missing.pt: checkpoint not found" in capsys.readouterr().err
+
+
+def test_an_init_from_another_preset_says_which_to_add(tiny_data, tmp_path, capsys):
+    """A checkpoint of this project records its config: an --init whose architecture differs because
+    it was trained with another preset names that preset instead of a key."""
+    from ftcl.checkpoint import FORMAT
+    from ftcl.config import preset
+    state = ACMNet(4, 16, fc_dim=2048).state_dict()
+    state = {key.replace("feature_embedding.0.", "feature_embedding.1."): value for key, value in state.items()}
+    torch.save({"format": FORMAT, "kind": "baseline", "epoch": 3, "config": preset("activitynet13").to_dict(),
+                "model_state_dict": state}, tmp_path / "an.pt")
+    code = train_cli.main(["ftcl", "--data-dir", str(tiny_data), "--run-dir", str(tmp_path / "run"),
+                           "--init", str(tmp_path / "an.pt"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "an.pt: trained with --preset activitynet13, this run has --preset thumos14; add --preset activitynet13" in err
 
 
 @pytest.mark.slow
