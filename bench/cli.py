@@ -9,6 +9,8 @@ generations (bench/compile.py); `ops` counts the operations of each training ste
 (bench/ops.py); `report` prints the tables of a saved JSON or of bench/results/cases.jsonl (each
 finished case, kept when a run is cut short), `--targets` only the GPU targets.
 """
+import contextlib
+import io
 import re
 import sys
 from pathlib import Path
@@ -19,7 +21,7 @@ from ftcl import tool
 CASES = {"kernels": "bench_kernels.py", "eval": "bench_eval.py", "step": "bench_step.py",
          "recipe": "bench_recipe.py", "tune": "bench_tune.py"}
 IN_ALL = ("kernels", "eval", "step")
-HELP = {"kernels": "FSD / LCS / cosine kernels: the release workload, the CPU grid, the GPU grid and A/Bs",
+HELP = {"kernels": "FSD / LCS / soft-DTW kernels: the release workload, the CPU grid, the GPU grid and A/Bs",
         "eval": "the per-epoch evaluation and its stages", "step": "one training step of each objective",
         "recipe": "the whole recipe (with options: outside pytest, see bench/recipe.py)",
         "tune": "the kernels' launch configurations (GPU; compiles one kernel per configuration)",
@@ -58,6 +60,13 @@ def run_pytest(what, select=None):
     suffix = f"-{re.sub(r'[^A-Za-z0-9]+', '-', select).strip('-')}" if select else ""
     json_path = RESULTS_DIR / f"latest-{what}{suffix}.json"
     files = [str(here / CASES[w]) for w in (IN_ALL if what == "all" else [what])]
+    if select:  # a selection of no case is the user's mistake, not pytest's exit status 5
+        with contextlib.redirect_stdout(io.StringIO()):
+            found = pytest.main([*files, "--collect-only", "-q", "-p", "no:cacheprovider", "--rootdir",
+                                 str(here.parent), "-k", select])
+        if found == pytest.ExitCode.NO_TESTS_COLLECTED:
+            print(f"error: -k {select!r} selects none of the cases of python -m bench {what}", file=sys.stderr)
+            return 2
     code = pytest.main([*files, "-q", "-p", "no:cacheprovider", "--benchmark-autosave", f"--benchmark-json={json_path}",
                         "--benchmark-columns=median,mean,rounds", "--rootdir", str(here.parent),
                         *(["-k", select] if select else [])])

@@ -159,13 +159,21 @@ def test_bench_cli_refuses_what_it_would_ignore(argv, message, capsys, monkeypat
     assert stop.value.code == 2 and err.count("\n") == 1 and message in err, err
 
 
+def test_a_selection_of_no_case_is_a_one_line_error(capsys):
+    from bench import cli as bench_cli
+    assert bench_cli.main(["tune", "-k", "NO_MATCH"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: -k 'NO_MATCH' selects none of the cases of python -m bench tune\n", err
+
+
 def test_bench_cases_can_be_selected_and_keep_their_own_json(monkeypatch, tmp_path):
     """`python -m bench kernels -k EXPR` (what gpu_check.sh's bands and kernels stages run) passes
     EXPR to pytest and names its JSON after it, so two selections of one benchmark keep both files."""
     import bench.common
     from bench import cli as bench_cli
     runs = []
-    monkeypatch.setattr(pytest, "main", lambda args: runs.append(args) or 0)
+    # The selections' collection (whether they select anything) is not a run.
+    monkeypatch.setattr(pytest, "main", lambda args: 0 if "--collect-only" in args else runs.append(args) or 0)
     monkeypatch.setattr(bench.common, "RESULTS_DIR", tmp_path)
     assert bench_cli.main(["kernels", "-k", "test_row_bands"]) == 0
     assert bench_cli.main(["kernels", "-k", "not test_row_bands"]) == 0
