@@ -1,17 +1,19 @@
 """Ahead-of-time compilation of every Triton kernel for real GPUs, on any machine (no GPU needed).
 
-`python -m bench compile [--json]` compiles fsd_fwd, fsd_bwd, lcs_fwd and lcs_bwd of both kernel
-families (chunks and rows; the rows kernels also split into row bands), soft_dtw_fwd and
-soft_dtw_bwd (both families; with and without a band) through Triton's own compiler (triton.compile(ASTSource(...), target=GPUTarget("cuda", cc, 32)))
-for A100 (80), RTX 30 (86), RTX 40 / L4 (89), H100 / H200 (90) and RTX 50 (120), over the variants
-the API can launch: HARD on / off, HAS_LENGTHS on / off, the smallest and the largest BLOCK of each family with their num_warps (the rows kernels also at their
-deepest prefetch: rows_configs), float32 and bfloat16 inputs;
-and the diagonal-major copy (skew_kernel, its one tile), float32 and bfloat16.
-Each cubin's registers, stack, shared and local memory are read with the cuobjdump inside Triton's
-wheel. Local memory means register spills. `loop_barriers` counts the block barriers the PTX keeps
-inside a loop (each chunk kernel needs one between diagonals; a rows kernel's lane shift across
-warps goes through shared memory and needs them too). Must run without TRITON_INTERPRET (the
-interpreter replaces the kernels' JIT functions).
+`python -m bench compile [--json]` compiles the kernels of every op through Triton's own compiler
+(triton.compile(ASTSource(...), target=GPUTarget("cuda", cc, 32))) for A100 (80), RTX 30 (86),
+RTX 40 / L4 (89), H100 / H200 (90) and RTX 50 (120), over the variants the API can launch: FSD and
+soft-DTW (the three-way kernels, SOFT_DTW off and on) and LCS in both families, HARD on / off,
+HAS_LENGTHS on / off (and HAS_BAND for soft-DTW), the smallest and the largest BLOCK of each family
+with their num_warps, the rows kernels at each op's prefetch depth and the deepest the API launches,
+FSD's and LCS's rows kernels also split into row bands, float32 and bfloat16 inputs; and the
+diagonal-major copy (skew_kernel, its one tile). Each kernel's signature is read off the kernel
+itself (its parameter names and constexprs: `signature`), not copied here. Each cubin's registers,
+stack, shared and local memory are read with the cuobjdump inside Triton's wheel. Local memory means
+register spills. `loop_barriers` counts the block barriers the PTX keeps inside a loop (each chunk
+kernel needs one between diagonals; a rows kernel's lane shift across warps goes through shared
+memory and needs them too). Must run without TRITON_INTERPRET (the interpreter replaces the
+kernels' JIT functions).
 """
 import itertools
 import json
@@ -25,124 +27,100 @@ from pathlib import Path
 
 TARGETS = {80: "A100", 86: "RTX 30", 89: "RTX 40 / L4", 90: "H100 / H200", 120: "RTX 50"}
 DTYPES = {"float32": "*fp32", "bfloat16": "*bf16"}
-KERNELS = ("fsd_fwd_kernel", "fsd_bwd_kernel", "lcs_fwd_kernel", "lcs_bwd_kernel")
-ROWS_KERNELS = ("fsd_fwd_rows_kernel", "fsd_bwd_rows_kernel", "lcs_fwd_rows_kernel", "lcs_bwd_rows_kernel")
-SKEW_KERNELS = ("skew_kernel",)
-SOFT_DTW_KERNELS = ("soft_dtw_fwd_kernel", "soft_dtw_bwd_kernel", "soft_dtw_fwd_rows_kernel",
-                    "soft_dtw_bwd_rows_kernel")
+# The kernels compiled: (display name, module, kernel, fixed constexprs). The display names keep
+# one row per op and pass (fsd_bwd_rows, soft_dtw_fwd, ...).
+THREE_WAY = "ftcl.kernels.shared.three_way"
+LCS = "ftcl.kernels.lcs.triton_kernels"
+KERNELS = [(f"{op}_{pass_}{suffix}", module, f"{prefix}_{pass_}{suffix}_kernel", fixed)
+           for op, module, prefix, fixed in (("fsd", THREE_WAY, "three_way", {"SOFT_DTW": False, "HAS_BAND": False}),
+                                             ("soft_dtw", THREE_WAY, "three_way", {"SOFT_DTW": True}),
+                                             ("lcs", LCS, "lcs", {}))
+           for suffix in ("", "_rows") for pass_ in ("fwd", "bwd")]
+SKEW = ("skew", "ftcl.kernels.shared.triton", "skew_kernel", {})
+# What a parameter's name says of its type: pointers to float32 scratch and results, to integers,
+# floating-point scalars; every other pointer takes the variant's dtype, every other scalar int32.
+FP32_POINTERS = {"table_ptr", "out_ptr", "ring_ptr", "edge_ptr", "grad_out_ptr"}
+INT_POINTERS = {"len_ptr": "*i64", "sync_ptr": "*i32"}
+FLOAT_SCALARS = {"gamma", "inv_gamma_log2", "threshold"}
 
 
-def _soft_dtw_signature(kernel, dtype):
-    x = DTYPES[dtype]
-    rows = "_rows" in kernel
-    kernel = kernel.replace("_rows", "")
-    if kernel == "soft_dtw_fwd_kernel":
-        sig = {"cost_ptr": x, "table_ptr": "*fp32", "out_ptr": "*fp32", "len_ptr": "*i64",
-               **{f"stride_c{axis}": "i32" for axis in "bnm"}, "N": "i32", "M": "i32", "gamma": "fp32",
-               "inv_gamma_log2": "fp32", "band": "i32"}
-    else:
-        sig = {"table_ptr": "*fp32", "grad_out_ptr": "*fp32", "grad_cost_ptr": x, "ring_ptr": "*fp32",
-               "len_ptr": "*i64", **{f"stride_d{axis}": "i32" for axis in "bnm"}, "N": "i32", "M": "i32",
-               "inv_gamma_log2": "fp32", "band": "i32"}
-    if rows:
-        sig.pop("ring_ptr", None)  # the rows kernels keep their adjoints in registers
-    return {**sig, "HAS_LENGTHS": "constexpr", "HAS_BAND": "constexpr", "HARD": "constexpr", "BLOCK": "constexpr"}
+def kernel_of(module, name):
+    import importlib
+    return getattr(importlib.import_module(module), name)
 
 
-def _signature(kernel, dtype):
-    """Triton signature of a kernel with its input (and input-gradient) pointers of `dtype`."""
-    if kernel in SOFT_DTW_KERNELS:
-        return _soft_dtw_signature(kernel, dtype)
-    if kernel in SKEW_KERNELS:
-        return {"x_ptr": DTYPES[dtype], "out_ptr": DTYPES[dtype], "stride_xb": "i32", "stride_xn": "i32", "N": "i32",
-                "M": "i32", "TILE_I": "constexpr", "TILE_D": "constexpr"}
-    x = DTYPES[dtype]
-    rows = kernel in ROWS_KERNELS
-    kernel = kernel.replace("_rows", "")
-    strides = lambda prefix: {f"stride_{prefix}{axis}": "i32" for axis in "bnm"}  # noqa: E731
-    if kernel == "fsd_fwd_kernel":
-        sig = {"match_ptr": x, "gap_ptr": x, "table_ptr": "*fp32", "out_ptr": "*fp32", "len_ptr": "*i64",
-               **strides("m"), **strides("g"), "N": "i32", "M": "i32", "gamma": "fp32", "inv_gamma_log2": "fp32"}
-    elif kernel == "fsd_bwd_kernel":
-        sig = {"gap_ptr": x, "table_ptr": "*fp32", "grad_out_ptr": "*fp32", "grad_match_ptr": x, "grad_gap_ptr": x,
-               "ring_ptr": "*fp32", "len_ptr": "*i64", **strides("g"), **strides("d"), "N": "i32", "M": "i32",
-               "inv_gamma_log2": "fp32"}
-    elif kernel == "lcs_fwd_kernel":
-        sig = {"sim_ptr": x, "table_ptr": "*fp32", "out_ptr": "*fp32", "len_ptr": "*i64", **strides("s"), "N": "i32",
-               "M": "i32", "threshold": "fp32", "gamma": "fp32", "inv_gamma_log2": "fp32"}
-    else:
-        sig = {"sim_ptr": x, "table_ptr": "*fp32", "grad_out_ptr": "*fp32", "grad_sim_ptr": x, "ring_ptr": "*fp32",
-               "len_ptr": "*i64", **strides("s"), **strides("d"), "N": "i32", "M": "i32", "threshold": "fp32",
-               "inv_gamma_log2": "fp32"}
-    sig = {**sig, "HAS_LENGTHS": "constexpr", "HARD": "constexpr", "BLOCK": "constexpr"}
-    if rows:
-        sig.pop("ring_ptr", None)  # the rows kernels keep their adjoints in registers
-        # ... and take the row bands' buffers after the lengths and their sizes after N, M.
-        ordered = {}
-        for name, kind in sig.items():
-            ordered[name] = kind
-            if name == "len_ptr":
-                ordered.update({"sync_ptr": "*i32", "edge_ptr": "*fp32"})
-            if name == "M":
-                ordered.update({"band_rows": "i32", "n_bands": "i32"})
-        sig = {**ordered, "PREFETCH": "constexpr", "BANDED": "constexpr", "PUBLISH": "constexpr"}
+def signature(kernel, dtype):
+    """The Triton signature of a JIT kernel, read off its parameters (names and constexprs), with its
+    input and input-gradient pointers of `dtype`."""
+    import inspect
+    sig = {}
+    # The Python function's parameters (a JITFunction and the interpreter's wrapper both keep it).
+    for param in inspect.signature(kernel.fn).parameters.values():
+        if "constexpr" in str(param.annotation):
+            sig[param.name] = "constexpr"
+        elif param.name.endswith("_ptr"):
+            sig[param.name] = INT_POINTERS.get(param.name, "*fp32" if param.name in FP32_POINTERS else DTYPES[dtype])
+        else:
+            sig[param.name] = "fp32" if param.name in FLOAT_SCALARS else "i32"
     return sig
 
 
-def rows_configs():
-    """(BLOCK, num_warps, PREFETCH) of the rows kernels to compile: the smallest and the largest block
-    at each op's default prefetch depth, and the deepest the API launches at 1024 and at the largest
-    block, where extra registers are likeliest to spill."""
-    from ftcl.kernels.settings import ROWS_BLOCK_LIMIT, Settings
+def rows_configs(op):
+    """(BLOCK, num_warps, PREFETCH) of op's rows kernels to compile: the smallest and the largest
+    block at the op's default prefetch depth, and (FSD, LCS) the deepest the API launches at 1024 and
+    at the largest block, where extra registers are likeliest to spill."""
+    from ftcl.kernels.settings import PREFETCH_DEPTHS, ROWS_BLOCK_LIMIT, Settings
     from ftcl.kernels.shared.launch import rows_launch_config, rows_prefetch
     configs = []
-    defaults = sorted({Settings().fsd_prefetch, Settings().lcs_prefetch})
-    deepest = [(1024, 4), (ROWS_BLOCK_LIMIT, 4)]
-    for rows, depth in [(rows, d) for rows in (1, ROWS_BLOCK_LIMIT) for d in defaults] + deepest:
+    depths = sorted({Settings().fsd_prefetch, Settings().lcs_prefetch}) if op != "soft_dtw" else [1]
+    deepest = [(1024, max(PREFETCH_DEPTHS)), (ROWS_BLOCK_LIMIT, max(PREFETCH_DEPTHS))] if op != "soft_dtw" else []
+    for rows, depth in [(rows, d) for rows in (1, ROWS_BLOCK_LIMIT) for d in depths] + deepest:
         block, warps = rows_launch_config(rows)
-        config = (block, warps, rows_prefetch(block, depth))
+        config = (block, warps, rows_prefetch(block, Settings().prefetch(op) if op == "soft_dtw" else depth))
         if config not in configs:
             configs.append(config)
     return configs
 
 
-def banded_configs(kernel):
-    """(BLOCK, num_warps, PREFETCH) of the banded rows kernels to compile: the smallest band the
-    "auto" rule makes and half the tallest table, at the op's default prefetch."""
+def banded_configs(op):
+    """(BLOCK, num_warps, PREFETCH) of the banded rows kernels to compile (FSD and LCS): the smallest
+    band the "auto" rule makes and half the tallest table, at the op's default prefetch."""
     from ftcl.kernels.settings import ROWS_BLOCK_LIMIT, Settings
     from ftcl.kernels.shared.launch import AUTO_BAND_MIN_ROWS, rows_launch_config, rows_prefetch
-    depth = Settings().prefetch(kernel.split("_")[0])
+    depth = Settings().prefetch(op)
     return [rows_launch_config(rows) + (rows_prefetch(rows_launch_config(rows)[0], depth),)
             for rows in (AUTO_BAND_MIN_ROWS, ROWS_BLOCK_LIMIT // 2)]
 
 
 def variants():
-    """Every (kernel, cc, dtype, hard, has_lengths, block, num_warps, prefetch, banded) the API can
-    launch, at the smallest and the largest block (banded: None outside the rows kernels)."""
-    from ftcl.kernels.settings import ROWS_BLOCK_LIMIT, Settings
-    from ftcl.kernels.shared.launch import chunks_launch_config, rows_launch_config
-    largest, skew_tile = Settings().max_chunk_block, Settings().skew_tile
-    blocks = [chunks_launch_config(1, 1, largest) + (None,), chunks_launch_config(largest, largest, largest) + (None,)]
-    rows_blocks = rows_configs()
-    dp = [(kernel, cc, dtype, hard, lengths, block, warps, prefetch, None if family is KERNELS else False)
-          for family, family_blocks in ((KERNELS, blocks), (ROWS_KERNELS, rows_blocks))
-          for kernel, cc, dtype, hard, lengths, (block, warps, prefetch) in itertools.product(
-              family, TARGETS, DTYPES, (True, False), (True, False), family_blocks)]
-    dp += [(kernel, cc, dtype, hard, lengths, block, warps, prefetch, True)
-           for kernel in ROWS_KERNELS
-           for cc, dtype, hard, lengths, (block, warps, prefetch) in itertools.product(
-               TARGETS, DTYPES, (True, False), (True, False), banded_configs(kernel))]
-    skew = [(kernel, cc, dtype, None, None, skew_tile, 4, None, None)
-            for kernel, cc, dtype in itertools.product(SKEW_KERNELS, TARGETS, DTYPES)]
-    # Soft-DTW's "lengths" entry is (HAS_LENGTHS, HAS_BAND); its rows kernels prefetch nothing beyond
-    # the next diagonal (no PREFETCH), at the rows family's smallest and largest block.
-    rows_ends = [rows_launch_config(1) + (None,), rows_launch_config(ROWS_BLOCK_LIMIT) + (None,)]
-    soft_dtw = [(kernel, cc, dtype, hard, flags, block, warps, None, None)
-                for kernel in SOFT_DTW_KERNELS
-                for cc, dtype, hard, flags, (block, warps, _) in itertools.product(
-                    TARGETS, DTYPES, (True, False), itertools.product((True, False), repeat=2),
-                    rows_ends if "_rows" in kernel else blocks)]
-    return dp + skew + soft_dtw
+    """Every variant the API can launch, at the smallest and the largest block: dicts of the display
+    name, the kernel (module, name), cc, dtype, constexprs and num_warps."""
+    from ftcl.kernels.settings import Settings
+    from ftcl.kernels.shared.launch import chunks_launch_config
+    largest = Settings().max_chunk_block
+    chunk_blocks = [chunks_launch_config(1, 1, largest), chunks_launch_config(largest, largest, largest)]
+    out = []
+    for name, module, kernel, fixed in KERNELS:
+        op = name.split("_fwd")[0].split("_bwd")[0]
+        flags = [{"HAS_LENGTHS": lengths, "HAS_BAND": band} if op == "soft_dtw" else {"HAS_LENGTHS": lengths}
+                 for lengths in (True, False) for band in ((True, False) if op == "soft_dtw" else (None,))]
+        if name.endswith("_rows"):
+            launches = [dict(BLOCK=block, PREFETCH=prefetch, BANDED=False, PUBLISH=Settings().band_publish,
+                             num_warps=warps) for block, warps, prefetch in rows_configs(op)]
+            if op != "soft_dtw":
+                launches += [dict(BLOCK=block, PREFETCH=prefetch, BANDED=True, PUBLISH=Settings().band_publish,
+                                  num_warps=warps) for block, warps, prefetch in banded_configs(op)]
+        else:
+            launches = [dict(BLOCK=block, num_warps=warps) for block, warps in chunk_blocks]
+        for cc, dtype, hard, flag, launch in itertools.product(TARGETS, DTYPES, (True, False), flags, launches):
+            constexprs = {**fixed, **flag, "HARD": hard, **{k: v for k, v in launch.items() if k != "num_warps"}}
+            out.append({"name": name, "module": module, "kernel": kernel, "cc": cc, "dtype": dtype,
+                        "constexprs": constexprs, "num_warps": launch["num_warps"]})
+    tile_i, tile_d = Settings().skew_tile
+    out += [{"name": SKEW[0], "module": SKEW[1], "kernel": SKEW[2], "cc": cc, "dtype": dtype,
+             "constexprs": {"TILE_I": tile_i, "TILE_D": tile_d}, "num_warps": 4}
+            for cc, dtype in itertools.product(TARGETS, DTYPES)]
+    return out
 
 
 def _cuobjdump():
@@ -157,41 +135,24 @@ def compile_one(variant):
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from ftcl.kernels.settings import Settings
-    from ftcl.kernels.fsd import triton_kernels as fsd_triton
-    from ftcl.kernels.lcs import triton_kernels as lcs_triton
-    from ftcl.kernels.shared import triton as shared_triton
-    from ftcl.kernels.soft_dtw import triton_kernels as soft_dtw_triton
-    kernel, cc, dtype, hard, lengths, block, warps, prefetch, banded = variant
-    module = {"fsd": fsd_triton, "lcs": lcs_triton, "skew": shared_triton,
-              "soft": soft_dtw_triton}[kernel.split("_")[0]]
-    if kernel in SKEW_KERNELS:
-        constexprs = {"TILE_I": block[0], "TILE_D": block[1]}
-        block = f"{block[0]}x{block[1]}"
-        source = ASTSource(getattr(module, kernel), _signature(kernel, dtype), constexprs=constexprs)
-    elif kernel in SOFT_DTW_KERNELS:
-        constexprs = {"HAS_LENGTHS": lengths[0], "HAS_BAND": lengths[1], "HARD": hard, "BLOCK": block}
-        source = ASTSource(getattr(module, kernel), _signature(kernel, dtype), constexprs=constexprs)
-    else:
-        constexprs = {"HAS_LENGTHS": lengths, "HARD": hard, "BLOCK": block}
-        if prefetch is not None:
-            constexprs.update(PREFETCH=prefetch, BANDED=banded, PUBLISH=Settings().band_publish)
-        source = ASTSource(getattr(module, kernel), _signature(kernel, dtype), constexprs=constexprs)
-    compiled = triton.compile(source, target=GPUTarget("cuda", cc, 32), options={"num_warps": warps})
+    kernel = kernel_of(variant["module"], variant["kernel"])
+    constexprs = variant["constexprs"]
+    source = ASTSource(kernel, signature(kernel, variant["dtype"]), constexprs=constexprs)
+    compiled = triton.compile(source, target=GPUTarget("cuda", variant["cc"], 32),
+                              options={"num_warps": variant["num_warps"]})
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "kernel.cubin"
         path.write_bytes(compiled.asm["cubin"])
         usage = subprocess.run([str(_cuobjdump()), "--dump-resource-usage", str(path)], capture_output=True,
                                text=True, check=True).stdout
-    function = usage[usage.index(f"Function {kernel}"):]
+    function = usage[usage.index(f"Function {variant['kernel']}"):]
     fields = {key: int(value) for key, value in re.findall(r"(REG|STACK|SHARED|LOCAL):(\d+)", function)}
-    band = None
-    if kernel in SOFT_DTW_KERNELS:
-        lengths, band = lengths
-    return {"kernel": kernel.removesuffix("_kernel"), "cc": cc, "gpu": TARGETS[cc], "dtype": dtype, "hard": hard,
-            "lengths": lengths, "band": band, "block": block, "num_warps": warps, "prefetch": prefetch, "banded": banded, "registers": fields["REG"],
-            "stack": fields["STACK"], "shared": fields["SHARED"], "local": fields["LOCAL"],
-            "loop_barriers": loop_barriers(compiled.asm["ptx"])}
+    block = f"{constexprs['TILE_I']}x{constexprs['TILE_D']}" if "TILE_I" in constexprs else constexprs["BLOCK"]
+    return {"kernel": variant["name"], "cc": variant["cc"], "gpu": TARGETS[variant["cc"]], "dtype": variant["dtype"],
+            "hard": constexprs.get("HARD"), "lengths": constexprs.get("HAS_LENGTHS"), "band": constexprs.get("HAS_BAND"),
+            "block": block, "num_warps": variant["num_warps"], "prefetch": constexprs.get("PREFETCH"),
+            "banded": constexprs.get("BANDED"), "registers": fields["REG"], "stack": fields["STACK"],
+            "shared": fields["SHARED"], "local": fields["LOCAL"], "loop_barriers": loop_barriers(compiled.asm["ptx"])}
 
 
 def loop_barriers(ptx):
@@ -229,8 +190,7 @@ def main(argv=None, as_json=None):
         return 0
     frame = pd.DataFrame(rows)
     print(f"# ahead-of-time compile: Triton {triton.__version__}, {len(rows)} cubins "
-          f"({len(KERNELS + ROWS_KERNELS + SKEW_KERNELS + SOFT_DTW_KERNELS)} kernels x "
-          f"{len(TARGETS)} targets)\n")
+          f"({len(KERNELS) + 1} kernels x {len(TARGETS)} targets)\n")
     frame["kernel"] = [f"{kernel} (banded)" if banded is True else kernel
                        for kernel, banded in zip(frame["kernel"], frame["banded"])]
     summary = frame.groupby(["kernel", "cc", "gpu"]).agg(

@@ -95,8 +95,8 @@ class Settings:
         _whole("band_publish", self.band_publish, 1)
 
     def prefetch(self, op):
-        """The rows kernels' prefetch depth of op ("fsd" or "lcs")."""
-        return self.fsd_prefetch if op == "fsd" else self.lcs_prefetch
+        """The rows kernels' prefetch depth of op ("fsd", "lcs"; soft-DTW loads one diagonal ahead)."""
+        return {"fsd": self.fsd_prefetch, "lcs": self.lcs_prefetch}.get(op, 1)
 
 
 _current = contextvars.ContextVar("ftcl_kernel_settings", default=Settings())

@@ -296,13 +296,6 @@ if triton is not None:
                 b_sim_3, b_up_3, b_left_3 = b_sim_far, b_up_far, b_left_far
 
 
-def kernels_for(family):
-    """(forward, backward) Triton kernels of LCS in family ("rows" or "chunks")."""
-    if family == "rows":
-        return lcs_fwd_rows_kernel, lcs_bwd_rows_kernel
-    return lcs_fwd_kernel, lcs_bwd_kernel
-
-
 def lcs_fwd(sim, threshold, gamma, lengths, settings, zero_table=False):
     """Returns (values [B] float32, table [B, N*M] float32); zero_table as in fsd_fwd."""
     batch, n_rows, n_cols = sim.shape

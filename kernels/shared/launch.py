@@ -87,9 +87,9 @@ def rows_launch(shape, device, op, settings):
     """(grid, band arguments, constexpr options) of a rows-kernel launch: the band arguments are
     (sync, edge, band_rows, n_bands): a zeroed int32 ticket-and-counts buffer [1 + B * bands] and an
     edge buffer [B * bands, M] float32 when the table is split (placeholders never read otherwise);
-    the options BLOCK, num_warps, PREFETCH, BANDED, PUBLISH."""
+    the options BLOCK, num_warps, PREFETCH, BANDED, PUBLISH. Soft-DTW's tables are never split."""
     batch, n_rows, n_cols = shape
-    n_bands, band_rows = row_bands(shape, device, settings)
+    n_bands, band_rows = row_bands(shape, device, settings) if op != "soft_dtw" else (1, n_rows)
     block, num_warps = rows_launch_config(band_rows)
     options = {"BLOCK": block, "num_warps": settings.num_warps or num_warps,
                "PREFETCH": rows_prefetch(block, settings.prefetch(op)), "BANDED": n_bands > 1,

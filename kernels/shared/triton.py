@@ -119,7 +119,7 @@ if triton is not None:
     @triton.jit
     def skew_kernel(
         x_ptr,  # [B, N, M] any dtype, last dimension contiguous
-        out_ptr,  # [B, (N + M - 1) * N] the same dtype: cell (i, j) at (i + j) * N + i
+        skewed_ptr,  # [B, (N + M - 1) * N] the same dtype: cell (i, j) at (i + j) * N + i
         stride_xb, stride_xn,
         N, M,
         TILE_I: tl.constexpr,
@@ -135,7 +135,7 @@ if triton is not None:
         j = d[None, :] - i[:, None]  # [TILE_I, TILE_D]
         inside = (i[:, None] < N) & (j >= 0) & (j < M)
         values = tl.load(x_ptr + i_b * stride_xb + i[:, None].to(tl.int64) * stride_xn + j, mask=inside)
-        tl.store(out_ptr + i_b * (N + M - 1) * N + d[None, :].to(tl.int64) * N + i[:, None], values, mask=inside)
+        tl.store(skewed_ptr + i_b * (N + M - 1) * N + d[None, :].to(tl.int64) * N + i[:, None], values, mask=inside)
 
     # Row bands: a rows kernel may split each pair's table into bands of band_rows rows, one program
     # per band, so that a long sweep keeps more SMs busy and each program's diagonal is shorter. A

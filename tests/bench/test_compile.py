@@ -53,29 +53,36 @@ def rows(tmp_path_factory):
 
 
 def test_every_kernel_compiles_for_every_target_and_variant(rows):
-    from bench.compile import (
-        KERNELS,
-        ROWS_KERNELS,
-        SKEW_KERNELS,
-        SOFT_DTW_KERNELS,
-        TARGETS,
-        banded_configs,
-        rows_configs,
-    )
-    banded = sum(len(banded_configs(kernel)) for kernel in ROWS_KERNELS)
-    assert len(rows) == (len(KERNELS) * 16 + len(ROWS_KERNELS) * 8 * len(rows_configs()) + 8 * banded) * len(TARGETS) + \
-        len(SKEW_KERNELS) * len(TARGETS) * 2 + \
-        len(SOFT_DTW_KERNELS) * len(TARGETS) * 32  # 2 dtypes x hard x lengths x band x 2 blocks
+    from bench.compile import KERNELS, TARGETS, banded_configs, rows_configs
+    per_kernel = {"fsd": 8, "lcs": 8, "soft_dtw": 16}  # 2 dtypes x hard x lengths (x band)
+    want = 0
+    for name, *_ in KERNELS:
+        op = name.split("_fwd")[0].split("_bwd")[0]
+        launches = (len(rows_configs(op)) + (len(banded_configs(op)) if op != "soft_dtw" else 0)
+                    if name.endswith("_rows") else 2)
+        want += per_kernel[op] * launches * len(TARGETS)
+    assert len(rows) == want + 2 * len(TARGETS)  # and the skew copy in 2 dtypes
     # The deepest prefetch (4 diagonals ahead) where the API launches it, 2 at the largest block.
-    assert {(r["block"], r["prefetch"]) for r in rows if "_rows" in r["kernel"]} >= {(1024, 4), (2048, 2)}
-    # Every rows kernel also split into bands, at the smallest band "auto" makes and at 1024 rows.
+    assert {(r["block"], r["prefetch"]) for r in rows if r["kernel"].startswith(("fsd", "lcs"))
+            and "_rows" in r["kernel"]} >= {(1024, 4), (2048, 2)}
+    # FSD's and LCS's rows kernels also split into bands, at the smallest band "auto" makes and at 1024 rows.
     assert {(r["kernel"], r["block"]) for r in rows if r["banded"]} == {
-        (k.removesuffix("_kernel"), block) for k in ROWS_KERNELS for block in (256, 1024)}
-    seen = {(r["kernel"], r["cc"]) for r in rows}
-    assert seen == {(k.removesuffix("_kernel"), cc)
-                    for k in KERNELS + ROWS_KERNELS + SKEW_KERNELS + SOFT_DTW_KERNELS for cc in TARGETS}
+        (f"{op}_{p}_rows", block) for op in ("fsd", "lcs") for p in ("fwd", "bwd") for block in (256, 1024)}
+    assert {(r["kernel"], r["cc"]) for r in rows} == {(k[0], cc) for k in [*KERNELS, ("skew",)] for cc in TARGETS}
     assert {r["block"] for r in rows} == {1, 16, 256, 1024, 2048, "32x64"}  # 1024: rows and chunks; 256: bands
     assert {r["dtype"] for r in rows} == {"float32", "bfloat16"}
+
+
+def test_signatures_are_read_off_the_kernels():
+    """Every parameter of every compiled kernel gets a type from its name, pointers of the variant's
+    dtype only where the kernel reads or writes inputs or their gradients."""
+    from bench.compile import KERNELS, SKEW, kernel_of, signature
+    for _, module, name, fixed in [*KERNELS, SKEW]:
+        kernel = kernel_of(module, name)
+        sig = signature(kernel, "bfloat16")
+        assert list(sig) == kernel.arg_names and set(fixed) <= {k for k, v in sig.items() if v == "constexpr"}
+        assert {k for k, v in sig.items() if v == "*bf16"} <= {"x_ptr", "y_ptr", "grad_x_ptr", "grad_y_ptr", "sim_ptr",
+                                                               "grad_sim_ptr", "skewed_ptr"}
 
 
 def test_no_local_memory_no_shared_memory_and_no_unexpected_spill(rows):
