@@ -1,8 +1,7 @@
 """Benchmarks of kernels.fsd_score / kernels.lcs_score: the release workload (any machine) and the GPU grid.
 
 GPU cases time with triton.testing.do_bench (CUDA events) into extra_info["gpu_ms"]; the
-pytest-benchmark wall-clock statistics synchronise the device around each call. The torch backend's
-GPU times come after the Triton grid, as their own cases (extra_info["torch_ms"])."""
+pytest-benchmark wall-clock statistics synchronise the device around each call."""
 import os
 import time
 
@@ -13,7 +12,7 @@ import torch
 from ftcl import kernels
 from ftcl.kernels.shared import launch
 from bench import release_loops
-from bench.common import RESULTS_DIR, cuda_graph, cuda_kernel_count, gpu_ms, on_gpu, peak_mib, synchronized, time_once
+from bench.common import RESULTS_DIR, cuda_graph, cuda_kernel_count, gpu_ms, on_gpu, peak_mib, synchronized
 
 GRID = [(16, 32), (256, 32), (4096, 32), (16, 128), (256, 128), (2048, 128), (16, 512), (256, 512),
         (1024, 512), (64, 2048)]
@@ -21,7 +20,6 @@ GRID = [(16, 32), (256, 32), (4096, 32), (16, 128), (256, 128), (2048, 128), (16
 # as given in the kernels issue; the target is >= 10x faster at every point.
 CUDA_REFERENCE_MS = {(16, 32): 1.10, (256, 32): 1.06, (4096, 32): 2.93, (16, 128): 1.36, (256, 128): 1.96,
                      (2048, 128): 30.6, (16, 512): 6.70, (256, 512): 41.8, (1024, 512): 224.0}
-TORCH_LIMIT_MS = 10_000
 CPU_GRID = [(16, 32), (256, 32), (16, 128)]
 DEVICE = "cuda" if on_gpu() else "cpu"
 
@@ -100,7 +98,7 @@ def test_release_workload(benchmark, implementation):
         lcs = release_loops.lcs_release(inputs[2], inputs[3])
         torch.autograd.grad(fsd.sum() + lcs.sum(), inputs, allow_unused=True)
 
-    benchmark.extra_info.update(device=DEVICE, backend="triton" if DEVICE == "cuda" else "torch",
+    benchmark.extra_info.update(device=DEVICE, backend="triton" if DEVICE == "cuda" else "cpu",
                                 matched_cells_per_pair=float((ours[1] > 0).float().mean()))
     if implementation == "ours":
         if DEVICE == "cuda":
@@ -121,15 +119,15 @@ def test_release_workload(benchmark, implementation):
 
 @pytest.mark.parametrize("batch,length", CPU_GRID, ids=[f"B{b}-L{n}" for b, n in CPU_GRID])
 @pytest.mark.parametrize("op", ["fsd", "lcs"])
-def test_torch_backend_cpu(benchmark, op, batch, length):
-    """The torch wavefront on the CPU, forward + backward."""
+def test_cpu_backend(benchmark, op, batch, length):
+    """The CPU path (compiled loops), forward + backward."""
     if DEVICE == "cuda":
         pytest.skip("CPU grid: run on a machine without a GPU")
-    benchmark.extra_info.update(op=op, mode="fwd+bwd", B=batch, L=length, backend="torch")
-    benchmark.pedantic(runner(op, "fwd+bwd", batch, length, "torch", "cpu"), rounds=5, warmup_rounds=1)
+    benchmark.extra_info.update(op=op, mode="fwd+bwd", B=batch, L=length, backend="cpu")
+    benchmark.pedantic(runner(op, "fwd+bwd", batch, length, "cpu", "cpu"), rounds=5, warmup_rounds=1)
 
 
-SOFT_DTW_IMPLEMENTATIONS = ["ours-triton", "ours-torch", "ours-naive", "tslearn", "pysdtw"]
+SOFT_DTW_IMPLEMENTATIONS = ["ours-triton", "ours-cpu", "ours-naive", "tslearn", "pysdtw"]
 
 
 def _soft_dtw_costs(batch, length, device, dtype):
@@ -176,7 +174,7 @@ def _soft_dtw_call(implementation, cost, gamma):
 def test_soft_dtw(benchmark, implementation, batch, length):
     """Soft-DTW forward + backward (gamma 1) on the same costs, ours beside the field's: tslearn
     (float64, numba, one pair at a time; CPU) and pysdtw (CUDA) where they import; ours on every
-    backend (Triton on CUDA). Each checks its values and gradients against the torch backend's. On the
+    backend (Triton on CUDA). Each checks its values and gradients against the cpu backend's. On the
     CPU only CPU_GRID (the naive loops only at 16 x 32)."""
     if DEVICE == "cpu" and (batch, length) not in CPU_GRID:
         pytest.skip("CPU: the CPU grid only")
@@ -191,7 +189,7 @@ def test_soft_dtw(benchmark, implementation, batch, length):
     cost = _soft_dtw_costs(batch, length, DEVICE, dtype)
     run = _soft_dtw_call(implementation, cost, 1.0)
     got = run()
-    want = _soft_dtw_call("ours-torch", cost, 1.0)()
+    want = _soft_dtw_call("ours-cpu", cost, 1.0)()
     for g, w in zip(got, want):
         torch.testing.assert_close(g.to(w), w, rtol=1e-5, atol=1e-5)
     benchmark.extra_info.update(implementation=implementation, B=batch, L=length, dtype=str(dtype).removeprefix("torch."),
@@ -384,25 +382,6 @@ def host_ms(fn, calls=20):
     elapsed = time.perf_counter() - start
     torch.cuda.synchronize()
     return 1e3 * elapsed / calls
-
-
-@pytest.mark.parametrize("batch,length", GRID, ids=[f"B{b}-L{n}" for b, n in GRID])
-@pytest.mark.parametrize("mode", ["fwd", "fwd+bwd"])
-@pytest.mark.parametrize("op", ["fsd", "lcs"])
-def test_torch_backend_gpu(benchmark, op, mode, batch, length):
-    """The torch wavefront on the GPU at the same points (after the whole Triton grid, which matters
-    more when time is short): do_bench when a call takes under 100 ms, else the wall time of one call
-    after a warm-up call; skipped past TORCH_LIMIT_MS."""
-    if DEVICE != "cuda":
-        pytest.skip("needs a CUDA GPU")
-    run = runner(op, mode, batch, length, "torch", "cuda")
-    first = time_once(run)  # includes the warm-up
-    if first > TORCH_LIMIT_MS:
-        pytest.skip(f"one call took {first / 1e3:.0f} s")
-    fast = first <= 100
-    benchmark.extra_info.update({"op": op, "mode": mode, "B": batch, "L": length,
-                                 "torch_ms": gpu_ms(run) if fast else None})
-    benchmark.pedantic(synchronized(run), rounds=5 if fast else 1, warmup_rounds=0)
 
 
 SKEW_GRID = [(2048, 128), (256, 512), (64, 2048)]

@@ -1,4 +1,4 @@
-"""python -m bench [kernels|eval|step|recipe|tune|compile|ops|all] | python -m bench report [--targets] [PATH]
+"""python -m bench [kernels|eval|step|recipe|tune|compile|ops|sdtw|all] | python -m bench report [--targets] [PATH]
 
 Benchmarks (not tests). kernels, eval, step and recipe run as pytest-benchmark cases (bench/bench_*.py):
 results are saved as JSON under .benchmarks/ (compare two commits with `pytest bench/bench_eval.py
@@ -6,7 +6,8 @@ results are saved as JSON under .benchmarks/ (compare two commits with `pytest b
 printed and CSV rows appended to bench/results/benchmarks.csv. `recipe --scale F` runs the whole
 recipe outside pytest (bench/recipe.py); `compile [--json]` compiles every Triton kernel for five GPU
 generations (bench/compile.py); `ops` counts the operations of each training step's phases
-(bench/ops.py); `report` prints the tables of a saved JSON or of bench/results/cases.jsonl (each
+(bench/ops.py); `sdtw [--threads N]` times soft-DTW on the CPU beside tslearn and pysdtw
+(bench/sdtw.py); `report` prints the tables of a saved JSON or of bench/results/cases.jsonl (each
 finished case, kept when a run is cut short), `--targets` only the GPU targets.
 """
 import contextlib
@@ -26,13 +27,14 @@ HELP = {"kernels": "FSD / LCS / soft-DTW kernels: the release workload, the CPU 
         "recipe": "the whole recipe (with options: outside pytest, see bench/recipe.py)",
         "tune": "the kernels' launch configurations (GPU; compiles one kernel per configuration)",
         "compile": "compile every Triton kernel for five GPU generations (no GPU needed)",
-        "ops": "operations and Triton launches of each training step's phases", "all": " ".join(IN_ALL)}
+        "ops": "operations and Triton launches of each training step's phases",
+        "sdtw": "soft-DTW on the CPU beside tslearn and pysdtw (options: see bench/sdtw.py)", "all": " ".join(IN_ALL)}
 
 
 def build_parser():
     parser = tool.parser("python -m bench", __doc__)
     sub = parser.add_subparsers(dest="what", metavar="BENCHMARK")
-    for name in (*CASES, "compile", "ops", "all"):
+    for name in (*CASES, "compile", "ops", "sdtw", "all"):
         command = sub.add_parser(name, help=HELP[name], description=HELP[name])
         if name == "recipe":
             from bench import recipe
@@ -43,6 +45,9 @@ def build_parser():
                                       "latest-<benchmark>-<expression>.json)")
         elif name == "compile":
             command.add_argument("--json", action="store_true", help="every compiled variant as JSON")
+        elif name == "sdtw":
+            from bench import sdtw
+            sdtw.add_arguments(command)
     report = sub.add_parser("report", help="the tables of a saved JSON (default bench/results/cases.jsonl)")
     report.add_argument("path", nargs="?", help="a pytest-benchmark JSON or a cases.jsonl file")
     report.add_argument("--targets", action="store_true", help="only the GPU targets table")
@@ -98,6 +103,9 @@ def main(argv=None):
     if what == "ops":
         from bench import ops
         return ops.main()
+    if what == "sdtw":
+        from bench import sdtw
+        return sdtw.run(args, parser)
     if what == "recipe" and any(value not in (None, False) for name, value in vars(args).items() if name != "what"):
         from bench import recipe
         return recipe.run(args, parser)

@@ -62,17 +62,6 @@ def peak_mib(fn):
     return (torch.cuda.max_memory_allocated() - base) / 2**20
 
 
-def time_once(fn):
-    """One timed call in ms (for the slow references), synchronising a GPU around it."""
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t0) * 1e3
-
-
 def cuda_graph(fn, warmup=3):
     """fn captured in a CUDA graph (after warm-up calls on a side stream, as capture requires).
     Returns (replay, captured): replay() reruns the captured work on the same input tensors, and

@@ -149,7 +149,8 @@ def compile_one(variant):
     fields = {key: int(value) for key, value in re.findall(r"(REG|STACK|SHARED|LOCAL):(\d+)", function)}
     block = f"{constexprs['TILE_I']}x{constexprs['TILE_D']}" if "TILE_I" in constexprs else constexprs["BLOCK"]
     return {"kernel": variant["name"], "cc": variant["cc"], "gpu": TARGETS[variant["cc"]], "dtype": variant["dtype"],
-            "hard": constexprs.get("HARD"), "lengths": constexprs.get("HAS_LENGTHS"), "band": constexprs.get("HAS_BAND"),
+            "hard": constexprs.get("HARD"), "lengths": constexprs.get("HAS_LENGTHS"),
+            "band": constexprs.get("HAS_BAND"),
             "block": block, "num_warps": variant["num_warps"], "prefetch": constexprs.get("PREFETCH"),
             "banded": constexprs.get("BANDED"), "registers": fields["REG"], "stack": fields["STACK"],
             "shared": fields["SHARED"], "local": fields["LOCAL"], "loop_barriers": loop_barriers(compiled.asm["ptx"])}

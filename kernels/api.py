@@ -12,11 +12,11 @@ from ftcl.kernels.fsd import op as fsd_op
 from ftcl.kernels.lcs import naive as lcs_naive
 from ftcl.kernels.lcs import op as lcs_op
 from ftcl.kernels.shared import checks
-from ftcl.kernels.shared.wavefront import compute_dtype, full_lengths
+from ftcl.kernels.shared.checks import compute_dtype, full_lengths
 from ftcl.kernels.soft_dtw import naive as soft_dtw_naive
 from ftcl.kernels.soft_dtw import op as soft_dtw_op
 
-BACKENDS = ("auto", "naive", "torch", "triton")
+BACKENDS = ("auto", "naive", "cpu", "triton")
 MIN_GAMMA = checks.MIN_GAMMA
 
 
@@ -42,17 +42,17 @@ def fsd_score(match, gap, *, gamma=0.1, lengths=None, backend="auto"):
     (the hard max, first maximum winning, when gamma = 0).
 
     Args:
-        match, gap: [B, N, M] float16/bfloat16/float32 (float64 on the naive and torch backends).
+        match, gap: [B, N, M] float16/bfloat16/float32 (float64 on the naive and cpu backends).
         gamma: smoothing temperature >= 0 (the release uses 0.1).
         lengths: optional integer [B, 2] of per-pair (n, m); the result is C[n, m] of each pair.
-        backend: "auto" | "naive" | "torch" | "triton".
+        backend: "auto" | "naive" | "cpu" | "triton".
 
     Returns:
         [B] float32 (float64 for float64 inputs), differentiable w.r.t. match and gap.
     """
     gamma, lengths = checks.number("gamma", gamma), _lengths(lengths)
     if backend == "naive":
-        gamma, lengths, _ = fsd_op.check(match, gap, gamma, lengths, "torch")
+        gamma, lengths, _ = fsd_op.check(match, gap, gamma, lengths, "cpu")
         dtype = compute_dtype(match, gap)
         return fsd_naive.fsd_naive(match.to(dtype), gap.to(dtype), gamma,
                                    _naive_lengths(lengths, match.shape, match.device))
@@ -67,11 +67,11 @@ def lcs_score(sim, *, threshold=0.92, gamma=0.0, lengths=None, backend="auto"):
     A NaN similarity never clears the threshold (as the release's comparison).
 
     Args:
-        sim: [B, N, M] float16/bfloat16/float32 (float64 on the naive and torch backends).
+        sim: [B, N, M] float16/bfloat16/float32 (float64 on the naive and cpu backends).
         threshold: strict match threshold on sim (the release uses 0.92).
         gamma: smoothing temperature >= 0 (the release uses 0, the hard max).
         lengths: optional integer [B, 2] of per-pair (n, m); the result is C[n, m] of each pair.
-        backend: "auto" | "naive" | "torch" | "triton".
+        backend: "auto" | "naive" | "cpu" | "triton".
 
     Returns:
         [B] float32 (float64 for float64 inputs), differentiable w.r.t. sim.
@@ -79,7 +79,7 @@ def lcs_score(sim, *, threshold=0.92, gamma=0.0, lengths=None, backend="auto"):
     threshold, gamma = checks.number("threshold", threshold), checks.number("gamma", gamma)
     lengths = _lengths(lengths)
     if backend == "naive":
-        threshold, gamma, lengths, _ = lcs_op.check(sim, threshold, gamma, lengths, "torch")
+        threshold, gamma, lengths, _ = lcs_op.check(sim, threshold, gamma, lengths, "cpu")
         return lcs_naive.lcs_naive(sim.to(compute_dtype(sim)), threshold, gamma,
                                    _naive_lengths(lengths, sim.shape, sim.device))
     return lcs_op.lcs_forward(sim, threshold, gamma, lengths, _op_backend(backend))[0]
@@ -94,12 +94,12 @@ def soft_dtw_score(cost, *, gamma=1.0, lengths=None, band=None, backend="auto"):
     is the expected alignment. Unnormalised, as tslearn.metrics.soft_dtw.
 
     Args:
-        cost: [B, N, M] float16/bfloat16/float32 (float64 on the naive and torch backends).
+        cost: [B, N, M] float16/bfloat16/float32 (float64 on the naive and cpu backends).
         gamma: smoothing temperature >= 0 (0: DTW; else at least kernels.MIN_GAMMA).
         lengths: optional integer [B, 2] of per-pair (n, m); the value is R[n, m] of each pair.
         band: optional Sakoe-Chiba radius (tslearn's sakoe_chiba_mask on each pair's n x m): cells
             with i - j outside [-band - max(0, m - n), band + max(0, n - m)] are +inf.
-        backend: "auto" (triton on CUDA, else torch) | "naive" | "torch" | "triton".
+        backend: "auto" (triton on CUDA, else cpu) | "naive" | "cpu" | "triton".
 
     Returns:
         [B] float32 (float64 for float64 inputs), differentiable w.r.t. cost.
@@ -107,7 +107,7 @@ def soft_dtw_score(cost, *, gamma=1.0, lengths=None, band=None, backend="auto"):
     gamma, lengths = checks.number("gamma", gamma), _lengths(lengths)
     checks.band(band)  # here too: the operator's schema would take True as 1
     if backend == "naive":
-        gamma, lengths, band, _ = soft_dtw_op.check(cost, gamma, lengths, band, "torch")
+        gamma, lengths, band, _ = soft_dtw_op.check(cost, gamma, lengths, band, "cpu")
         return soft_dtw_naive.soft_dtw_naive(cost.to(compute_dtype(cost)), gamma,
                                              _naive_lengths(lengths, cost.shape, cost.device), band)
     return soft_dtw_op.soft_dtw_forward(cost, gamma, lengths, band, _op_backend(backend))[0]
@@ -136,17 +136,77 @@ def squared_euclidean(x, y):
         raise ValueError(f"x and y must agree in B and D, got {tuple(x.shape)} and {tuple(y.shape)}")
     if x.device != y.device or x.dtype != y.dtype:
         raise ValueError(f"x and y must share a device and a dtype, got {x.device}/{x.dtype} and {y.device}/{y.dtype}")
-    if x.shape[1]:
-        origin = x[:, :1].detach()  # [B, 1, D]; the distances' gradient does not depend on it
-        x, y = x - origin, y - origin
-    squares = x.pow(2).sum(dim=2, keepdim=True) + y.pow(2).sum(dim=2).unsqueeze(1)  # [B, N, M]
-    return torch.baddbmm(squares, x, y.mT, alpha=-2).clamp_min(0)
+    return _SquaredEuclidean.apply(x, y)
 
 
-def soft_dtw_sequences(x, y, *, gamma=1.0, lengths=None, band=None, backend="auto"):
-    """soft_dtw_score of the squared Euclidean cost between sequences x [B, N, D] and y [B, M, D]
-    (what tslearn.metrics.soft_dtw computes for one pair). Returns [B], differentiable w.r.t. x and y."""
-    return soft_dtw_score(squared_euclidean(x, y), gamma=gamma, lengths=lengths, band=band, backend=backend)
+class _SquaredEuclidean(torch.autograd.Function):
+    """|x_i - y_j|^2 [B, N, M] in one baddbmm forward and one bmm per input backward (the gradient of
+    the distances themselves, 2 (x_i - y_j), summed: as cheap at small sizes as one autograd node)."""
+
+    @staticmethod
+    def forward(ctx, x, y):
+        if x.shape[1]:
+            origin = x[:, :1]  # [B, 1, D]; the distances do not depend on it
+            x, y = x - origin, y - origin
+        squares = (x * x).sum(dim=2, keepdim=True) + (y * y).sum(dim=2).unsqueeze(1)  # [B, N, M]
+        ctx.save_for_backward(x, y)
+        return torch.baddbmm(squares, x, y.mT, alpha=-2).clamp_min(0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y = ctx.saved_tensors
+        grad_x = grad_y = None
+        if ctx.needs_input_grad[0]:  # 2 sum_j g_ij (x_i - y_j)
+            grad_x = torch.baddbmm(x * grad.sum(2, keepdim=True), grad, y, alpha=-1) * 2
+        if ctx.needs_input_grad[1]:  # 2 sum_i g_ij (y_j - x_i)
+            grad_y = torch.baddbmm(y * grad.sum(1).unsqueeze(2), grad.mT, x, alpha=-1) * 2
+        return grad_x, grad_y
+
+
+class SoftDTW(torch.nn.Module):
+    """Soft-DTW between batches of sequences, as a loss module.
+
+    SoftDTW(gamma=1.0, normalize=False, band=None, cost=None, backend="auto")(x, y, lengths=None) -> [B]
+
+    x [B, N, D], y [B, M, D]; lengths an optional integer [B, 2] of per-pair (n, m). The value is
+    soft_dtw_score of cost(x, y) ([B, N, M]; squared Euclidean distances by default, as tslearn's
+    soft_dtw; any callable of that shape), differentiable w.r.t. x and y. With normalize, the soft-DTW
+    divergence of Blondel, Mensch & Vert (2021): sdtw(x, y) - (sdtw(x, x) + sdtw(y, y)) / 2, 0 for
+    x = y and non-negative for the squared Euclidean cost (without a band), for any N, M and lengths
+    (each self-term on its own sequence's length). band: the Sakoe-Chiba radius of every table.
+    """
+
+    def __init__(self, gamma=1.0, normalize=False, band=None, cost=None, backend="auto"):
+        super().__init__()
+        self.gamma = checks.gamma(checks.number("gamma", gamma))
+        self.band = checks.band(band)
+        if cost is not None and not callable(cost):
+            raise ValueError(f"cost must be None or a callable (x [B, N, D], y [B, M, D]) -> [B, N, M], got "
+                             f"{type(cost).__name__}")
+        self.normalize, self.cost, self.backend = bool(normalize), cost or squared_euclidean, _op_backend(backend)
+
+    def extra_repr(self):
+        return f"gamma={self.gamma}, normalize={self.normalize}, band={self.band}, backend={self.backend!r}"
+
+    def _score(self, x, y, lengths):
+        cost = self.cost(x, y)
+        want = (x.shape[0], x.shape[1], y.shape[1])
+        if not isinstance(cost, torch.Tensor) or tuple(cost.shape) != want:
+            got = tuple(cost.shape) if isinstance(cost, torch.Tensor) else type(cost).__name__
+            raise ValueError(f"cost(x, y) must be a tensor of shape [B, N, M] = {list(want)}, got {got}")
+        return soft_dtw_score(cost, gamma=self.gamma, lengths=lengths, band=self.band, backend=self.backend)
+
+    def forward(self, x, y, lengths=None):
+        checks.table("x", x, "[B, N, D]")
+        checks.table("y", y, "[B, M, D]")
+        value = self._score(x, y, lengths)
+        if not self.normalize:
+            return value
+        lengths = _lengths(lengths)
+        own_x = own_y = None
+        if lengths is not None:  # checked against [B, N, M] by the first call
+            own_x, own_y = lengths[:, [0, 0]], lengths[:, [1, 1]]
+        return value - (self._score(x, x, own_x) + self._score(y, y, own_y)) / 2
 
 
 def pairwise_cosine(a, b, *, parts=1, eps=1e-8):

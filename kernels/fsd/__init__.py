@@ -1,1 +1,1 @@
-"""FSD: naive (the specification), wavefront (torch), triton_kernels, op (the registered operator)."""
+"""FSD: naive (the specification), cpu (compiled loops), triton_kernels, op (the registered operator)."""

@@ -10,11 +10,15 @@ import torch
 from torch import Tensor
 
 from ftcl.kernels.fsd import triton_kernels as fsd_triton
-from ftcl.kernels.fsd import wavefront as fsd_wavefront
 from ftcl.kernels.settings import current_settings, use_settings
 from ftcl.kernels.shared import checks, launch, registration
-from ftcl.kernels.shared import wavefront as shared
 from ftcl.kernels.shared.autograd import refuse_second_derivative
+
+
+def _cpu():
+    """The CPU path's module (numba), imported where it first runs: not for `--help` or a GPU run."""
+    from ftcl.kernels.fsd import cpu
+    return cpu
 
 
 def check(match, gap, gamma, lengths, backend, allowed=checks.OP_BACKENDS):
@@ -25,7 +29,7 @@ def check(match, gap, gamma, lengths, backend, allowed=checks.OP_BACKENDS):
     gamma = checks.gamma(gamma)
     lengths = checks.lengths(lengths, match.shape, match.device)
     resolved = checks.backend(backend, (match, gap), allowed)
-    checks.gamma_fits(gamma, match.shape, shared.compute_dtype(match, gap))
+    checks.gamma_fits(gamma, match.shape, checks.compute_dtype(match, gap))
     return gamma, lengths, resolved
 
 
@@ -34,9 +38,10 @@ def fsd_forward(match: Tensor, gap: Tensor, gamma: float, lengths: Optional[Tens
                 backend: str) -> tuple[Tensor, Tensor]:
     """(values [B], table) of FSD on match, gap [B, N, M]."""
     gamma, lengths, backend = check(match, gap, gamma, lengths, backend)
-    if backend == "torch":
-        value, table, _, _ = fsd_wavefront.fsd_forward(match, gap, gamma, lengths)
-        return value, table
+    if backend == "cpu":
+        value, table = _cpu().fsd_forward(match, gap, gamma, lengths)
+        return (registration.returned(value, match, checks.compute_dtype(match, gap)),
+                registration.returned(table, match, torch.float64))
     settings = current_settings()
     if launch.skews(match.shape, settings):
         match, gap = launch.to_diagonal_major(match, settings), launch.to_diagonal_major(gap, settings)
@@ -45,9 +50,9 @@ def fsd_forward(match: Tensor, gap: Tensor, gamma: float, lengths: Optional[Tens
 
 @fsd_forward.register_fake
 def _(match, gap, gamma, lengths, backend):
-    if checks.resolve_backend(backend, (match, gap)) == "torch":
-        dtype = shared.compute_dtype(match, gap)
-        return match.new_empty(match.shape[0], dtype=dtype), registration.torch_table(match, dtype)
+    if checks.resolve_backend(backend, (match, gap)) == "cpu":
+        dtype = checks.compute_dtype(match, gap)
+        return match.new_empty(match.shape[0], dtype=dtype), registration.cpu_table(match)
     batch, n_rows, n_cols = match.shape
     return match.new_empty(batch, dtype=torch.float32), match.new_empty(batch, n_rows * n_cols, dtype=torch.float32)
 
@@ -58,13 +63,11 @@ def fsd_backward(grad: Tensor, match: Tensor, gap: Tensor, table: Tensor, gamma:
     """Gradients of sum(grad * value) w.r.t. match and gap: [B, N, M], or (Triton, skew) their
     diagonal-major buffers [B, (N+M-1)*N]."""
     gamma, lengths, backend = check(match, gap, gamma, lengths, backend)
-    checks.saved(grad, table, match.shape, match.device, backend, shared.compute_dtype(match, gap))
-    if backend == "torch":
-        order = registration.order(gap.shape, gap.device)
-        gap_s = shared._to_skewed(gap, order, lengths, table.dtype)
-        grad_match_s, grad_gap_s = fsd_wavefront.fsd_backward(grad, table, gap_s, gamma, lengths, gap.shape)
-        return (shared._from_skewed(grad_match_s, order, gap.shape, match.dtype),
-                shared._from_skewed(grad_gap_s, order, gap.shape, gap.dtype))
+    checks.saved(grad, table, match.shape, match.device, backend)
+    if backend == "cpu":
+        grad_match, grad_gap = _cpu().fsd_backward(grad, gap, table.cpu().numpy(), gamma, lengths)
+        return (registration.returned(grad_match, match, match.dtype),
+                registration.returned(grad_gap, gap, gap.dtype))
     settings = current_settings()
     if skew:
         gap = launch.to_diagonal_major(gap, settings)
@@ -75,7 +78,7 @@ def fsd_backward(grad: Tensor, match: Tensor, gap: Tensor, table: Tensor, gamma:
 
 @fsd_backward.register_fake
 def _(grad, match, gap, table, gamma, lengths, backend, skew):
-    if checks.resolve_backend(backend, (match, gap)) == "torch":
+    if checks.resolve_backend(backend, (match, gap)) == "cpu":
         return match.new_empty(match.shape), gap.new_empty(gap.shape)
     return registration.fake_gradient(match, skew), registration.fake_gradient(gap, skew)
 

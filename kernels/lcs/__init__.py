@@ -1,1 +1,2 @@
-"""The thresholded LCS: naive, wavefront (torch), triton_kernels, op (the registered operator)."""
+"""The thresholded LCS: naive (the specification), cpu (compiled loops), triton_kernels, op (the
+registered operator)."""

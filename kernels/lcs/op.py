@@ -8,11 +8,15 @@ import torch
 from torch import Tensor
 
 from ftcl.kernels.lcs import triton_kernels as lcs_triton
-from ftcl.kernels.lcs import wavefront as lcs_wavefront
 from ftcl.kernels.settings import current_settings, use_settings
 from ftcl.kernels.shared import checks, launch, registration
-from ftcl.kernels.shared import wavefront as shared
 from ftcl.kernels.shared.autograd import refuse_second_derivative
+
+
+def _cpu():
+    """The CPU path's module (numba), imported where it first runs: not for `--help` or a GPU run."""
+    from ftcl.kernels.lcs import cpu
+    return cpu
 
 
 def check(sim, threshold, gamma, lengths, backend, allowed=checks.OP_BACKENDS):
@@ -22,7 +26,7 @@ def check(sim, threshold, gamma, lengths, backend, allowed=checks.OP_BACKENDS):
     gamma = checks.gamma(gamma)
     lengths = checks.lengths(lengths, sim.shape, sim.device)
     resolved = checks.backend(backend, (sim,), allowed)
-    checks.gamma_fits(gamma, sim.shape, shared.compute_dtype(sim))
+    checks.gamma_fits(gamma, sim.shape, checks.compute_dtype(sim))
     return threshold, gamma, lengths, resolved
 
 
@@ -31,9 +35,10 @@ def lcs_forward(sim: Tensor, threshold: float, gamma: float, lengths: Optional[T
                 backend: str) -> tuple[Tensor, Tensor]:
     """(values [B], table) of the thresholded LCS on sim [B, N, M]."""
     threshold, gamma, lengths, backend = check(sim, threshold, gamma, lengths, backend)
-    if backend == "torch":
-        value, table, _ = lcs_wavefront.lcs_forward(sim, threshold, gamma, lengths)
-        return value, table
+    if backend == "cpu":
+        value, table = _cpu().lcs_forward(sim, threshold, gamma, lengths)
+        return (registration.returned(value, sim, checks.compute_dtype(sim)),
+                registration.returned(table, sim, torch.float64))
     settings = current_settings()
     if launch.skews(sim.shape, settings):
         sim = launch.to_diagonal_major(sim, settings)
@@ -42,9 +47,8 @@ def lcs_forward(sim: Tensor, threshold: float, gamma: float, lengths: Optional[T
 
 @lcs_forward.register_fake
 def _(sim, threshold, gamma, lengths, backend):
-    if checks.resolve_backend(backend, (sim,)) == "torch":
-        dtype = shared.compute_dtype(sim)
-        return sim.new_empty(sim.shape[0], dtype=dtype), registration.torch_table(sim, dtype)
+    if checks.resolve_backend(backend, (sim,)) == "cpu":
+        return sim.new_empty(sim.shape[0], dtype=checks.compute_dtype(sim)), registration.cpu_table(sim)
     batch, n_rows, n_cols = sim.shape
     return sim.new_empty(batch, dtype=torch.float32), sim.new_empty(batch, n_rows * n_cols, dtype=torch.float32)
 
@@ -55,12 +59,10 @@ def lcs_backward(grad: Tensor, sim: Tensor, table: Tensor, threshold: float, gam
     """Gradient of sum(grad * value) w.r.t. sim: [B, N, M], or (Triton, skew) its diagonal-major
     buffer [B, (N+M-1)*N]."""
     threshold, gamma, lengths, backend = check(sim, threshold, gamma, lengths, backend)
-    checks.saved(grad, table, sim.shape, sim.device, backend, shared.compute_dtype(sim))
-    if backend == "torch":
-        order = registration.order(sim.shape, sim.device)
-        sim_s = shared._to_skewed(sim, order, lengths, table.dtype)
-        grad_s = lcs_wavefront.lcs_backward(grad, table, sim_s, threshold, gamma, lengths, sim.shape)
-        return shared._from_skewed(grad_s, order, sim.shape, sim.dtype)
+    checks.saved(grad, table, sim.shape, sim.device, backend)
+    if backend == "cpu":
+        grad_sim = _cpu().lcs_backward(grad, sim, table.cpu().numpy(), threshold, gamma, lengths)
+        return registration.returned(grad_sim, sim, sim.dtype)
     settings = current_settings()
     if skew:
         sim = launch.to_diagonal_major(sim, settings)
@@ -71,7 +73,7 @@ def lcs_backward(grad: Tensor, sim: Tensor, table: Tensor, threshold: float, gam
 
 @lcs_backward.register_fake
 def _(grad, sim, table, threshold, gamma, lengths, backend, skew):
-    if checks.resolve_backend(backend, (sim,)) == "torch":
+    if checks.resolve_backend(backend, (sim,)) == "cpu":
         return sim.new_empty(sim.shape)
     return registration.fake_gradient(sim, skew)
 

@@ -16,7 +16,7 @@ from ftcl.kernels.shared import launch
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 # Below this a positive gamma overflows float32 (x / gamma, 1 / gamma): 0 (the hard max) is the limit.
 MIN_GAMMA = 1e-4
-OP_BACKENDS = ("auto", "torch", "triton")
+OP_BACKENDS = ("auto", "cpu", "triton")
 
 
 def number(name, value):
@@ -109,23 +109,34 @@ def lengths(value, shape, device):
     return value
 
 
+def compute_dtype(*tensors):
+    """What an op computes in: float64 for float64 inputs, else float32."""
+    return torch.float64 if any(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def full_lengths(shape, device):
+    """[B, 2] (N, M) of every pair: the lengths of a call without them."""
+    batch, n_rows, n_cols = shape
+    return torch.tensor([[n_rows, n_cols]], device=device).expand(batch, 2)
+
+
 def resolve_backend(backend, tensors):
     """The backend an op call runs on, without checking it: "auto" is "triton" for CUDA tensors
-    without float64, else "torch"."""
+    without float64, else "cpu"."""
     if backend != "auto":
         return backend
-    return "triton" if tensors[0].is_cuda and all(t.dtype != torch.float64 for t in tensors) else "torch"
+    return "triton" if tensors[0].is_cuda and all(t.dtype != torch.float64 for t in tensors) else "cpu"
 
 
 def backend(value, tensors, allowed=OP_BACKENDS):
-    """The backend an op call runs on ("torch" or "triton"), refused where it cannot run."""
+    """The backend an op call runs on ("cpu" or "triton"), refused where it cannot run."""
     if value not in allowed:
         raise ValueError(f"backend must be one of {', '.join(allowed)}; got {value!r}")
     value = resolve_backend(value, tensors)
     if value == "triton":
         if any(t.dtype == torch.float64 for t in tensors):
             raise ValueError("backend 'triton' computes in float32; pass float32/float16/bfloat16 "
-                             "or use backend='torch' for float64")
+                             "or use backend='cpu' for float64")
         if not launch.runs_on(tensors[0]):
             raise ValueError("backend 'triton' needs CUDA tensors (or TRITON_INTERPRET=1 set before import)")
         if launch.triton is None:
@@ -133,15 +144,15 @@ def backend(value, tensors, allowed=OP_BACKENDS):
     return value
 
 
-def saved(grad, saved_table, shape, device, resolved, dtype):
+def saved(grad, saved_table, shape, device, resolved):
     """The inputs a backward op takes from its forward: grad [B] (any float dtype) and the table of
-    the resolved backend (torch: [B, N+M+1, N+1] in the compute dtype; triton: [B, N*M] float32)."""
+    the resolved backend (cpu: [B, N+1, M+1] float64; triton: [B, N*M] float32)."""
     batch, n_rows, n_cols = shape
     if not isinstance(grad, torch.Tensor) or tuple(grad.shape) != (batch,) or grad.dtype not in FLOAT_DTYPES:
         raise ValueError(f"grad must be a float tensor of shape [{batch}], got "
                          f"{tuple(grad.shape) if isinstance(grad, torch.Tensor) else type(grad).__name__}")
-    want = (batch, n_rows + n_cols + 1, n_rows + 1) if resolved == "torch" else (batch, n_rows * n_cols)
-    want_dtype = dtype if resolved == "torch" else torch.float32
+    want = (batch, n_rows + 1, n_cols + 1) if resolved == "cpu" else (batch, n_rows * n_cols)
+    want_dtype = torch.float64 if resolved == "cpu" else torch.float32
     if tuple(saved_table.shape) != want or saved_table.dtype != want_dtype:
         raise ValueError(f"table must be the forward's {want_dtype} table of shape {list(want)} on the {resolved} "
                          f"backend, got {saved_table.dtype} {tuple(saved_table.shape)}")

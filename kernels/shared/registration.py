@@ -5,18 +5,20 @@ An op's output may not be a view, so a Triton gradient written diagonal-major is
 buffer [B, (N+M-1)*N] (zero-filled, so every output element is defined) and viewed as [B, N, M] by
 the autograd formula.
 """
+import torch
+
 from ftcl.kernels.shared import launch
-from ftcl.kernels.shared import wavefront as shared
 
 
-def order(shape, device):
-    _, order = shared._diagonals(shape[1], shape[2])
-    return order.to(device)
+def returned(array, like, dtype):
+    """A numpy result of the CPU path as a tensor on like's device, in dtype."""
+    return torch.from_numpy(array).to(device=like.device, dtype=dtype)
 
 
-def torch_table(x, dtype):
+def cpu_table(x):
+    """The fake of the CPU path's table: [B, N+1, M+1] float64."""
     batch, n_rows, n_cols = x.shape
-    return x.new_empty(batch, n_rows + n_cols + 1, n_rows + 1, dtype=dtype)
+    return x.new_empty(batch, n_rows + 1, n_cols + 1, dtype=torch.float64)
 
 
 def fake_gradient(x, skew):

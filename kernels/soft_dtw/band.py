@@ -1,4 +1,6 @@
-"""The Sakoe-Chiba band as tslearn.metrics.sakoe_chiba_mask draws it, for tables of any shape."""
+"""The Sakoe-Chiba band as tslearn.metrics.sakoe_chiba_mask draws it, for tables of any shape (the
+naive specification, and compiled for the CPU loops; the Triton kernels' copy is
+kernels.shared.three_way's _inside_band)."""
 
 
 def band_limits(n, m, radius):
@@ -9,15 +11,7 @@ def band_limits(n, m, radius):
 
 def inside_band(i, j, n, m, radius):
     """Whether cell (i, j) (1-indexed) of an n x m table lies inside the band."""
+    if radius < 0:
+        return True
     lowest, highest = band_limits(n, m, radius)
     return lowest <= i - j <= highest
-
-
-def band_mask(rows, cols, lengths, radius):
-    """[B, K] bool: whether each cell (rows[k], cols[k]) (1-indexed, [K] long) lies inside the band
-    of each pair's n x m table (lengths [B, 2] long)."""
-    n, m = lengths[:, :1], lengths[:, 1:]
-    lowest = -radius - (m - n).clamp_min(0)
-    highest = radius + (n - m).clamp_min(0)
-    offset = (rows - cols)[None, :]
-    return (offset >= lowest) & (offset <= highest)

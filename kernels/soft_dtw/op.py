@@ -9,10 +9,14 @@ from torch import Tensor
 
 from ftcl.kernels.settings import current_settings, use_settings
 from ftcl.kernels.shared import checks, registration
-from ftcl.kernels.shared import wavefront as shared
 from ftcl.kernels.shared.autograd import refuse_second_derivative
 from ftcl.kernels.soft_dtw import triton_kernels as soft_dtw_triton
-from ftcl.kernels.soft_dtw import wavefront as soft_dtw_wavefront
+
+
+def _cpu():
+    """The CPU path's module (numba), imported where it first runs: not for `--help` or a GPU run."""
+    from ftcl.kernels.soft_dtw import cpu
+    return cpu
 
 
 def check(cost, gamma, lengths, band, backend, allowed=checks.OP_BACKENDS):
@@ -22,7 +26,7 @@ def check(cost, gamma, lengths, band, backend, allowed=checks.OP_BACKENDS):
     lengths = checks.lengths(lengths, cost.shape, cost.device)
     band = checks.band(band)
     resolved = checks.backend(backend, (cost,), allowed)
-    checks.gamma_fits(gamma, cost.shape, shared.compute_dtype(cost))
+    checks.gamma_fits(gamma, cost.shape, checks.compute_dtype(cost))
     return gamma, lengths, band, resolved
 
 
@@ -31,18 +35,18 @@ def soft_dtw_forward(cost: Tensor, gamma: float, lengths: Optional[Tensor], band
                      backend: str) -> tuple[Tensor, Tensor]:
     """(values [B], table) of soft-DTW on cost [B, N, M]."""
     gamma, lengths, band, backend = check(cost, gamma, lengths, band, backend)
-    if backend == "torch":
-        value, table, _ = soft_dtw_wavefront.soft_dtw_forward(cost, gamma, lengths, band)
-        return value, table
+    if backend == "cpu":
+        value, table = _cpu().soft_dtw_forward(cost, gamma, lengths, band)
+        return (registration.returned(value, cost, checks.compute_dtype(cost)),
+                registration.returned(table, cost, torch.float64))
     return soft_dtw_triton.soft_dtw_fwd(cost, gamma, lengths, band, current_settings(),
                                         zero_table=lengths is not None)
 
 
 @soft_dtw_forward.register_fake
 def _(cost, gamma, lengths, band, backend):
-    if checks.resolve_backend(backend, (cost,)) == "torch":
-        dtype = shared.compute_dtype(cost)
-        return cost.new_empty(cost.shape[0], dtype=dtype), registration.torch_table(cost, dtype)
+    if checks.resolve_backend(backend, (cost,)) == "cpu":
+        return cost.new_empty(cost.shape[0], dtype=checks.compute_dtype(cost)), registration.cpu_table(cost)
     batch, n_rows, n_cols = cost.shape
     return cost.new_empty(batch, dtype=torch.float32), cost.new_empty(batch, n_rows * n_cols, dtype=torch.float32)
 
@@ -52,10 +56,10 @@ def soft_dtw_backward(grad: Tensor, cost: Tensor, table: Tensor, gamma: float, l
                       band: Optional[int], backend: str) -> Tensor:
     """Gradient of sum(grad * value) w.r.t. the cost (the expected alignments), [B, N, M]."""
     gamma, lengths, band, backend = check(cost, gamma, lengths, band, backend)
-    checks.saved(grad, table, cost.shape, cost.device, backend, shared.compute_dtype(cost))
-    if backend == "torch":
-        grad_s = soft_dtw_wavefront.soft_dtw_backward(grad, table, gamma, lengths, cost.shape)
-        return shared._from_skewed(grad_s, registration.order(cost.shape, cost.device), cost.shape, cost.dtype)
+    checks.saved(grad, table, cost.shape, cost.device, backend)
+    if backend == "cpu":
+        grad_cost = _cpu().soft_dtw_backward(grad, table.cpu().numpy(), gamma, lengths, band, cost.shape)
+        return registration.returned(grad_cost, cost, cost.dtype)
     (grad_cost,), _ = registration.triton_gradients(cost, (cost.dtype,), lengths, False)
     return soft_dtw_triton.soft_dtw_bwd(grad, table.contiguous(), gamma, lengths, band, current_settings(),
                                         out=grad_cost)

@@ -46,7 +46,7 @@ def gpu_json(tmp_path):
               gpu_ms=11.0, gpu_kernels=330),
         _case("test_host_fed_step", "ftcl-waits", 16.0, step="ftcl", loop="waits", device="cuda", gpu_ms=15.0),
         _case("test_host_fed_step", "ftcl-no-waits", 12.0, step="ftcl", loop="no-waits", device="cuda", gpu_ms=12.0),
-        _case("test_soft_dtw", "ours-torch-B16-L32", 6.0, implementation="ours-torch", B=16, L=32, dtype="float32",
+        _case("test_soft_dtw", "ours-cpu-B16-L32", 6.0, implementation="ours-cpu", B=16, L=32, dtype="float32",
               device="cuda", gpu_ms=4.0),
         _case("test_soft_dtw", "ours-triton-B16-L32", 1.0, implementation="ours-triton", B=16, L=32,
               dtype="float32", device="cuda", gpu_ms=0.5, chunks_ms=0.6),
@@ -64,7 +64,7 @@ def test_soft_dtw_rows_compare_each_implementation_with_ours(gpu_json):
     tables = report.tables(gpu_json)
     frame = next(frame for title, frame in tables.items() if title.startswith("soft-DTW"))
     peer = frame[frame["implementation"] == "pysdtw"].iloc[0]
-    assert peer["ms"] == 8.0 and peer["ms / ours-torch ms"] == pytest.approx(2.0)
+    assert peer["ms"] == 8.0 and peer["ms / ours-cpu ms"] == pytest.approx(2.0)
     assert peer["Gcell/s"] == pytest.approx(16 * 32 * 32 / 8.0 / 1e6)
     triton_row = frame[frame["implementation"] == "ours-triton"].iloc[0]  # the rows kernels, the chunks beside
     assert (triton_row["ms"], triton_row["chunks_ms"]) == (0.5, 0.6)

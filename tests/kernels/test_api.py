@@ -114,21 +114,21 @@ def test_naive_lcs_stays_differentiable_and_tiny_gamma_is_refused():
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
 @pytest.mark.parametrize("gamma", GAMMAS)
 @pytest.mark.parametrize("batch,n_rows,n_cols", SHAPES)
-def test_torch_backend_fsd_matches_naive(batch, n_rows, n_cols, gamma, with_lengths):
+def test_cpu_backend_fsd_matches_naive(batch, n_rows, n_cols, gamma, with_lengths):
     match, gap, upstream, gen = _fsd_case(1, batch, n_rows, n_cols)
     lengths = _random_lengths(gen, batch, n_rows, n_cols) if with_lengths else None
-    _fsd_check(match, gap, upstream, gamma, lengths, "torch", torch.float64, 1e-10, 1e-10)
-    _fsd_check(match, gap, upstream, gamma, lengths, "torch", torch.float32, 2e-4, 2e-4)
+    _fsd_check(match, gap, upstream, gamma, lengths, "cpu", torch.float64, 1e-10, 1e-10)
+    _fsd_check(match, gap, upstream, gamma, lengths, "cpu", torch.float32, 2e-4, 2e-4)
 
 
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
 @pytest.mark.parametrize("gamma", GAMMAS)
 @pytest.mark.parametrize("batch,n_rows,n_cols", SHAPES)
-def test_torch_backend_lcs_matches_naive(batch, n_rows, n_cols, gamma, with_lengths):
+def test_cpu_backend_lcs_matches_naive(batch, n_rows, n_cols, gamma, with_lengths):
     sim, upstream, gen = _lcs_case(2, batch, n_rows, n_cols)
     lengths = _random_lengths(gen, batch, n_rows, n_cols) if with_lengths else None
-    _lcs_check(sim, upstream, 0.92, gamma, lengths, "torch", torch.float64, 1e-10, 1e-10)
-    _lcs_check(sim, upstream, 0.92, gamma, lengths, "torch", torch.float32, 2e-4, 2e-4)
+    _lcs_check(sim, upstream, 0.92, gamma, lengths, "cpu", torch.float64, 1e-10, 1e-10)
+    _lcs_check(sim, upstream, 0.92, gamma, lengths, "cpu", torch.float32, 2e-4, 2e-4)
 
 
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
@@ -340,7 +340,7 @@ def test_triton_reads_diagonal_major_inputs_exactly(family):
             assert torch.equal(got, want), op
 
 
-@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("backend", ["cpu", "triton"])
 def test_lcs_ties_take_the_upper_neighbour(backend, family):
     """Integer-valued similarities make many equal table entries; the path (and gradient) must
     follow the upper neighbour on every tie, exactly as the naive loops do."""
@@ -351,7 +351,7 @@ def test_lcs_ties_take_the_upper_neighbour(backend, family):
     _lcs_check(sim, upstream, 0.92, 0.0, None, backend, torch.float32, 0, 0)
 
 
-@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("backend", ["cpu", "triton"])
 def test_fsd_hard_max_ties_take_the_first_candidate(backend, family):
     match = torch.zeros(2, 4, 3, dtype=torch.float64)
     gap = torch.zeros(2, 4, 3, dtype=torch.float64)
@@ -360,7 +360,7 @@ def test_fsd_hard_max_ties_take_the_first_candidate(backend, family):
     _fsd_check(match, gap, upstream, 0.0, None, backend, torch.float32, 0, 0)
 
 
-@pytest.mark.parametrize("backend", ["naive", "torch", "triton"])
+@pytest.mark.parametrize("backend", ["naive", "cpu", "triton"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 def test_a_gamma_that_would_overflow_is_refused(backend, dtype):
     """A gamma whose table could pass the compute dtype's range (values inf, gradients NaN) is
@@ -385,7 +385,7 @@ def test_a_gamma_that_would_overflow_is_refused(backend, dtype):
         assert all(t.grad is None or torch.isfinite(t.grad).all() for t in inputs)
 
 
-@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("backend", ["cpu", "triton"])
 def test_large_magnitudes_with_small_gamma_stay_finite(backend, family):
     gen = torch.Generator().manual_seed(10)
     match = (torch.rand(2, 5, 6, generator=gen, dtype=torch.float64) * 2 - 1) * 50
@@ -396,7 +396,7 @@ def test_large_magnitudes_with_small_gamma_stay_finite(backend, family):
     _lcs_check(sim, upstream, 0.92, 0.01, None, backend, torch.float32, 1e-5, 1e-4)
 
 
-@pytest.mark.parametrize("backend", ["naive", "torch"])
+@pytest.mark.parametrize("backend", ["naive", "cpu"])
 @pytest.mark.parametrize("gamma", [0.0, 0.1, 1.0], ids=["hard", "g0.1", "g1"])
 def test_gradcheck(backend, gamma):
     match, gap, sim = _gradcheck_inputs(11)
@@ -408,7 +408,7 @@ def test_gradcheck(backend, gamma):
             lambda s: kernels.lcs_score(s, threshold=0.92, gamma=gamma, lengths=lens, backend=backend), (sim,))
 
 
-@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("backend", ["cpu", "triton"])
 def test_non_finite_input_stays_in_its_own_pair(backend, family):
     match, gap, upstream, _ = _fsd_case(12, 3, 4, 5)
     sim, _, _ = _lcs_case(13, 3, 4, 5)
@@ -433,14 +433,14 @@ def test_non_finite_input_stays_in_its_own_pair(backend, family):
         assert torch.isfinite(grad[[0, 2]]).all()
 
 
-def test_auto_backend_on_cpu_is_the_wavefront():
+def test_auto_backend_on_cpu_is_the_cpu_loops():
     match, gap, _, _ = _fsd_case(14, 2, 5, 5)
-    torch.testing.assert_close(kernels.fsd_score(match, gap), kernels.fsd_score(match, gap, backend="torch"))
+    torch.testing.assert_close(kernels.fsd_score(match, gap), kernels.fsd_score(match, gap, backend="cpu"))
     assert kernels.fsd_score(match.float(), gap.float()).dtype == torch.float32
     assert kernels.lcs_score(match.half()).dtype == torch.float32
 
 
-@pytest.mark.parametrize("backend", ["naive", "torch", "triton"])
+@pytest.mark.parametrize("backend", ["naive", "cpu", "triton"])
 def test_empty_batch(backend, family):
     empty = torch.zeros(0, 3, 4, device=_device(backend))
     assert kernels.fsd_score(empty, empty, backend=backend).shape == (0,)
@@ -481,9 +481,9 @@ def test_second_derivatives_are_exact_on_naive_and_refused_elsewhere(family):
     match, gap, sim = _gradcheck_inputs(13)
     assert torch.autograd.gradgradcheck(lambda m, g: kernels.fsd_score(m, g, gamma=0.1, backend="naive"), (match, gap))
     assert torch.autograd.gradgradcheck(lambda s: kernels.lcs_score(s, threshold=0.5, gamma=0.1, backend="naive"), (sim,))
-    calls = [(lambda b, x: kernels.fsd_score(x, x.detach() * 0.5, gamma=0.1, backend=b), ("torch", "triton")),
-             (lambda b, x: kernels.lcs_score(x, threshold=0.5, gamma=0.1, backend=b), ("torch", "triton")),
-             (lambda b, x: kernels.pairwise_cosine(x, x.detach() + 1), ("torch",))]
+    calls = [(lambda b, x: kernels.fsd_score(x, x.detach() * 0.5, gamma=0.1, backend=b), ("cpu", "triton")),
+             (lambda b, x: kernels.lcs_score(x, threshold=0.5, gamma=0.1, backend=b), ("cpu", "triton")),
+             (lambda b, x: kernels.pairwise_cosine(x, x.detach() + 1), ("cpu",))]
     for call, backends in calls:
         for backend in backends:
             x = sim.detach().float().clone().requires_grad_()
@@ -505,7 +505,7 @@ def test_nan_and_overflow_give_one_answer_on_every_backend(gamma):
     gap[1, 1, 1] = float("nan")
     huge = torch.rand(2, 3, 4, generator=gen) * 1e35
     results = {}
-    for backend in ("naive", "torch", "triton"):
+    for backend in ("naive", "cpu", "triton"):
         device = _device(backend)
         results[backend] = [
             kernels.soft_dtw_score(cost.to(device), gamma=gamma, backend=backend).cpu(),
@@ -516,6 +516,6 @@ def test_nan_and_overflow_give_one_answer_on_every_backend(gamma):
         sdtw, fsd, lcs, sdtw_huge, fsd_huge = results[backend]
         assert sdtw.isnan().all() and fsd.isnan().all(), backend
         assert torch.isfinite(lcs).all() and torch.isfinite(sdtw_huge).all() and torch.isfinite(fsd_huge).all()
-    for backend in ("torch", "triton"):
+    for backend in ("cpu", "triton"):
         for got, want in zip(results[backend][2:], results["naive"][2:]):
             torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-5)

@@ -87,7 +87,7 @@ def backward_cases(backend):
     return [
         ("fsd-backward-short-table", lambda: ops.fsd_backward(grad, x, x, table[:1], 0.1, None, backend, False)),
         ("fsd-backward-grad-shape", lambda: ops.fsd_backward(torch.ones(3), x, x, table, 0.1, None, backend, False)),
-        ("fsd-backward-table-dtype", lambda: ops.fsd_backward(grad, x, x, table.double(), 0.1, None, backend, False)),
+        ("fsd-backward-table-dtype", lambda: ops.fsd_backward(grad, x, x, table.half(), 0.1, None, backend, False)),
         ("fsd-backward-lengths", lambda: ops.fsd_backward(grad, x, x, table, 0.1, bad_lengths["past-the-table"],
                                                           backend, False)),
         ("lcs-backward-other-table", lambda: ops.lcs_backward(grad, x[:, :3], lcs_table, 0.92, 0.0, None, backend,
@@ -124,7 +124,7 @@ for name, call in [("gamma-bool", lambda: kernels.fsd_score(x, x, gamma=True)),
 @pytest.fixture(scope="module")
 def outcomes():
     env = {**os.environ, "TRITON_INTERPRET": "1", "FTCL_EVAL_WORKERS": "1"}
-    done = subprocess.run([sys.executable, "-c", RUNNER, "torch", "triton"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", RUNNER, "cpu", "triton"], capture_output=True, text=True,
                           env=env, timeout=300, cwd=Path(__file__).resolve().parents[2])
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     last = lines[-1]["case"] if lines else "none"
@@ -151,21 +151,21 @@ def test_the_public_functions_and_the_operators_say_the_same(outcomes):
 def test_the_messages_name_what_was_wrong(outcomes):
     expect = {
         "triton/ops/fsd-lengths-past-the-table": r"lengths[0] = [9, 9] is outside 1..5 x 1..4",
-        "torch/ops/lcs-lengths-too-few-rows": "lengths must have shape [2, 2], got (1, 2)",
+        "cpu/ops/lcs-lengths-too-few-rows": "lengths must have shape [2, 2], got (1, 2)",
         "triton/ops/sdtw-lengths-zero": "lengths[0] = [0, 4] is outside 1..5 x 1..4",
         "triton/ops/sdtw-band-negative": "band must be None or a whole number >= 0",
-        "torch/ops/fsd-gamma-nan": "gamma must be a finite number >= 0, got nan",
+        "cpu/ops/fsd-gamma-nan": "gamma must be a finite number >= 0, got nan",
         "triton/ops/fsd-shapes-differ": "match and gap must have the same shape",
         "triton/ops/fsd-float64": "backend 'triton' computes in float32",
-        "torch/ops/lcs-threshold-nan": "threshold must be a number, got nan",
+        "cpu/ops/lcs-threshold-nan": "threshold must be a number, got nan",
         "triton/ops/fsd-backward-short-table": "table must be the forward's",
         "triton/ops/fsd-backward-grad-shape": "grad must be a float tensor of shape [2]",
         "python/gamma-bool": "gamma must be a number, got True",
         "python/gamma-str": "gamma must be a number, got '0.1'",
         "python/threshold-none": "threshold must be a number, got None",
         "python/band-bool": "band must be None or a whole number >= 0",
-        "python/backend-none": "backend must be one of auto, naive, torch, triton; got None",
-        "python/ops-backend-naive": "backend must be one of auto, torch, triton; got 'naive'",
+        "python/backend-none": "backend must be one of auto, naive, cpu, triton; got None",
+        "python/ops-backend-naive": "backend must be one of auto, cpu, triton; got 'naive'",
         "python/lengths-list": "lengths[0] = [5, 9] is outside 1..5 x 1..4",
         "python/lengths-ragged": "lengths must be None or an integer tensor [B, 2], got list",
     }

@@ -38,24 +38,24 @@ def _lcs_and_grads(sim, upstream, backend, **kw):
                                    (3, 1500, 1100), (2, 3000, 40)],
                          ids=lambda s: "B{}-N{}-M{}".format(*s))
 @pytest.mark.parametrize("gamma", [0.0, 0.1], ids=["hard", "g0.1"])
-def test_compiled_kernels_match_float64_wavefront(shape, gamma, family):
+def test_compiled_kernels_match_float64_cpu_loops(shape, gamma, family):
     match, gap, sim, upstream = _case(0, *shape)
     lengths = torch.stack([torch.randint(1, shape[1] + 1, (shape[0],)),
                            torch.randint(1, shape[2] + 1, (shape[0],))], dim=1).cuda()
     for lens in (None, lengths):
         got = _fsd_and_grads(match, gap, upstream, "triton", gamma=gamma, lengths=lens)
-        want = _fsd_and_grads(match.double(), gap.double(), upstream.double(), "torch", gamma=gamma, lengths=lens)
+        want = _fsd_and_grads(match.double(), gap.double(), upstream.double(), "cpu", gamma=gamma, lengths=lens)
         for g, w in zip(got, want):
             torch.testing.assert_close(g.double(), w, rtol=1e-3, atol=1e-3)
         got = _lcs_and_grads(sim, upstream, "triton", gamma=gamma, lengths=lens)
-        want = _lcs_and_grads(sim.double(), upstream.double(), "torch", gamma=gamma, lengths=lens)
+        want = _lcs_and_grads(sim.double(), upstream.double(), "cpu", gamma=gamma, lengths=lens)
         for g, w in zip(got, want):
             torch.testing.assert_close(g.double(), w, rtol=1e-3, atol=1e-3)
 
 
 @pytest.mark.parametrize("depth,skew", [(2, False), (4, False), (1, True), (4, True)],
                          ids=["prefetch2", "prefetch4", "skewed", "prefetch4-skewed"])
-def test_compiled_rows_options_match_float64_wavefront(depth, skew):
+def test_compiled_rows_options_match_float64_cpu_loops(depth, skew):
     """The options measured by the benchmarks before becoming defaults: inputs loaded further ahead
     (Settings.fsd_prefetch / lcs_prefetch; 2 at most past 1024 rows) and diagonal-major tables
     (Settings.skew_min_cells)."""
@@ -70,11 +70,11 @@ def _rows_options_match(depth):
         lengths = torch.stack([torch.randint(1, shape[1] + 1, (shape[0],)),
                                torch.randint(1, shape[2] + 1, (shape[0],))], dim=1).cuda()
         got = _fsd_and_grads(match, gap, upstream, "triton", gamma=0.1, lengths=lengths)
-        want = _fsd_and_grads(match.double(), gap.double(), upstream.double(), "torch", gamma=0.1, lengths=lengths)
+        want = _fsd_and_grads(match.double(), gap.double(), upstream.double(), "cpu", gamma=0.1, lengths=lengths)
         for g, w in zip(got, want):
             torch.testing.assert_close(g.double(), w, rtol=1e-3, atol=1e-3)
         got = _lcs_and_grads(sim, upstream, "triton", gamma=0.0)
-        want = _lcs_and_grads(sim.double(), upstream.double(), "torch", gamma=0.0)
+        want = _lcs_and_grads(sim.double(), upstream.double(), "cpu", gamma=0.0)
         for g, w in zip(got, want):
             torch.testing.assert_close(g.double(), w, rtol=1e-3, atol=1e-3)
 

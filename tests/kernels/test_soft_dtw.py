@@ -38,7 +38,7 @@ TRITON_DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 @pytest.mark.parametrize("gamma", GAMMAS)
 @pytest.mark.parametrize("batch,n_rows,n_cols", SHAPES)
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
-def test_torch_backend_equals_the_naive_loops(batch, n_rows, n_cols, gamma, band, with_lengths):
+def test_cpu_backend_equals_the_naive_loops(batch, n_rows, n_cols, gamma, band, with_lengths):
     x, y, lengths, upstream = _case(n_rows * 100 + n_cols, batch, n_rows, n_cols)
     cost = kernels.squared_euclidean(x, y)
     if with_lengths:  # padding holds anything: it must not leak into the answer
@@ -46,7 +46,7 @@ def test_torch_backend_equals_the_naive_loops(batch, n_rows, n_cols, gamma, band
                   & (torch.arange(n_cols)[None, None, :] < lengths[:, 1:, None]))
         cost = torch.where(inside, cost, torch.full_like(cost, 1e30))
     kw = dict(gamma=gamma, band=band, lengths=lengths if with_lengths else None)
-    value, grad = _value_and_grad(cost, upstream, backend="torch", **kw)
+    value, grad = _value_and_grad(cost, upstream, backend="cpu", **kw)
     want, want_grad = _value_and_grad(cost, upstream, backend="naive", **kw)
     assert torch.isfinite(value).all()
     torch.testing.assert_close(value, want, rtol=0, atol=1e-10)
@@ -115,11 +115,11 @@ def _tslearn_band_cost(cost, radius):
 def test_values_and_alignments_equal_tslearns(batch, n_rows, n_cols, gamma, band):
     """Per pair (and per-pair lengths: tslearn on the sequences cut to them): the value equals
     tslearn.metrics.soft_dtw and the gradient with respect to the cost its expected alignment
-    (SoftDTW.grad), to 1e-10. (The naive loops equal the torch backend: the test above.)"""
+    (SoftDTW.grad), to 1e-10. (The naive loops equal the cpu backend: the test above.)"""
     metrics = _tslearn()
     from tslearn.metrics.softdtw_variants import SoftDTW
     x, y, lengths, _ = _case(7 * n_rows + n_cols, batch, n_rows, n_cols)
-    for backend in ("torch",):
+    for backend in ("cpu",):
         for cut in (None, lengths):
             cost = kernels.squared_euclidean(x, y).detach().requires_grad_()
             value = kernels.soft_dtw_score(cost, gamma=gamma, band=band, lengths=cut, backend=backend)
@@ -146,21 +146,20 @@ def test_gamma_zero_is_dtw(batch, n_rows, n_cols, band):
     its Sakoe-Chiba constraint for a band."""
     metrics = _tslearn()
     x, y, _, _ = _case(3 * n_rows + n_cols, batch, n_rows, n_cols)
-    value = kernels.soft_dtw_sequences(x, y, gamma=0.0, band=band)
+    value = kernels.SoftDTW(gamma=0.0, band=band)(x, y)
     for b in range(batch):
         constraint = {} if band is None else dict(global_constraint="sakoe_chiba", sakoe_chiba_radius=band)
         want = metrics.dtw(x[b].numpy(), y[b].numpy(), **constraint) ** 2
         assert abs(value[b].item() - want) <= 1e-10 * max(1.0, want)
 
 
-@pytest.mark.parametrize("backend", ["naive", "torch"])
+@pytest.mark.parametrize("backend", ["naive", "cpu"])
 @pytest.mark.parametrize("band", [None, 1])
 def test_gradcheck_through_the_sequences(backend, band):
     gen = torch.Generator().manual_seed(4)
     x = torch.randn(2, 4, 3, generator=gen, dtype=torch.float64, requires_grad=True)
     y = torch.randn(2, 5, 3, generator=gen, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b: kernels.soft_dtw_sequences(a, b, gamma=0.5, band=band,
-                                                                            backend=backend), (x, y))
+    assert torch.autograd.gradcheck(lambda a, b: kernels.SoftDTW(gamma=0.5, band=band, backend=backend)(a, b), (x, y))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
@@ -177,7 +176,7 @@ def test_low_precision_inputs_compute_in_float32(dtype):
     torch.testing.assert_close(grad.double(), want_grad, rtol=1e-2, atol=1e-3)
 
 
-@pytest.mark.parametrize("backend", ["torch", "triton"])
+@pytest.mark.parametrize("backend", ["cpu", "triton"])
 def test_second_derivatives_are_refused(backend):
     x, y, _, _ = _case(2, 2, 4, 5)
     x = x.float().to(TRITON_DEVICE if backend == "triton" else "cpu").requires_grad_()
@@ -189,7 +188,7 @@ def test_second_derivatives_are_refused(backend):
 
 @pytest.mark.parametrize("kwargs,message", [
     (dict(band=-1), "band must be None or a whole number >= 0"), (dict(band=1.5), "band must be"),
-    (dict(band=True), "band must be"), (dict(backend="cuda"), "backend must be one of auto, naive, torch, triton"),
+    (dict(band=True), "band must be"), (dict(backend="cuda"), "backend must be one of auto, naive, cpu, triton"),
     (dict(gamma=-1.0), "gamma must be a finite number >= 0"), (dict(gamma=1e-9), "is below"),
     (dict(gamma=1e300), "too large"),
 ])
@@ -201,7 +200,7 @@ def test_bad_arguments_are_one_line_errors(kwargs, message):
 
 def test_sequences_must_agree():
     with pytest.raises(ValueError, match="agree in B and D"):
-        kernels.soft_dtw_sequences(torch.rand(2, 3, 4), torch.rand(2, 5, 3))
+        kernels.SoftDTW()(torch.rand(2, 3, 4), torch.rand(2, 5, 3))
 
 
 @pytest.mark.gpu
@@ -213,7 +212,7 @@ def test_the_cuda_op_equals_pysdtw():
     gen = torch.Generator().manual_seed(9)
     x = torch.randn(6, 40, 5, generator=gen).cuda().requires_grad_()
     y = torch.randn(6, 33, 5, generator=gen).cuda()
-    ours = kernels.soft_dtw_sequences(x, y, gamma=0.1)
+    ours = kernels.SoftDTW(gamma=0.1)(x, y)
     (ours_grad,) = torch.autograd.grad(ours.sum(), x)
     peer = pysdtw.SoftDTW(gamma=0.1, use_cuda=True)(x, y)
     (peer_grad,) = torch.autograd.grad(peer.sum(), x)
@@ -225,7 +224,7 @@ def test_the_cuda_op_equals_pysdtw():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_compiled_families_agree_with_float64_at_length():
     """Compiled on a GPU, at the rows kernels' full height (16 warps, several rows per thread) and on
-    the chunks: both families equal bit for bit, and the torch backend in float64 within float32's
+    the chunks: both families equal bit for bit, and the cpu backend in float64 within float32's
     error, with a band and with lengths."""
     gen = torch.Generator().manual_seed(10)
     x, y = torch.randn(3, 1500, 4, generator=gen).cuda(), torch.randn(3, 1100, 4, generator=gen).cuda()
@@ -239,7 +238,7 @@ def test_compiled_families_agree_with_float64_at_length():
                 runs.append(_value_and_grad(cost, upstream, gamma=1.0, band=band, lengths=cut, backend="triton"))
         assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
         want, want_grad = _value_and_grad(cost.double(), upstream.double(), gamma=1.0, band=band, lengths=cut,
-                                          backend="torch")
+                                          backend="cpu")
         torch.testing.assert_close(runs[0][0].double(), want, rtol=1e-4, atol=1e-2)
         torch.testing.assert_close(runs[0][1].double(), want_grad, rtol=1e-3, atol=1e-3)
 
@@ -251,6 +250,69 @@ def test_float32_sequences_far_from_the_origin_keep_their_digits():
     for offset in (100.0, 1000.0):
         x = offset + 0.01 * torch.randn(4, 30, 3, generator=gen, dtype=torch.float64)
         y = offset + 0.01 * torch.randn(4, 23, 3, generator=gen, dtype=torch.float64)
-        want = kernels.soft_dtw_sequences(x, y, gamma=0.01)
-        got = kernels.soft_dtw_sequences(x.float(), y.float(), gamma=0.01)
+        want = kernels.SoftDTW(gamma=0.01)(x, y)
+        got = kernels.SoftDTW(gamma=0.01)(x.float(), y.float())
         torch.testing.assert_close(got.double(), want, rtol=1e-3, atol=1e-6)
+
+
+def _divergence_reference(x, y, gamma, lengths, band):
+    """The three-call formula, pair by pair on the sequences cut to their lengths, float64."""
+    out = []
+    for b in range(x.shape[0]):
+        n, m = lengths[b].tolist()
+        xb, yb = x[b:b + 1, :n], y[b:b + 1, :m]
+
+        def sdtw(p, q):
+            return kernels.soft_dtw_score(kernels.squared_euclidean(p, q), gamma=gamma, band=band, backend="naive")
+        out.append(sdtw(xb, yb) - (sdtw(xb, xb) + sdtw(yb, yb)) / 2)
+    return torch.cat(out)
+
+
+@pytest.mark.parametrize("band", [None, 2])
+def test_the_divergence_is_the_three_call_formula_zero_at_x_and_non_negative(band):
+    """normalize=True: equal to sdtw(x, y) - (sdtw(x, x) + sdtw(y, y)) / 2 to 1e-12 in float64 for
+    N != M with per-pair lengths and a band (values and gradients); 0 for x = y; non-negative on random
+    squared-Euclidean inputs (without a band)."""
+    gen = torch.Generator().manual_seed(31)
+    x = torch.randn(3, 7, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(3, 5, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([[7, 5], [4, 2], [1, 5]])
+    loss = kernels.SoftDTW(gamma=0.3, normalize=True, band=band)
+    got = loss(x, y, lengths)
+    want = _divergence_reference(x, y, 0.3, lengths, band)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    upstream = torch.randn(3, generator=gen, dtype=torch.float64)
+    for g, w in zip(torch.autograd.grad((got * upstream).sum(), (x, y)),
+                    torch.autograd.grad((want * upstream).sum(), (x, y))):
+        torch.testing.assert_close(g, w, rtol=0, atol=1e-12)
+    assert loss(x, x).abs().max() <= 1e-12
+    if band is None:
+        for seed in range(5):
+            gen.manual_seed(seed)
+            a = torch.randn(8, 6, 3, generator=gen, dtype=torch.float64)
+            b = torch.randn(8, 9, 3, generator=gen, dtype=torch.float64) * 2
+            assert (kernels.SoftDTW(gamma=1.0, normalize=True)(a, b) >= -1e-12).all()
+
+
+def test_the_module_takes_any_cost_and_compiles_whole():
+    """A cost callable [B, N, D] x [B, M, D] -> [B, N, M] (here the L1 distance); a wrong shape is a
+    one-line error; the divergence compiles with fullgraph=True and equals eager."""
+    def l1(a, b):
+        return (a[:, :, None] - b[:, None]).abs().sum(-1)
+
+    gen = torch.Generator().manual_seed(32)
+    x = torch.randn(2, 6, 3, generator=gen, requires_grad=True)
+    y = torch.randn(2, 4, 3, generator=gen)
+    loss = kernels.SoftDTW(gamma=0.5, normalize=True, cost=l1)
+    want = loss(x, y)
+    torch.testing.assert_close(want, kernels.soft_dtw_score(l1(x, y), gamma=0.5) - (
+        kernels.soft_dtw_score(l1(x, x), gamma=0.5) + kernels.soft_dtw_score(l1(y, y), gamma=0.5)) / 2)
+    torch._dynamo.reset()
+    compiled = torch.compile(loss, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(x, y), want, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"cost\(x, y\) must be a tensor of shape \[B, N, M\] = \[2, 6, 4\]"):
+        kernels.SoftDTW(cost=lambda a, b: a.sum(-1))(x, y)
+    with pytest.raises(ValueError, match="cost must be None or a callable"):
+        kernels.SoftDTW(cost="l1")
+    with pytest.raises(ValueError, match="gamma must be a number, got True"):
+        kernels.SoftDTW(gamma=True)
