@@ -9,9 +9,10 @@ CPU, ours beside the field's CPU peers, on the same sequences (D = 8, gamma = 1,
 
 Each implementation's values and gradients are checked against ours first (to 1e-3 of the largest
 entry: the peers' losses pass their tables through float32; ours equals tslearn's float64 SoftDTW
-class to 1e-12). Times are the minimum
-over R repetitions, each running every implementation once, in turn; torch's and numba's threads
-are both set to N (default: torch's). A peer that is not installed is left out. Prints a Markdown
+class to 1e-12). Times are the minimum over R repetitions of each implementation, run back to back
+(with more than one thread, a run right after another implementation's shares the cores with that
+one's worker threads, which keep spinning a while after their parallel loops); torch's and numba's
+threads are both set to N (default: torch's). A peer that is not installed is left out. Prints a Markdown
 table and writes bench/results/sdtw-cpu-<N>-threads.json.
 """
 import argparse
@@ -91,8 +92,8 @@ def measure(grid, threads, repeats):
                 if got is not None and (got.double() - want).abs().max() > 1e-3 * max(1.0, want.abs().max()):
                     raise AssertionError(f"{name}: its {what} differs from ours at B = {batch}, N = {length}")
         best = {name: float("inf") for name in runs}
-        for _ in range(repeats):
-            for name, run in runs.items():
+        for name, run in runs.items():
+            for _ in range(repeats):
                 start = time.perf_counter()
                 run()
                 best[name] = min(best[name], 1e3 * (time.perf_counter() - start))
