@@ -2,8 +2,8 @@
 
 `python -m bench compile [--json]` compiles the kernels of every op through Triton's own compiler
 (triton.compile(ASTSource(...), target=GPUTarget("cuda", cc, 32))) for A100 (80), RTX 30 (86),
-RTX 40 / L4 (89), H100 / H200 (90) and RTX 50 (120), over the variants the API can launch: FSD and
-soft-DTW (the three-way kernels, SOFT_DTW off and on) and LCS in both families, HARD on / off,
+RTX 40 / L4 (89), H100 / H200 (90) and RTX 50 (120), over the variants the API can launch: FSD,
+soft-DTW and LCS (the shared kernels of kernels.shared.dp, the constexpr OP each op) in both families, HARD on / off,
 HAS_LENGTHS on / off (and HAS_BAND for soft-DTW), the smallest and the largest BLOCK of each family
 with their num_warps, the rows kernels at each op's prefetch depth and the deepest the API launches,
 FSD's and LCS's rows kernels also split into row bands, float32 and bfloat16 inputs; and the
@@ -29,12 +29,9 @@ TARGETS = {80: "A100", 86: "RTX 30", 89: "RTX 40 / L4", 90: "H100 / H200", 120: 
 DTYPES = {"float32": "*fp32", "bfloat16": "*bf16"}
 # The kernels compiled: (display name, module, kernel, fixed constexprs). The display names keep
 # one row per op and pass (fsd_bwd_rows, soft_dtw_fwd, ...).
-THREE_WAY = "ftcl.kernels.shared.three_way"
-LCS = "ftcl.kernels.lcs.triton_kernels"
-KERNELS = [(f"{op}_{pass_}{suffix}", module, f"{prefix}_{pass_}{suffix}_kernel", fixed)
-           for op, module, prefix, fixed in (("fsd", THREE_WAY, "three_way", {"SOFT_DTW": False, "HAS_BAND": False}),
-                                             ("soft_dtw", THREE_WAY, "three_way", {"SOFT_DTW": True}),
-                                             ("lcs", LCS, "lcs", {}))
+DP = "ftcl.kernels.shared.dp"
+KERNELS = [(f"{op}_{pass_}{suffix}", DP, f"dp_{pass_}{suffix}_kernel", {"OP": op, **fixed})
+           for op, fixed in (("fsd", {"HAS_BAND": False}), ("soft_dtw", {}), ("lcs", {"HAS_BAND": False}))
            for suffix in ("", "_rows") for pass_ in ("fwd", "bwd")]
 SKEW = ("skew", "ftcl.kernels.shared.triton", "skew_kernel", {})
 # What a parameter's name says of its type: pointers to float32 scratch and results, to integers,

@@ -1,1 +1,2 @@
-"""FSD: naive (the specification), cpu (compiled loops), triton_kernels, op (the registered operator)."""
+"""FSD: naive (the specification), cpu (compiled loops), op (the registered operator; its Triton
+kernels are kernels.shared.dp's with OP="fsd")."""

@@ -9,9 +9,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ftcl.kernels.fsd import triton_kernels as fsd_triton
 from ftcl.kernels.settings import current_settings, use_settings
-from ftcl.kernels.shared import checks, launch, registration
+from ftcl.kernels.shared import checks, dp, launch, registration
 from ftcl.kernels.shared.autograd import refuse_second_derivative
 
 
@@ -45,16 +44,12 @@ def fsd_forward(match: Tensor, gap: Tensor, gamma: float, lengths: Optional[Tens
     settings = current_settings()
     if launch.skews(match.shape, settings):
         match, gap = launch.to_diagonal_major(match, settings), launch.to_diagonal_major(gap, settings)
-    return fsd_triton.fsd_fwd(match, gap, gamma, lengths, settings, zero_table=lengths is not None)
+    return dp.dp_forward("fsd", match, gap, gamma, lengths, settings, zero_table=lengths is not None)
 
 
 @fsd_forward.register_fake
 def _(match, gap, gamma, lengths, backend):
-    if checks.resolve_backend(backend, (match, gap)) == "cpu":
-        dtype = checks.compute_dtype(match, gap)
-        return match.new_empty(match.shape[0], dtype=dtype), registration.cpu_table(match)
-    batch, n_rows, n_cols = match.shape
-    return match.new_empty(batch, dtype=torch.float32), match.new_empty(batch, n_rows * n_cols, dtype=torch.float32)
+    return registration.fake_forward(backend, (match, gap))
 
 
 @torch.library.custom_op("ftcl::fsd_backward", mutates_args=())
@@ -72,7 +67,7 @@ def fsd_backward(grad: Tensor, match: Tensor, gap: Tensor, table: Tensor, gamma:
     if skew:
         gap = launch.to_diagonal_major(gap, settings)
     outputs, written = registration.triton_gradients(gap, (match.dtype, gap.dtype), lengths, skew)
-    fsd_triton.fsd_bwd(grad, gap, table.contiguous(), gamma, lengths, settings, out=written)
+    dp.dp_backward("fsd", grad, gap, table.contiguous(), gamma, lengths, settings, *written)
     return outputs[0], outputs[1]
 
 

@@ -1,2 +1,2 @@
-"""The thresholded LCS: naive (the specification), cpu (compiled loops), triton_kernels, op (the
-registered operator)."""
+"""The thresholded LCS: naive (the specification), cpu (compiled loops), op (the registered operator;
+its Triton kernels are kernels.shared.dp's with OP="lcs")."""

@@ -7,9 +7,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from ftcl.kernels.lcs import triton_kernels as lcs_triton
 from ftcl.kernels.settings import current_settings, use_settings
-from ftcl.kernels.shared import checks, launch, registration
+from ftcl.kernels.shared import checks, dp, launch, registration
 from ftcl.kernels.shared.autograd import refuse_second_derivative
 
 
@@ -42,15 +41,13 @@ def lcs_forward(sim: Tensor, threshold: float, gamma: float, lengths: Optional[T
     settings = current_settings()
     if launch.skews(sim.shape, settings):
         sim = launch.to_diagonal_major(sim, settings)
-    return lcs_triton.lcs_fwd(sim, threshold, gamma, lengths, settings, zero_table=lengths is not None)
+    return dp.dp_forward("lcs", sim, sim, gamma, lengths, settings, threshold=threshold,
+                         zero_table=lengths is not None)
 
 
 @lcs_forward.register_fake
 def _(sim, threshold, gamma, lengths, backend):
-    if checks.resolve_backend(backend, (sim,)) == "cpu":
-        return sim.new_empty(sim.shape[0], dtype=checks.compute_dtype(sim)), registration.cpu_table(sim)
-    batch, n_rows, n_cols = sim.shape
-    return sim.new_empty(batch, dtype=torch.float32), sim.new_empty(batch, n_rows * n_cols, dtype=torch.float32)
+    return registration.fake_forward(backend, (sim,))
 
 
 @torch.library.custom_op("ftcl::lcs_backward", mutates_args=())
@@ -67,7 +64,8 @@ def lcs_backward(grad: Tensor, sim: Tensor, table: Tensor, threshold: float, gam
     if skew:
         sim = launch.to_diagonal_major(sim, settings)
     outputs, written = registration.triton_gradients(sim, (sim.dtype,), lengths, skew)
-    lcs_triton.lcs_bwd(grad, sim, table.contiguous(), threshold, gamma, lengths, settings, out=written[0])
+    dp.dp_backward("lcs", grad, sim, table.contiguous(), gamma, lengths, settings, written[0], written[0],
+                   threshold=threshold)
     return outputs[0]
 
 

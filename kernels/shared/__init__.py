@@ -1,2 +1,3 @@
-"""What the DP ops share: the door (checks), the CPU loops' threads (cpu), the Triton walk, launch
-rules and three-way kernels, the registration helpers, the refusal of second derivatives."""
+"""What the DP ops share: the door (checks), the CPU loops' threads (cpu), the Triton kernels of all three
+ops (dp) with their walk (triton) and launch rules (launch), the registration helpers, the refusal of
+second derivatives."""

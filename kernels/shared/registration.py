@@ -7,7 +7,7 @@ the autograd formula.
 """
 import torch
 
-from ftcl.kernels.shared import launch
+from ftcl.kernels.shared import checks, launch
 
 
 def returned(array, like, dtype):
@@ -15,10 +15,15 @@ def returned(array, like, dtype):
     return torch.from_numpy(array).to(device=like.device, dtype=dtype)
 
 
-def cpu_table(x):
-    """The fake of the CPU path's table: [B, N+1, M+1] float64."""
+def fake_forward(backend, inputs):
+    """The fake (values [B], table) of an op's forward on inputs [B, N, M]: the CPU path's in the
+    inputs' compute dtype with a [B, N+1, M+1] float64 table, Triton's float32 with a [B, N*M] one."""
+    x = inputs[0]
     batch, n_rows, n_cols = x.shape
-    return x.new_empty(batch, n_rows + 1, n_cols + 1, dtype=torch.float64)
+    if checks.resolve_backend(backend, inputs) == "cpu":
+        return (x.new_empty(batch, dtype=checks.compute_dtype(*inputs)),
+                x.new_empty(batch, n_rows + 1, n_cols + 1, dtype=torch.float64))
+    return x.new_empty(batch, dtype=torch.float32), x.new_empty(batch, n_rows * n_cols, dtype=torch.float32)
 
 
 def fake_gradient(x, skew):

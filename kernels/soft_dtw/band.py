@@ -1,6 +1,6 @@
 """The Sakoe-Chiba band as tslearn.metrics.sakoe_chiba_mask draws it, for tables of any shape (the
 naive specification, and compiled for the CPU loops; the Triton kernels' copy is
-kernels.shared.three_way's _inside_band)."""
+kernels.shared.dp._inside_band)."""
 
 
 def band_limits(n, m, radius):

@@ -8,9 +8,8 @@ import torch
 from torch import Tensor
 
 from ftcl.kernels.settings import current_settings, use_settings
-from ftcl.kernels.shared import checks, registration
+from ftcl.kernels.shared import checks, dp, registration
 from ftcl.kernels.shared.autograd import refuse_second_derivative
-from ftcl.kernels.soft_dtw import triton_kernels as soft_dtw_triton
 
 
 def _cpu():
@@ -39,16 +38,13 @@ def soft_dtw_forward(cost: Tensor, gamma: float, lengths: Optional[Tensor], band
         value, table = _cpu().soft_dtw_forward(cost, gamma, lengths, band)
         return (registration.returned(value, cost, checks.compute_dtype(cost)),
                 registration.returned(table, cost, torch.float64))
-    return soft_dtw_triton.soft_dtw_fwd(cost, gamma, lengths, band, current_settings(),
-                                        zero_table=lengths is not None)
+    return dp.dp_forward("soft_dtw", cost, cost, gamma, lengths, current_settings(), band=band,
+                         zero_table=lengths is not None)
 
 
 @soft_dtw_forward.register_fake
 def _(cost, gamma, lengths, band, backend):
-    if checks.resolve_backend(backend, (cost,)) == "cpu":
-        return cost.new_empty(cost.shape[0], dtype=checks.compute_dtype(cost)), registration.cpu_table(cost)
-    batch, n_rows, n_cols = cost.shape
-    return cost.new_empty(batch, dtype=torch.float32), cost.new_empty(batch, n_rows * n_cols, dtype=torch.float32)
+    return registration.fake_forward(backend, (cost,))
 
 
 @torch.library.custom_op("ftcl::soft_dtw_backward", mutates_args=())
@@ -61,8 +57,9 @@ def soft_dtw_backward(grad: Tensor, cost: Tensor, table: Tensor, gamma: float, l
         grad_cost = _cpu().soft_dtw_backward(grad, table.cpu().numpy(), gamma, lengths, band, cost.shape)
         return registration.returned(grad_cost, cost, cost.dtype)
     (grad_cost,), _ = registration.triton_gradients(cost, (cost.dtype,), lengths, False)
-    return soft_dtw_triton.soft_dtw_bwd(grad, table.contiguous(), gamma, lengths, band, current_settings(),
-                                        out=grad_cost)
+    dp.dp_backward("soft_dtw", grad, grad_cost, table.contiguous(), gamma, lengths, current_settings(), grad_cost,
+                   grad_cost, band=band)
+    return grad_cost
 
 
 @soft_dtw_backward.register_fake
