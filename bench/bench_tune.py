@@ -1,4 +1,4 @@
-"""Tuning lead (c) of the kernels issue: BLOCK and num_warps per diagonal length, forward +
+"""Launch tuning: BLOCK and num_warps per diagonal length, forward +
 backward, each configuration against the default one in the same case: the chunk kernels' BLOCK and
 num_warps (kernels.shared.launch.chunks_launch_config), the rows kernels' num_warps (their BLOCK is the
 row count rounded up to a power of two; rows_launch_config), set through kernels.configure(chunk_block=,

@@ -88,7 +88,7 @@ for stage in "${stages[@]}"; do
         kernels) run_stage kernels "$PY" -m bench kernels -k "not test_row_bands" || status=1 ;;
         step|eval|tune) run_stage "$stage" "$PY" -m bench "$stage" || status=1 ;;
         recipe) run_stage recipe "$PY" -m bench recipe --scale "${RECIPE_SCALE:-0.05}" || status=1 ;;
-        # The GPU issue's toggles: compiled steps, bf16 autocast, last.pt every 25 epochs.
+        # The recipe with the training options on: compiled steps, bf16 autocast, last.pt every 25 epochs.
         recipe-new) run_stage recipe-new "$PY" -m bench recipe --scale "${RECIPE_SCALE:-0.05}" --compile \
                         --precision bf16 --checkpoint-every 25 || status=1 ;;
         # The same with every step replayed from CUDA graphs (torch.compile's reduce-overhead mode).

@@ -96,7 +96,7 @@ def recipe_epochs(scale):
 
 
 BESIDE_TRAINING = ("evaluation: proposals + mAP", "checkpoints", "logs")
-# The GPU issue's limit on checkpoint writes: at most this share of the recipe's wall.
+# The project's limit on checkpoint writes: at most this share of the recipe's wall.
 CHECKPOINT_SHARE_LIMIT = 0.05
 
 
