@@ -33,24 +33,35 @@ def forward(sim, lengths, threshold, gamma, table, out, start, stop):
         out[p] = c[n, m]
 
 
-@cpu.cell
-def _backward_cell(args, p, i, j, n, m, adjoint, c, above, below):
-    """kernels.shared.cpu.adjoint_sweep's cell: writes grad [B, N, M] at (i, j) where matched."""
-    sim, threshold, gamma, grad = args
-    if sim[p, i - 1, j - 1] > threshold:
-        grad[p, i - 1, j - 1] = adjoint
-        above[j - 1] += adjoint
-        return
-    up, left = c[i - 1, j], c[i, j - 1]
-    if gamma == 0.0:
-        weight_up = 1.0 if up >= left else 0.0  # ties go to the upper neighbour
-    else:
-        weight_up = 1.0 / (1.0 + math.exp((left - up) / gamma))
-    above[j] += adjoint * weight_up
-    below[j - 1] += adjoint * (1.0 - weight_up)
-
-
-_backward = cpu.adjoint_sweep(_backward_cell)
+@jit
+def backward(sim, table, lengths, threshold, gamma, grad_out, grad, start, stop):
+    """grad [B, N, M] (zeros) of sum(grad_out * out), for pairs [start, stop)."""
+    n_cols = table.shape[2] - 1
+    below = np.zeros(n_cols + 1)  # adjoints of row i (pushed into from row i + 1 and from the right)
+    above = np.zeros(n_cols + 1)  # of row i - 1
+    for p in range(start, stop):
+        n, m = lengths[p, 0], lengths[p, 1]
+        c = table[p]
+        below[:] = 0.0
+        below[m] = grad_out[p]
+        for i in range(n, 0, -1):
+            above[:] = 0.0
+            for j in range(m, 0, -1):
+                adjoint = below[j]
+                if adjoint == 0.0:
+                    continue
+                if sim[p, i - 1, j - 1] > threshold:
+                    grad[p, i - 1, j - 1] = adjoint
+                    above[j - 1] += adjoint
+                    continue
+                up, left = c[i - 1, j], c[i, j - 1]
+                if gamma == 0.0:
+                    weight_up = 1.0 if up >= left else 0.0  # ties go to the upper neighbour
+                else:
+                    weight_up = 1.0 / (1.0 + math.exp((left - up) / gamma))
+                above[j] += adjoint * weight_up
+                below[j - 1] += adjoint * (1.0 - weight_up)
+            below, above = above, below
 
 
 def lcs_forward(sim, threshold, gamma, lengths):
@@ -65,7 +76,6 @@ def lcs_forward(sim, threshold, gamma, lengths):
 def lcs_backward(grad_out, sim, table, threshold, gamma, lengths):
     """d(sum(grad_out * value)) / d sim [B, N, M] float64."""
     grad = np.zeros(sim.shape)
-    cpu.run(_backward, sim.shape[0], sim.shape[1] * sim.shape[2],
-            (cpu.as_array(sim), threshold, gamma, grad), table, cpu.lengths_array(lengths, sim.shape),
-            cpu.as_array(grad_out))
+    cpu.run(backward, sim.shape[0], sim.shape[1] * sim.shape[2], cpu.as_array(sim), table,
+            cpu.lengths_array(lengths, sim.shape), threshold, gamma, cpu.as_array(grad_out), grad)
     return grad

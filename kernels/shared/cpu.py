@@ -7,7 +7,6 @@ batch holds enough work (the loops release the GIL). Tables are [B, N+1, M+1] fl
 with the border in row and column 0, so a pair is swept row by row through contiguous memory; the
 backward recomputes each cell's weights from the table and carries the adjoints in two rows.
 """
-import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -19,8 +18,6 @@ import torch
 MIN_CELLS_PER_THREAD = 1 << 15
 
 jit = numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy")
-# A cell of adjoint_sweep, compiled into the loop that calls it.
-cell = numba.njit(cache=True, nogil=True, fastmath=False, error_model="numpy", inline="always")
 
 _pool = None
 _pool_pid = None
@@ -45,62 +42,6 @@ def run(loop, batch, cells, *args):
         return
     bounds = np.linspace(0, batch, threads + 1).astype(int)
     list(_executor(threads).map(lambda k: loop(*args, bounds[k], bounds[k + 1]), range(threads)))
-
-
-def adjoint_sweep(cell):
-    """The backward loop of a DP whose cell (i, j) takes its value from (i-1, j-1), (i-1, j) and
-    (i, j-1), compiled around `cell` (a jit function, inlined): sweep(args, table, lengths, grad_out,
-    start, stop) goes, for pairs [start, stop), from (n, m) back to (1, 1) row by row and calls
-    cell(args, p, i, j, n, m, adjoint, c, above, below) on each cell whose adjoint is not 0. below
-    holds the adjoints of row i (pushed into from row i + 1 and from the right), above those of row
-    i - 1: the cell adds its pushes to above[j - 1], above[j] and below[j - 1]. c: the pair's table
-    [N+1, M+1]."""
-
-    @jit
-    def sweep(args, table, lengths, grad_out, start, stop):
-        n_cols = table.shape[2] - 1
-        below = np.zeros(n_cols + 1)
-        above = np.zeros(n_cols + 1)
-        for p in range(start, stop):
-            n, m = lengths[p, 0], lengths[p, 1]
-            c = table[p]
-            below[:] = 0.0
-            below[m] = grad_out[p]
-            for i in range(n, 0, -1):
-                above[:] = 0.0
-                for j in range(m, 0, -1):
-                    if below[j] != 0.0:
-                        cell(args, p, i, j, n, m, below[j], c, above, below)
-                below, above = above, below
-
-    return sweep
-
-
-@jit
-def soft_max(a, b, c, gamma):
-    """max_gamma(a, b, c): the first greatest at gamma = 0; NaN if any is NaN."""
-    top = a
-    if b > top or b != b:
-        top = b
-    if c > top or c != c:
-        top = c
-    if gamma == 0.0 or not (abs(top) < math.inf):
-        return top
-    # The greatest's own term is exp(0) = 1; the others' are those of the other two.
-    if top == a:
-        total = 1.0 + math.exp((b - top) / gamma) + math.exp((c - top) / gamma)
-    elif top == b:
-        total = math.exp((a - top) / gamma) + 1.0 + math.exp((c - top) / gamma)
-    else:
-        total = math.exp((a - top) / gamma) + math.exp((b - top) / gamma) + 1.0
-    return top + gamma * math.log(total)
-
-
-@jit
-def soft_min(a, b, c, gamma):
-    """min_gamma(a, b, c) = -max_gamma(-a, -b, -c): the first least at gamma = 0; NaN if any is NaN,
-    +inf if all are (every operation is soft_max's negated, so the values are the same bits)."""
-    return -soft_max(-a, -b, -c, gamma)
 
 
 def as_array(x):
