@@ -31,15 +31,19 @@ objective_arg = $(if $(OBJECTIVE),--objective $(OBJECTIVE),)
 
 install: $(STAMP)
 
-# Without a CUDA driver the CPU wheel of torch is taken (it lies on local disk here); elsewhere the
-# regular wheel. The project itself is installed editable so `python -m ...` works from anywhere.
+# Without a CUDA driver, torch's CPU build from PyTorch's CPU index (PyPI's Linux wheel is the CUDA
+# build); where that index is out of reach, the default index's torch. With a GPU, the default
+# index's. The project itself is installed editable, its tools runnable from any directory.
 $(STAMP): pyproject.toml
 	@echo "make install: creating $(VENV) and installing torch, triton and the project (about 1-2 minutes the first time)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
 		echo "make install: GPU found: torch with CUDA"; $(PY) -m pip install -q torch; \
 	else \
-		echo "make install: no GPU: torch 2.13.0 (CPU build)"; $(PY) -m pip install -q torch==2.13.0; \
+		echo "make install: no GPU: torch 2.13.0, CPU build"; \
+		$(PY) -m pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+		|| { echo "make install: PyTorch's CPU index out of reach: torch 2.13.0 from the default index"; \
+		     $(PY) -m pip install -q torch==2.13.0; }; \
 	fi
 	@echo "make install: the project and its dependencies (pip install -e '.[test]')"
 	@$(PY) -m pip install -q -e '.[test]'
@@ -76,11 +80,11 @@ data: $(if $(filter data/synthetic,$(DATA)),$(DATA)/gt.json,)
 # A stage whose best.pt exists is not trained again (delete its run directory to start over).
 train-baseline: install data
 	@if [ -e $(RUNS)/baseline/best.pt ]; then echo "$(RUNS)/baseline/best.pt exists: baseline not trained again"; else \
-		$(PY) -m train baseline --data-dir $(DATA) --run-dir $(RUNS)/baseline --device $(DEVICE) $(epochs_arg) $(objective_arg) $(seeds_arg); fi
+		$(PY) -m ftcl.train baseline --data-dir $(DATA) --run-dir $(RUNS)/baseline --device $(DEVICE) $(epochs_arg) $(objective_arg) $(seeds_arg); fi
 
 train-ftcl: train-baseline
 	@if [ -e $(RUNS)/ftcl/best.pt ]; then echo "$(RUNS)/ftcl/best.pt exists: FTCL not trained again"; else \
-		$(PY) -m train ftcl --data-dir $(DATA) --run-dir $(RUNS)/ftcl --init $(RUNS)/baseline/best.pt \
+		$(PY) -m ftcl.train ftcl --data-dir $(DATA) --run-dir $(RUNS)/ftcl --init $(RUNS)/baseline/best.pt \
 		--device $(DEVICE) $(ftcl_epochs_arg); fi
 	@echo "== baseline ($(if $(filter acm,$(OBJECTIVE)),ACM-Net alone,ACM-Net + in-batch LCS and FSD: the release's baseline objective)) =="
 	@$(PY) -m ftcl.evaluate $(RUNS)/baseline/best.pt --device $(DEVICE)

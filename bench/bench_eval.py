@@ -86,7 +86,7 @@ def test_cli_read_and_map(benchmark, split_outputs):
         pred = evaluation.load_predictions(path, gt)
         evaluation.evaluate_detection(gt.segments, pred, gt.classes, eval_data.TIOU)
 
-    benchmark.extra_info.update(stage=f"python -m evaluation work: read + mAP of {count} predictions", inputs=source)
+    benchmark.extra_info.update(stage=f"python -m ftcl.evaluation work: read + mAP of {count} predictions", inputs=source)
     benchmark.pedantic(work, rounds=5, warmup_rounds=1)
 
 

@@ -1,6 +1,5 @@
-"""`python -m evaluation` (from the checkout; anywhere: `python -m ftcl.evaluation`): see ftcl.evaluation.cli."""
-from ftcl import tool
-from ftcl.evaluation.cli import main
+"""`python -m ftcl.evaluation` (the console script ftcl-score): see ftcl.evaluation.cli."""
+from ftcl.evaluation.cli import run
 
 if __name__ == "__main__":
-    tool.run(main)
+    run()

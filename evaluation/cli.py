@@ -1,4 +1,4 @@
-"""python -m evaluation GT.json PRED.json [--subset test] [--tiou 0.1:0.9:0.1] [--json] [--per-class]
+"""python -m ftcl.evaluation GT.json PRED.json [--subset test] [--tiou 0.1:0.9:0.1] [--json] [--per-class]
 
 Detection mAP of an ActivityNet results file against ActivityNet-style ground truth. Prints a table
 (one column per tIoU, plus the averages), or with --json only the result object on stdout.
@@ -59,7 +59,7 @@ def outside_note(results, ground_truth, source, subset):
 
 
 def main(argv=None):
-    parser = tool.parser("python -m evaluation", __doc__)
+    parser = tool.parser("python -m ftcl.evaluation", __doc__)
     parser.add_argument("ground_truth", help="ActivityNet-style ground truth (e.g. gt.json)")
     parser.add_argument("predictions", help="ActivityNet results JSON ({'results': {vid: [...]}})")
     parser.add_argument("--subset", default="test", help="ground-truth subset to evaluate (default: test)")
@@ -87,3 +87,7 @@ def main(argv=None):
         print(detection_table(result, per_class=args.per_class))
     return 0
 
+
+def run():
+    """The console script: main() with the exit status, quiet on a closed pipe (tool.run)."""
+    tool.run(main)

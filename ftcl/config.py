@@ -2,7 +2,7 @@
 
 Every setting lives here and nowhere else: the model, the losses, the data loader, the test-time
 proposal procedure, the evaluation and the synthetic generator read it from a Config. A field made
-with `option(...)` is also a flag of `python -m train` (--lcs-len for lcs_len, unless it names
+with `option(...)` is also a flag of `python -m ftcl.train` (--lcs-len for lcs_len, unless it names
 another), with its help and value check: adding a hyper-parameter is one field here (and its test).
 """
 import argparse
@@ -84,7 +84,7 @@ def compile_mode_error(compile_mode, compiled):
 
 
 def option(default, help, parse=None, *, flag=None, choices=None, stage=None, on_resume=False, negate=False):
-    """A Config field that `python -m train` sets from the command line.
+    """A Config field that `python -m ftcl.train` sets from the command line.
 
     parse: argparse type of the value; flag: the flag when not --<field-name>; choices: its allowed
     values; stage: "baseline" or "ftcl" when only that stage takes it (two fields may share a flag,

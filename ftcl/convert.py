@@ -227,5 +227,10 @@ def main(argv=None):
     return 0
 
 
-if __name__ == "__main__":
+def run():
+    """The console script: main() with the exit status, quiet on a closed pipe (tool.run)."""
     tool.run(main)
+
+
+if __name__ == "__main__":
+    run()

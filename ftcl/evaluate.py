@@ -27,7 +27,7 @@ def _refuse_existing(path, flag, overwrite):
 
 def main(argv=None):
     parser = tool.parser("python -m ftcl.evaluate", __doc__)
-    parser.add_argument("checkpoint", nargs="?", help="a checkpoint of `python -m train` (e.g. runs/synthetic/ftcl/best.pt) "
+    parser.add_argument("checkpoint", nargs="?", help="a checkpoint of `python -m ftcl.train` (e.g. runs/synthetic/ftcl/best.pt) "
                                                       "or a release .pth")
     parser.add_argument("--data-dir", help="data directory (default: the one stored in the checkpoint)")
     parser.add_argument("--preset", choices=PRESETS, help="settings for a release .pth (default thumos14)")
@@ -113,5 +113,10 @@ def main(argv=None):
     return 0
 
 
-if __name__ == "__main__":
+def run():
+    """The console script: main() with the exit status, quiet on a closed pipe (tool.run)."""
     tool.run(main)
+
+
+if __name__ == "__main__":
+    run()

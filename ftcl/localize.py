@@ -74,7 +74,7 @@ def localize_files(model, config, split, device, batch_size=16, workers=1):
 
 def main(argv=None):
     parser = tool.parser("python -m ftcl.localize", __doc__)
-    parser.add_argument("checkpoint", help="a checkpoint of `python -m train` or a release .pth")
+    parser.add_argument("checkpoint", help="a checkpoint of `python -m ftcl.train` or a release .pth")
     parser.add_argument("features", nargs="+", metavar="FEATURES", help=".npy files or directories of them")
     parser.add_argument("--out", help="results JSON to write (default: stdout)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
@@ -106,5 +106,10 @@ def main(argv=None):
     return 0
 
 
-if __name__ == "__main__":
+def run():
+    """The console script: main() with the exit status, quiet on a closed pipe (tool.run)."""
     tool.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -18,8 +18,8 @@ DOCS = [README] + [ROOT / "docs" / name for name in ("install.md", "data.md", "c
 # What `make train-ftcl` runs on the synthetic set (the Makefile's defaults), before the docs' lines.
 MAKE_TRAIN_FTCL = [
     "python -m ftcl.synthetic --out data/synthetic",
-    "python -m train baseline --data-dir data/synthetic --run-dir runs/synthetic/baseline --epochs 30 --objective acm",
-    "python -m train ftcl --data-dir data/synthetic --run-dir runs/synthetic/ftcl --init runs/synthetic/baseline/best.pt "
+    "python -m ftcl.train baseline --data-dir data/synthetic --run-dir runs/synthetic/baseline --epochs 30 --objective acm",
+    "python -m ftcl.train ftcl --data-dir data/synthetic --run-dir runs/synthetic/ftcl --init runs/synthetic/baseline/best.pt "
     "--epochs 3",
 ]
 
@@ -50,8 +50,8 @@ def test_every_command_line_is_copy_pasteable():
 def test_the_make_train_ftcl_stand_in_matches_the_makefile():
     makefile = (ROOT / "Makefile").read_text()
     assert "$(PY) -m ftcl.synthetic --out $(DATA)" in makefile
-    assert "$(PY) -m train baseline --data-dir $(DATA) --run-dir $(RUNS)/baseline" in makefile
-    assert "$(PY) -m train ftcl --data-dir $(DATA) --run-dir $(RUNS)/ftcl --init $(RUNS)/baseline/best.pt" in makefile
+    assert "$(PY) -m ftcl.train baseline --data-dir $(DATA) --run-dir $(RUNS)/baseline" in makefile
+    assert "$(PY) -m ftcl.train ftcl --data-dir $(DATA) --run-dir $(RUNS)/ftcl --init $(RUNS)/baseline/best.pt" in makefile
     assert re.search(r"^EPOCHS \?= 30$", makefile, re.M) and re.search(r"^FTCL_EPOCHS \?= 3$", makefile, re.M)
     assert re.search(r"^OBJECTIVE \?= acm$", makefile, re.M) and "$(objective_arg)" in makefile
 
@@ -61,7 +61,7 @@ def _shrunk(line):
     args = shlex.split(line)
     if args[:3] == ["python", "-m", "ftcl.synthetic"]:
         args += ["--train-videos", "24", "--test-videos", "8", "--classes", "4", "--feature-dim", "16"]
-    if args[:3] == ["python", "-m", "train"]:
+    if args[:3] == ["python", "-m", "ftcl.train"]:
         if "--epochs" in args:
             args[args.index("--epochs") + 1] = "2" if "--resume" in args else "1"
         if "--resume" not in args:

@@ -2,8 +2,10 @@
 importing what they do not need."""
 import ast
 import json
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -17,8 +19,6 @@ def test_the_project_imports_its_subpackages_through_ftcl_only():
     offenders = []
     for folder in ("ftcl", *SUBPACKAGES, "bench", "tests"):
         for path in (ROOT / folder).rglob("*.py"):
-            if (ROOT / "ftcl") in path.parents and path.parent != ROOT / "ftcl":
-                continue  # the links ftcl/kernels, ... are the top-level folders again
             for node in ast.walk(ast.parse(path.read_text())):
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                     [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
@@ -38,9 +38,9 @@ def _modules_after_help(module):
 
 
 @pytest.mark.parametrize("module,unneeded", [
-    ("evaluation", {"torch", "triton", "sklearn", "pandas", "matplotlib", "scipy"}),
+    ("ftcl.evaluation", {"torch", "triton", "sklearn", "pandas", "matplotlib", "scipy"}),
     ("ftcl.evaluate", {"sklearn", "matplotlib", "triton", "scipy"}),
-    ("train", {"sklearn", "matplotlib", "scipy"}),
+    ("ftcl.train", {"sklearn", "matplotlib", "scipy"}),
 ])
 def test_help_imports_only_what_it_needs(module, unneeded):
     assert not _modules_after_help(module) & unneeded
@@ -100,3 +100,49 @@ def test_tests_and_benchmarks_use_the_kernels_public_surface():
                         and isinstance(node.value, ast.Name) and node.value.id in kernel_modules):
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value.id}.{node.attr}")
     assert not offenders, offenders
+
+
+def _tracked():
+    return subprocess.run(["git", "ls-files", "-s"], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+
+
+def test_the_wheel_holds_each_module_once_under_ftcl(tmp_path):
+    """Built from the tracked files alone: every .py of ftcl/, kernels/, train/ and evaluation/ is in
+    the wheel once, under ftcl/ (kernels/x.py as ftcl/kernels/x.py), and nothing else is; no
+    symbolic link is tracked."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    entries = [line.split(maxsplit=3) for line in _tracked().splitlines()]
+    assert not [path for mode, _, _, path in entries if mode == "120000"], "symbolic links are tracked"
+    tree = tmp_path / "tree"
+    for _, _, _, path in entries:
+        (tree / path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / path, tree / path)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                            str(tmp_path / "dist"), str(tree)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("ftcl-*.whl")
+    names = [name for name in zipfile.ZipFile(wheel).namelist() if ".dist-info/" not in name]
+    assert len(names) == len(set(names))
+    folders = {"ftcl": "ftcl", "kernels": "ftcl/kernels", "train": "ftcl/train", "evaluation": "ftcl/evaluation"}
+    expected = {folders[path.split("/")[0]] + path[len(path.split("/")[0]):] for _, _, _, path in entries
+                if path.endswith(".py") and path.split("/")[0] in folders}
+    assert set(names) == expected
+
+
+def test_the_tools_run_from_any_directory(tmp_path):
+    """python -m ftcl.<tool> --help from outside the checkout, and every console script names a
+    function that exists."""
+    for module in ("ftcl.train", "ftcl.evaluation", "ftcl.train.curves"):
+        out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True,
+                             cwd=tmp_path, timeout=120)
+        assert out.returncode == 0 and "usage:" in out.stdout, (module, out.stderr[-2000:])
+    # The installed distribution's metadata, read outside the checkout (whose own build leftovers
+    # would be found first there).
+    code = ("import importlib.metadata as m, json\n"
+            "print(json.dumps({e.name: callable(e.load()) for e in m.entry_points(group='console_scripts')"
+            " if e.name.startswith('ftcl-')}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout) == {name: True for name in ("ftcl-train", "ftcl-curves", "ftcl-evaluate", "ftcl-score",
+                                                              "ftcl-localize", "ftcl-convert", "ftcl-synthetic")}

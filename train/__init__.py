@@ -1,1 +1,1 @@
-"""Training: `python -m train baseline|ftcl --data-dir DIR --run-dir RUN ...`."""
+"""Training: `python -m ftcl.train baseline|ftcl --data-dir DIR --run-dir RUN ...`."""

@@ -1,6 +1,5 @@
-"""`python -m train` (from the checkout; anywhere: `python -m ftcl.train`): see ftcl.train.cli."""
-from ftcl import tool
-from ftcl.train.cli import main
+"""`python -m ftcl.train` (the console script ftcl-train): see ftcl.train.cli."""
+from ftcl.train.cli import run
 
 if __name__ == "__main__":
-    tool.run(main)
+    run()

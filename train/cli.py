@@ -1,4 +1,4 @@
-"""python -m train {baseline,ftcl} --data-dir DIR --run-dir RUN [options]
+"""python -m ftcl.train {baseline,ftcl} --data-dir DIR --run-dir RUN [options]
 
 baseline: ACM-Net from scratch with the FTCL release's baseline objective (ACM-Net loss + in-batch
           FSD / LCS terms; --objective acm for ACM-Net alone), 500 epochs, Adam 1e-4, batch 16.
@@ -74,7 +74,7 @@ def _help(fields):
 
 
 def build_parser():
-    parser = tool.parser("python -m train", __doc__)
+    parser = tool.parser("python -m ftcl.train", __doc__)
     parser.add_argument("kind", choices=STAGES)
     parser.add_argument("--run-dir", required=True, help="where checkpoints and logs go")
     parser.add_argument("--init", help="checkpoint to start from (required for ftcl)")
@@ -171,7 +171,7 @@ def main(argv=None):
         return 3
     except KeyboardInterrupt:
         # The run waited for the epoch end in progress: last.pt holds the last finished epoch.
-        again = f"`python -m train {args.kind} --run-dir {args.run_dir}"
+        again = f"`python -m ftcl.train {args.kind} --run-dir {args.run_dir}"
         if args.seeds:
             print(f"interrupted: continue with {again} --seeds {seeds_flag(args.seeds)} --resume` (each seed goes on "
                   f"from its last finished epoch; one with none starts over)", file=sys.stderr)
@@ -190,3 +190,7 @@ def main(argv=None):
           f"-> {Path(args.run_dir) / 'best.pt'}")
     return 0
 
+
+def run():
+    """The console script: main() with the exit status, quiet on a closed pipe (tool.run)."""
+    tool.run(main)

@@ -1,6 +1,6 @@
-"""python -m train.curves RUN [RUN ...] [--columns loss,avg0.1:0.7,cls_mAP] [--out FILE.png]
+"""python -m ftcl.train.curves RUN [RUN ...] [--columns loss,avg0.1:0.7,cls_mAP] [--out FILE.png]
 
-Training curves of one or more runs of `python -m train` from their metrics.csv: one panel per
+Training curves of one or more runs of `python -m ftcl.train` from their metrics.csv: one panel per
 column, one line per run, over epochs (a `--seeds` directory counts as its seed-K runs). Epochs that
 were not evaluated (--eval-every) leave gaps in the mAP columns; epochs a run sat at chance (the
 plateau column) are marked with x. Writes RUN/curves.png for one run;
@@ -29,7 +29,7 @@ def run_metrics(paths):
         found = [path] if (path / "metrics.csv").is_file() else sorted(
             p.parent for p in path.glob("seed-*/metrics.csv"))
         if not found:
-            raise CurvesError(f"{path}: no metrics.csv (not a run directory of python -m train)")
+            raise CurvesError(f"{path}: no metrics.csv (not a run directory of python -m ftcl.train)")
         for run in found:
             try:
                 frame = pd.read_csv(run / "metrics.csv")
@@ -72,8 +72,8 @@ def curves_figure(runs, columns):
 
 
 def main(argv=None):
-    parser = tool.parser("python -m train.curves", __doc__)
-    parser.add_argument("runs", nargs="+", metavar="RUN", help="run directories of python -m train")
+    parser = tool.parser("python -m ftcl.train.curves", __doc__)
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="run directories of python -m ftcl.train")
     parser.add_argument("--columns", default=",".join(DEFAULT_COLUMNS),
                         help=f"comma list of metrics.csv columns, one panel each (default {','.join(DEFAULT_COLUMNS)})")
     parser.add_argument("--out", help="PNG to write (default RUN/curves.png for one run)")
@@ -101,5 +101,10 @@ def main(argv=None):
     return 0
 
 
-if __name__ == "__main__":
+def run():
+    """The console script: main() with the exit status, quiet on a closed pipe (tool.run)."""
     tool.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -599,7 +599,7 @@ def resumed_config(run_dir, kind, changes=None):
     if "config" not in ckpt or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: no stored config; cannot resume")
     if ckpt.get("kind") != kind:
-        raise CheckpointError(f"{path}: a {ckpt.get('kind')} run, not {kind}; resume it with `python -m train "
+        raise CheckpointError(f"{path}: a {ckpt.get('kind')} run, not {kind}; resume it with `python -m ftcl.train "
                               f"{ckpt.get('kind')} --resume`")
     changes = changes or {}
     epochs = changes.get("ftcl_epochs" if kind == "ftcl" else "epochs")

@@ -1,4 +1,4 @@
-"""python -m evaluation: tables, JSON, one-line errors."""
+"""python -m ftcl.evaluation: tables, JSON, one-line errors."""
 import json
 import os
 import subprocess
@@ -72,7 +72,7 @@ def test_predictions_outside_the_subset_are_false_positives_and_noted(small_file
 
 
 def test_a_reader_that_stops_early_ends_the_tool_without_a_traceback(small_files):
-    """`python -m evaluation ... | head -1`: the pipe is closed before the first write here."""
+    """`python -m ftcl.evaluation ... | head -1`: the pipe is closed before the first write here."""
     gt_path, pred_path, _ = small_files
     read_end, write_end = os.pipe()
     os.close(read_end)

@@ -1,4 +1,4 @@
-"""python -m train: flags, exit codes, --resume, interrupts."""
+"""python -m ftcl.train: flags, exit codes, --resume, interrupts."""
 import json
 import shutil
 import subprocess
@@ -150,12 +150,12 @@ def test_an_init_from_another_preset_says_which_to_add(tiny_data, tmp_path, caps
 
 @pytest.mark.slow
 def test_cli_runs_in_a_subprocess_with_exit_codes(tiny_data, tmp_path):
-    run = subprocess.run([sys.executable, "-m", "train", "baseline", "--data-dir", str(tiny_data), "--run-dir",
+    run = subprocess.run([sys.executable, "-m", "ftcl.train", "baseline", "--data-dir", str(tiny_data), "--run-dir",
                           str(tmp_path / "run"), "--epochs", "1", "--sample-snippets", "32", "--batch-size", "4",
                           "--no-progress"], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert "done: 1 epochs" in run.stdout
-    bad = subprocess.run([sys.executable, "-m", "train", "baseline", "--data-dir", str(tmp_path / "nope"),
+    bad = subprocess.run([sys.executable, "-m", "ftcl.train", "baseline", "--data-dir", str(tmp_path / "nope"),
                           "--run-dir", str(tmp_path / "run2")], capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "data directory not found" in bad.stderr
     out = subprocess.run([sys.executable, "-m", "ftcl.evaluate", str(tmp_path / "run" / "last.pt"), "--json"],

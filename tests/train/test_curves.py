@@ -1,4 +1,4 @@
-"""python -m train.curves: the plotted lines are the runs' metrics.csv values; bad input is one line."""
+"""python -m ftcl.train.curves: the plotted lines are the runs' metrics.csv values; bad input is one line."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -61,7 +61,7 @@ def test_cli_writes_the_png_and_never_replaces_a_named_file(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case,message", [
-    ("not-a-run", "no metrics.csv (not a run directory of python -m train)"),
+    ("not-a-run", "no metrics.csv (not a run directory of python -m ftcl.train)"),
     ("header-only", "no epochs recorded yet"),
     ("unknown-column", "--columns: 'nope' is not a column of"),
 ])

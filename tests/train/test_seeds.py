@@ -1,4 +1,4 @@
-"""python -m train --seeds: one baseline per seed, a summary, the best linked."""
+"""python -m ftcl.train --seeds: one baseline per seed, a summary, the best linked."""
 import json
 
 import numpy as np
