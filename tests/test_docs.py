@@ -83,16 +83,24 @@ def test_synthetic_command_lines_run_as_written(tmp_path):
         assert "Traceback" not in run.stderr, line
 
 
-@pytest.mark.parametrize("target", ["train-ftcl", "test", "test-fast", "bench"])
+@pytest.mark.parametrize("target", ["train-ftcl", "train-baseline", "test", "test-fast", "bench"])
 def test_make_targets_named_in_the_docs_exist(target):
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(rf"^{target}:", makefile, re.M)
 
 
+def test_the_docs_index_names_every_page():
+    index = (ROOT / "docs" / "README.md").read_text()
+    pages = sorted(str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md") if p.name != "README.md")
+    assert [page for page in pages if f"]({page})" not in index] == []
+
+
 def test_docs_link_only_to_files_that_exist():
-    for path in DOCS + [ROOT / "CHANGELOG.md", ROOT / "bench" / "RESULTS.md"]:
+    for path in DOCS + [ROOT / "docs" / "README.md", ROOT / "CHANGELOG.md", ROOT / "bench" / "RESULTS.md"]:
         for name in re.findall(r"(?<![\w/])((?:docs|bench|tests)/[\w/.-]+\.(?:md|py|sh))\b", path.read_text()):
             assert (ROOT / name).exists(), f"{path.name} names {name}"
+        for link in re.findall(r"\]\(([\w/.-]+\.md)\)", path.read_text()):
+            assert (path.parent / link).exists(), f"{path.name} links {link}"
 
 
 def test_the_readme_is_for_users():
