@@ -23,7 +23,9 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ProposalConfig:
-    """Test-time settings; defaults are the release's THUMOS14 ones (ftcl.config.Config holds them)."""
+    """Test-time settings, and the features' time scale (frames per snippet, fps); the defaults are
+    the release's THUMOS14 ones. The one definition of each: ftcl.config.Config holds one as its
+    `proposals` (with the ActivityNet preset's values)."""
 
     class_threshold: float = 0.25
     upscale: int = 20

@@ -1,7 +1,8 @@
 """Configuration: one dataclass whose defaults are the release's THUMOS14 recipe, plus presets.
 
-Every setting lives here and nowhere else: the model, the losses, the data loader, the test-time
-proposal procedure, the evaluation and the synthetic generator read it from a Config. A field made
+Every setting lives here and nowhere else: the model, the losses, the data loader, the evaluation
+and the synthetic generator read it from a Config. The test-time proposal procedure's settings are
+evaluation's own object (ftcl.evaluation.ProposalConfig), held as Config.proposals. A field made
 with `option(...)` is also a flag of `python -m ftcl.train` (--lcs-len for lcs_len, unless it names
 another), with its help and value check: adding a hyper-parameter is one field here (and its test).
 """
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ftcl import tool
+from ftcl.evaluation import ProposalConfig
 
 OBJECTIVES = ("release", "acm")
 PAIR_SETS = ("release", "in-batch")
@@ -59,8 +61,9 @@ def _gamma(text):
 _ACTIVITYNET = dict(
     sample_snippets=75, embedding_dropout=True, topk_divisors=(2, 10, 10), weight_decay=1e-3,
     branch_weights=(5.0, 1.0, 1.0), lambda_guide=5e-3, lambda_feat=5e-5, lambda_sparse=0.0,
-    cls_threshold=0.10, cas_thresholds=(0.005, 0.01, 0.015, 0.02), att_thresholds=(0.005, 0.01, 0.015, 0.02),
-    oic_outer_ratio=0.15, oic_video_score_weights=(0.0, 0.25), oic_score_mix=(0.7, 0.3), nms_iou=0.90,
+    proposals=ProposalConfig(class_threshold=0.10, cas_thresholds=(0.005, 0.01, 0.015, 0.02),
+                             att_thresholds=(0.005, 0.01, 0.015, 0.02), outer_ratio=0.15,
+                             video_score_weights=(0.0, 0.25), score_mix=(0.7, 0.3), nms_iou=0.90),
     tiou=_arange(0.5, 1.0, 0.05), selection_average="0.5:0.95",
     eval_every=2, epochs=1000, batch_size=64, objective="acm")
 
@@ -113,8 +116,6 @@ class Config:
     # Data and model (ACM-Net).
     sample_snippets: int = option(750, "snippets sampled per video (training: strided random; test: uniform, "
                                        "capped)", tool.positive_int)
-    frames_per_snippet: int = 16  # the features' time scale: one row per 16 frames ...
-    fps: int = 25  # ... of video decoded at 25 fps
     dropout: float = 0.7
     embedding_dropout: bool = False  # ActivityNet: dropout before the embedding and the attention
     topk_divisors: tuple = (8, 3, 3)  # instance, context, background: k = max(T // divisor, 1)
@@ -186,21 +187,15 @@ class Config:
     pairs: str = option("release", "release (the label-matched pair set) or in-batch (the baseline's pairs "
                                    "within each batch of videos)", choices=PAIR_SETS, stage="ftcl")
 
-    # Test-time localisation (the release's procedure; see evaluation/proposals.py).
-    cls_threshold: float = 0.25
-    upscale: int = 20
-    cas_thresholds: tuple = _arange(0.15, 0.25, 0.05)  # 0.15, 0.20
-    att_thresholds: tuple = _arange(0.15, 1.00, 0.05)  # 0.15 ... 0.95
-    oic_outer_ratio: float = 0.2  # outer flank length / proposal length, each side
-    oic_video_score_weights: tuple = (0.0, 0.0)  # gamma of the CAS runs, of the attention runs
-    oic_score_mix: tuple = (1.0, 0.0)  # runs are scored on mix[0] * CAS + mix[1] * attention
-    nms_iou: float = 0.55
+    # Test-time localisation (the release's procedure, and the features' time scale: evaluation's
+    # ProposalConfig); its class_threshold also decides training's accuracy.
+    proposals: ProposalConfig = field(default_factory=ProposalConfig)
     tiou: tuple = _arange(0.1, 1.0, 0.1)
     selection_average: str = "0.1:0.7"  # best.pt is chosen on this average mAP
 
     @property
     def seconds_per_snippet(self):
-        return self.frames_per_snippet / self.fps
+        return self.proposals.frames_per_snippet / self.proposals.fps
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -214,10 +209,28 @@ class Config:
             data = {**data, "ftcl_branch_weights": data["branch_weights"]}
         kwargs = {}
         for key, value in data.items():
-            if key in names:
+            if key in names and key != "proposals":
                 default = names[key].default
                 kwargs[key] = tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
+        # Written before the proposal settings had their own object, they stood flat under other names.
+        proposals = {new: data[old] for old, new in _FLAT_PROPOSAL_KEYS.items() if old in data}
+        proposals.update(data.get("proposals") or {})
+        kwargs["proposals"] = _as_dataclass(ProposalConfig, proposals)
         return cls(**kwargs)
+
+
+# Config keys of the proposal settings before Config.proposals, and their ProposalConfig names.
+_FLAT_PROPOSAL_KEYS = {"cls_threshold": "class_threshold", "upscale": "upscale", "cas_thresholds": "cas_thresholds",
+                       "att_thresholds": "att_thresholds", "oic_outer_ratio": "outer_ratio",
+                       "oic_video_score_weights": "video_score_weights", "oic_score_mix": "score_mix",
+                       "nms_iou": "nms_iou", "frames_per_snippet": "frames_per_snippet", "fps": "fps"}
+
+
+def _as_dataclass(cls, data):
+    """cls from a JSON dict: unknown keys ignored, lists back to tuples where the default is one."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    return cls(**{key: tuple(value) if isinstance(fields[key].default, tuple) and isinstance(value, list) else value
+                  for key, value in data.items() if key in fields})
 
 
 def options():

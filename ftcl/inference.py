@@ -5,6 +5,7 @@ Test videos are run in padded batches (videos of similar length together); the o
 in one copy; proposals, NMS and mAP are ftcl.evaluation's. Outputs can be saved per video (.npz) and
 scored again without the model.
 """
+import dataclasses
 import functools
 import json
 import sys
@@ -20,7 +21,7 @@ from ftcl import evaluation, tool
 from ftcl.checkpoint import FORMAT, CheckpointError, load_checkpoint, load_weights, state_dimensions
 from ftcl.config import Config, preset
 from ftcl.data import DataError, load_dataset, read_ground_truth, require_same_data, uniform_sample
-from ftcl.evaluation import ProposalConfig, VideoOutput
+from ftcl.evaluation import VideoOutput
 from ftcl.evaluation.io import class_names
 from ftcl.model import ACMNet
 
@@ -50,11 +51,7 @@ class Evaluation:
 
 def proposal_config(config, fixed_nms=False):
     """The test-time procedure's settings of a Config."""
-    return ProposalConfig(class_threshold=config.cls_threshold, upscale=config.upscale,
-                          cas_thresholds=tuple(config.cas_thresholds), att_thresholds=tuple(config.att_thresholds),
-                          outer_ratio=config.oic_outer_ratio, video_score_weights=tuple(config.oic_video_score_weights),
-                          score_mix=tuple(config.oic_score_mix), nms_iou=config.nms_iou, fixed=fixed_nms,
-                          frames_per_snippet=config.frames_per_snippet, fps=config.fps)
+    return dataclasses.replace(config.proposals, fixed=fixed_nms)
 
 
 @dataclass

@@ -52,7 +52,7 @@ def plot_videos(path, evaluation_, ground_truth, config, videos, top=5):
     for vid in videos:
         out = evaluation_.outputs[vid]
         seconds = np.arange(len(out.attention)) * config.seconds_per_snippet * out.original_snippets / len(out.attention)
-        classes = evaluation.proposals.predicted_classes(out.video_scores, config.cls_threshold)
+        classes = evaluation.proposals.predicted_classes(out.video_scores, config.proposals.class_threshold)
         fig, (ax, ax_det) = plt.subplots(2, 1, figsize=(11, 4.6), sharex=True, height_ratios=[3, 1.4])
         ax.plot(seconds, out.attention, color="black", lw=1, label="instance attention")
         for c in classes:

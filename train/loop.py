@@ -141,7 +141,7 @@ def _acm_device(model, config, features, labels):
     out = model(features)
     loss, terms = losses.acm_loss(out, labels, config)
     terms.update(lcs=loss.new_zeros(()), fsd=loss.new_zeros(()))
-    return loss, terms, _all_correct(out.scores_inst, labels, config.cls_threshold)
+    return loss, terms, _all_correct(out.scores_inst, labels, config.proposals.class_threshold)
 
 
 def _acm_step(trainer, videos):
@@ -154,7 +154,7 @@ def _in_batch_step(log_eps, rescale_lcs, stage):
         out = model(features)
         loss, terms = losses.in_batch_loss(out, labels, pairs, positive, config, log_eps=log_eps,
                                            rescale_lcs=rescale_lcs, stage=stage)
-        return loss, terms, _all_correct(out.scores_inst, labels, config.cls_threshold)
+        return loss, terms, _all_correct(out.scores_inst, labels, config.proposals.class_threshold)
 
     def step(trainer, videos):
         labels = to_device(trainer.train_split.labels[videos], trainer.device)
@@ -168,7 +168,7 @@ def _in_batch_step(log_eps, rescale_lcs, stage):
 def _release_pair_device(model, config, features, labels):
     out = model(features)
     loss, terms = losses.ftcl_loss(out, labels, config)
-    correct_a, correct_b = _all_correct(out.scores_inst, labels, config.cls_threshold).view(2, -1).unbind(0)
+    correct_a, correct_b = _all_correct(out.scores_inst, labels, config.proposals.class_threshold).view(2, -1).unbind(0)
     return loss, terms, correct_a & correct_b
 
 

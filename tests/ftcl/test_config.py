@@ -94,3 +94,31 @@ def test_help_lists_every_flag(kind, capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert all(flag in out for flag in train_cli.config_flags())
+
+
+def test_the_proposal_settings_have_one_definition():
+    """Config holds evaluation's ProposalConfig, made by its own defaults, and none of its fields
+    again; what a Config holds there is what every evaluation takes (inference.proposal_config, which
+    training's evaluation, ftcl.evaluate and ftcl.localize use)."""
+    from ftcl import evaluation, inference
+    assert not {f.name for f in dataclasses.fields(evaluation.ProposalConfig)} & {
+        f.name for f in dataclasses.fields(config.Config)}
+    assert config.Config.__dataclass_fields__["proposals"].default_factory is evaluation.ProposalConfig
+    changed = dataclasses.replace(evaluation.ProposalConfig(), class_threshold=0.61, nms_iou=0.3)
+    made = config.preset("thumos14", proposals=changed)
+    assert inference.proposal_config(made, fixed_nms=True) == dataclasses.replace(changed, fixed=True)
+    assert config.Config.from_dict(made.to_dict()).proposals == changed
+
+
+def test_a_config_from_before_the_proposal_object_keeps_its_proposal_settings():
+    """config.json and checkpoints written with the flat keys (cls_threshold, oic_score_mix, fps, ...)."""
+    new = config.preset("activitynet13")
+    old = {key: value for key, value in new.to_dict().items() if key != "proposals"}
+    flat = {"cls_threshold": "class_threshold", "upscale": "upscale", "cas_thresholds": "cas_thresholds",
+            "att_thresholds": "att_thresholds", "oic_outer_ratio": "outer_ratio",
+            "oic_video_score_weights": "video_score_weights", "oic_score_mix": "score_mix", "nms_iou": "nms_iou",
+            "frames_per_snippet": "frames_per_snippet", "fps": "fps"}
+    old.update({key: list(value) if isinstance(value, tuple) else value
+                for key, value in ((k, getattr(new.proposals, v)) for k, v in flat.items())})
+    assert config.Config.from_dict(old) == new
+    assert config.Config.from_dict(new.to_dict()) == new

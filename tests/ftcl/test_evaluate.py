@@ -110,16 +110,17 @@ def test_a_run_directory_given_as_a_checkpoint_names_its_checkpoints(data, basel
 
 
 def test_time_scale_settings_reach_the_proposals():
-    """Config.fps and frames_per_snippet set the seconds of every proposal (not literal 16 / 25);
+    """Config.proposals' fps and frames_per_snippet set the seconds of every proposal (not literal 16 / 25);
     the true-IoU NMS keeps the same proposals at any time scale (the release's "+1" does not)."""
-    from ftcl.evaluation import VideoOutput, localize
+    from ftcl.evaluation import ProposalConfig, VideoOutput, localize
     from ftcl.inference import proposal_config
     rng = np.random.default_rng(0)
     out = {"v": VideoOutput(cas=rng.random((30, 3)) * 0.5, attention=rng.random(30), video_scores=np.array([0.9, 0.05, 0.05]),
                             original_snippets=60)}
     base = localize(out, ["a", "b", "c"], proposal_config(preset("thumos14"), fixed_nms=True))["v"]
-    fast = localize(out, ["a", "b", "c"], proposal_config(preset("thumos14", fps=50), fixed_nms=True))["v"]
-    long = localize(out, ["a", "b", "c"], proposal_config(preset("thumos14", frames_per_snippet=32), fixed_nms=True))["v"]
+    fast = localize(out, ["a", "b", "c"], proposal_config(preset("thumos14", proposals=ProposalConfig(fps=50)), fixed_nms=True))["v"]
+    long = localize(out, ["a", "b", "c"], proposal_config(preset("thumos14", proposals=ProposalConfig(frames_per_snippet=32)),
+                                                              fixed_nms=True))["v"]
     assert base and len(base) == len(fast) == len(long)
     for (_, _, s, e), (_, _, s2, e2), (_, _, s3, e3) in zip(base, fast, long):
         assert (s2, e2) == pytest.approx((s / 2, e / 2)) and (s3, e3) == pytest.approx((2 * s, 2 * e))

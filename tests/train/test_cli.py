@@ -197,7 +197,7 @@ def test_activitynet_preset_end_to_end_on_an_activitynet_shaped_set(tmp_path, ca
     result = json.loads(capsys.readouterr().out)
     assert list(result["average"]) == ["0.5:0.95"] and len(result["tiou"]) == 10
     config = json.loads((tmp_path / "f" / "config.json").read_text())
-    assert config["sample_snippets"] == 75 and config["oic_score_mix"] == [0.7, 0.3] and config["nms_iou"] == 0.9
+    assert config["sample_snippets"] == 75 and config["proposals"]["score_mix"] == [0.7, 0.3] and config["proposals"]["nms_iou"] == 0.9
 
 
 def test_ctrl_c_ends_the_cli_with_a_resume_hint_and_resume_goes_on(tiny_data, tmp_path, capsys, monkeypatch):
