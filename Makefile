@@ -31,9 +31,9 @@ objective_arg = $(if $(OBJECTIVE),--objective $(OBJECTIVE),)
 
 install: $(STAMP)
 
-# Without a CUDA driver, torch's CPU build from PyTorch's CPU index (PyPI's Linux wheel is the CUDA
-# build); where that index is out of reach, the default index's torch. With a GPU, the default
-# index's. The project itself is installed editable, its tools runnable from any directory.
+# Without a CUDA driver, torch's CPU build: PyTorch's CPU index is added to pip's (its 2.13.0+cpu
+# ranks above PyPI's 2.13.0, the CUDA build on Linux); where it is out of reach, pip goes on with its
+# own index. With a GPU, the default index's torch. The project itself is installed editable, its tools runnable from any directory.
 $(STAMP): pyproject.toml
 	@echo "make install: creating $(VENV) and installing torch, triton and the project (about 1-2 minutes the first time)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,9 +41,8 @@ $(STAMP): pyproject.toml
 		echo "make install: GPU found: torch with CUDA"; $(PY) -m pip install -q torch; \
 	else \
 		echo "make install: no GPU: torch 2.13.0, CPU build"; \
-		$(PY) -m pip install -q torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
-		|| { echo "make install: PyTorch's CPU index out of reach: torch 2.13.0 from the default index"; \
-		     $(PY) -m pip install -q torch==2.13.0; }; \
+		$(PY) -m pip install -q torch==2.13.0 --extra-index-url https://download.pytorch.org/whl/cpu --retries 0 \
+			--timeout 15; \
 	fi
 	@echo "make install: the project and its dependencies (pip install -e '.[test]')"
 	@$(PY) -m pip install -q -e '.[test]'
