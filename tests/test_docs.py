@@ -108,3 +108,12 @@ def test_the_readme_is_for_users():
     assert len(text.splitlines()) <= 200
     assert "make train-ftcl" in text and "make test" in text
     assert "../shared" not in text
+
+
+def test_every_training_flag_is_in_the_cli_table():
+    """docs/cli.md's flags table names every flag of `python -m ftcl.train --help`."""
+    from ftcl.train import cli
+    flags = {option for action in cli.build_parser()._actions for option in action.option_strings
+             if option.startswith("--") and option != "--help"}
+    table = "\n".join(line for line in (ROOT / "docs" / "cli.md").read_text().splitlines() if line.startswith("| `--"))
+    assert sorted(flag for flag in flags if f"`{flag}" not in table) == []
