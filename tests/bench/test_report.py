@@ -159,8 +159,12 @@ def test_bench_cli_refuses_what_it_would_ignore(argv, message, capsys, monkeypat
     assert stop.value.code == 2 and err.count("\n") == 1 and message in err, err
 
 
-def test_a_selection_of_no_case_is_a_one_line_error(capsys):
+def test_a_selection_of_no_case_is_a_one_line_error(capsys, monkeypatch):
     from bench import cli as bench_cli
+    # The selection is collected in this process, and bench/conftest.py unsets TRITON_INTERPRET (the
+    # benchmarks run compiled kernels): unset it here, so that monkeypatch puts it back for the tests
+    # that run interpreted kernels after this one in the same worker.
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     assert bench_cli.main(["tune", "-k", "NO_MATCH"]) == 2
     err = capsys.readouterr().err
     assert err == "error: -k 'NO_MATCH' selects none of the cases of python -m bench tune\n", err
