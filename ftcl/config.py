@@ -203,20 +203,14 @@ class Config:
     @classmethod
     def from_dict(cls, data):
         """Rebuild a config, ignoring unknown keys (newer or older versions) and restoring tuples."""
-        names = {f.name: f for f in dataclasses.fields(cls)}
         if "branch_weights" in data and "ftcl_branch_weights" not in data:
             # Written before the stages had their own weights: both stages used branch_weights.
             data = {**data, "ftcl_branch_weights": data["branch_weights"]}
-        kwargs = {}
-        for key, value in data.items():
-            if key in names and key != "proposals":
-                default = names[key].default
-                kwargs[key] = tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
         # Written before the proposal settings had their own object, they stood flat under other names.
         proposals = {new: data[old] for old, new in _FLAT_PROPOSAL_KEYS.items() if old in data}
         proposals.update(data.get("proposals") or {})
-        kwargs["proposals"] = _as_dataclass(ProposalConfig, proposals)
-        return cls(**kwargs)
+        return cls(**_json_fields(cls, {key: value for key, value in data.items() if key != "proposals"}),
+                   proposals=ProposalConfig(**_json_fields(ProposalConfig, proposals)))
 
 
 # Config keys of the proposal settings before Config.proposals, and their ProposalConfig names.
@@ -226,11 +220,12 @@ _FLAT_PROPOSAL_KEYS = {"cls_threshold": "class_threshold", "upscale": "upscale",
                        "nms_iou": "nms_iou", "frames_per_snippet": "frames_per_snippet", "fps": "fps"}
 
 
-def _as_dataclass(cls, data):
-    """cls from a JSON dict: unknown keys ignored, lists back to tuples where the default is one."""
+def _json_fields(cls, data):
+    """The arguments of dataclass cls in a JSON dict: unknown keys (newer or older versions) left out,
+    lists back to tuples where the field's default is one."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    return cls(**{key: tuple(value) if isinstance(fields[key].default, tuple) and isinstance(value, list) else value
-                  for key, value in data.items() if key in fields})
+    return {key: tuple(value) if isinstance(fields[key].default, tuple) and isinstance(value, list) else value
+            for key, value in data.items() if key in fields}
 
 
 def options():
