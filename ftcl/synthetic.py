@@ -226,9 +226,7 @@ def main(argv=None):
     return 0
 
 
-def run():
-    """The console script: main() with the exit status, quiet on a closed pipe (tool.run)."""
-    tool.run(main)
+run = tool.script(main)  # the console script
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ the ending of a tool whose reader closed the pipe, and files written whole or no
 import argparse
 import contextlib
 import errno
+import functools
 import json
 import math
 import os
@@ -102,6 +103,12 @@ def run(main):
         status = 1
     sys.exit(status)
 
+
+
+def script(main):
+    """A tool's console script ([project.scripts] in pyproject.toml): run(main), called with no
+    arguments."""
+    return functools.partial(run, main)
 
 def _umask():
     mask = os.umask(0)
